@@ -1,0 +1,1 @@
+"""Pure filter and scoring functions (plus thin Beam wrappers) for instruction data."""

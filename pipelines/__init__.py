@@ -1,0 +1,1 @@
+"""Generator backends, Beam stages per algorithm, config, CLI and report."""

@@ -1,0 +1,90 @@
+"""`instructbeam` command line: run a config, or inspect a finished run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipelines.errors import InputError, RunFailed
+
+
+def _parse_set(items: list[str]) -> dict[str, object]:
+    overrides: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--set {item!r}: expected KEY=VALUE (e.g. self_instruct.max_rounds=2)")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="instructbeam",
+        description="Generate and filter instruction-tuning data on Apache Beam.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="run a recipe config; extra arguments go to Beam",
+                           epilog="Example: instructbeam run configs/self_instruct_demo.yaml")
+    run_p.add_argument("config", help="YAML config file")
+    run_p.add_argument("--output-dir", help="override output_dir from the config")
+    run_p.add_argument("--no-cache", action="store_true", help="do not read or write the "
+                       "response cache")
+    run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set self_instruct.max_rounds=2")
+    inspect_p = sub.add_parser("inspect", help="print the summary of a finished run")
+    inspect_p.add_argument("output_dir")
+    args, beam_args = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "inspect":
+            return _inspect(Path(args.output_dir))
+        if beam_args and not all(a.startswith("--") for a in beam_args):
+            parser.error(f"unexpected arguments: {' '.join(beam_args)}")
+        return _run(args, beam_args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.config import load_config
+    from pipelines.report import format_summary
+    from pipelines.run import run
+
+    overrides = _parse_set(args.set)
+    if args.output_dir:
+        overrides["output_dir"] = args.output_dir
+    if args.no_cache:
+        overrides["cache.enabled"] = False
+    cfg = load_config(args.config, overrides)
+    print(f"instructbeam: running {cfg.recipe} with {cfg.generator.backend}:"
+          f"{cfg.generator.model} -> {cfg.output_dir}", file=sys.stderr, flush=True)
+    try:
+        result = run(cfg, beam_args)
+    except RunFailed as exc:
+        from pipelines.manifest import read
+
+        out = Path(cfg.output_dir).resolve()
+        print(format_summary(read(out), out))
+        print(f"error: the run finished but failed its checks: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(result.manifest, result.output_dir))
+    return 0
+
+
+def _inspect(output_dir: Path) -> int:
+    from pipelines.manifest import read
+    from pipelines.report import format_summary
+
+    if not (output_dir / "manifest.json").exists():
+        raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
+    print(format_summary(read(output_dir), output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Our RunInference ModelHandler: one request per element, through the cache, never a batch fail.
+
+Beam's stock vLLM handlers take one fixed set of sampling arguments per step and fail a whole
+batch on one error. Ours sends each element as its own request (its own seed and sampling),
+looks it up in the response cache first, retries transport faults, and turns a final failure
+into a failed outcome for that element alone. Backends differ only in how the endpoint is
+obtained (`endpoint_for`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from pipelines.cache import ResponseCache, cache_key
+from pipelines.config import GeneratorConfig
+from pipelines.generation import (
+    GenerationFailed,
+    GenerationOutcome,
+    GenerationRequest,
+    OpenAICompatClient,
+    RetryPolicy,
+)
+
+NAMESPACE = "instructbeam"
+
+
+@dataclass(frozen=True)
+class GeneratorIdentity:
+    """What produced the text: recorded on every row and part of every cache key."""
+
+    model: str  # provenance id, e.g. HuggingFaceTB/SmolLM2-135M-Instruct
+    revision: str
+    served_name: str  # the name the endpoint serves it under
+
+
+def resolve_identity(cfg: GeneratorConfig) -> GeneratorIdentity:
+    if cfg.backend == "embedded":
+        from pipelines.embedded import EMBEDDED_MODELS, model_revision
+
+        if cfg.model not in EMBEDDED_MODELS:
+            known = ", ".join(sorted(EMBEDDED_MODELS))
+            raise ValueError(f"unknown embedded model {cfg.model!r} (known: {known})")
+        entry = EMBEDDED_MODELS[cfg.model]
+        return GeneratorIdentity(entry.hf_id, model_revision(cfg.model), cfg.model)
+    return GeneratorIdentity(cfg.model, "unversioned", cfg.model)
+
+
+def endpoint_for(cfg: GeneratorConfig) -> str:
+    """Base URL of a server for this generator: an existing one, or one we start and own."""
+    if cfg.backend == "openai":
+        assert cfg.base_url is not None
+        return cfg.base_url
+    from pipelines import vllm_server
+
+    if cfg.backend == "embedded":
+        from pipelines.embedded import materialize
+
+        model_path = str(materialize(cfg.model))
+    else:
+        model_path = cfg.model
+    spec = vllm_server.ServerSpec(
+        model=model_path, served_model_name=cfg.model, extra_args=tuple(cfg.server_args)
+    )
+    return vllm_server.get_or_start(spec).base_url
+
+
+class _Session:
+    """What load_model returns: a client bound to an endpoint, and the cache."""
+
+    def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
+                 cache: ResponseCache | None, base_url: str) -> None:
+        api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
+        self.client = OpenAICompatClient(base_url, identity.served_name, api_key=api_key,
+                                         timeout_s=cfg.timeout_s, retry=retry)
+        self.identity = identity
+        self.cache = cache
+        self.pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
+                                       thread_name_prefix="instructbeam-gen")
+
+
+class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _Session]):
+    def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
+                 cache_dir: str | None, *, endpoint: str | None = None) -> None:
+        """`endpoint` overrides how the URL is obtained (tests point it at their own server)."""
+        super().__init__()
+        self._cfg = cfg
+        self._identity = identity
+        self._cache_dir = cache_dir
+        self._endpoint = endpoint
+
+    def load_model(self) -> _Session:
+        base_url = self._endpoint or endpoint_for(self._cfg)
+        cache = ResponseCache(self._cache_dir) if self._cache_dir else None
+        return _Session(self._cfg, self._identity, cache, base_url)
+
+    def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[PredictionResult]:
+        outcomes = list(model.pool.map(lambda r: _generate_one(r, model), batch))
+        return [PredictionResult(o.request, o) for o in outcomes]
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        # Batches only bound client-side concurrency; vLLM batches across requests itself.
+        return {"min_batch_size": 1, "max_batch_size": 4 * self._cfg.max_concurrency}
+
+    def share_model_across_processes(self) -> bool:
+        return False
+
+
+def _count(stage: str, name: str, value: int = 1) -> None:
+    if value:
+        Metrics.counter(f"{NAMESPACE}/generator/{stage}", name).inc(value)
+
+
+def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:
+    stage = request.stage
+    _count(stage, "requests")
+    key = cache_key(session.identity.model, session.identity.revision, request)
+    if session.cache is not None:
+        hit = session.cache.get(key)
+        if hit is not None:
+            _count(stage, "cache_hits")
+            return GenerationOutcome(request, hit, cached=True, attempts=0)
+        _count(stage, "cache_misses")
+    try:
+        completion, attempts = session.client.generate(request)
+    except GenerationFailed as exc:
+        _count(stage, "failed")
+        _count(stage, "retries", exc.attempts - 1)
+        return GenerationOutcome(request, None, attempts=exc.attempts,
+                                 error_class=exc.kind, error_message=str(exc))
+    _count(stage, "calls")
+    _count(stage, "retries", attempts - 1)
+    _count(stage, "prompt_tokens", completion.prompt_tokens)
+    _count(stage, "completion_tokens", completion.completion_tokens)
+    if session.cache is not None:
+        session.cache.put(key, completion)
+    return GenerationOutcome(request, completion, attempts=attempts)

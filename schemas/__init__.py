@@ -1,0 +1,33 @@
+"""Record types, their Arrow schemas and reason codes: shared by every stage and writer."""
+
+from schemas.reasons import Reason
+from schemas.records import (
+    FAILURE_SCHEMA,
+    RECORD_SCHEMA,
+    REJECTED_SCHEMA,
+    SCHEMA_VERSION,
+    FailureRecord,
+    InstructionRecord,
+    RejectedRecord,
+    content_hash,
+    from_row,
+    rejected_from_row,
+    stable_id,
+    to_row,
+)
+
+__all__ = [
+    "FAILURE_SCHEMA",
+    "RECORD_SCHEMA",
+    "REJECTED_SCHEMA",
+    "SCHEMA_VERSION",
+    "FailureRecord",
+    "InstructionRecord",
+    "Reason",
+    "RejectedRecord",
+    "content_hash",
+    "from_row",
+    "rejected_from_row",
+    "stable_id",
+    "to_row",
+]

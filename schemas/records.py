@@ -1,0 +1,203 @@
+"""Record dataclasses and their Arrow schemas: the one source of truth for every shard we write.
+
+Each dataclass below has a matching `pyarrow.Schema` built from the same field table, so the
+Parquet files, the in-memory records and the tests can never drift apart (a parity test checks
+it). New features add nullable fields at the end and never rename or drop one; the
+`SCHEMA_VERSION` travels in every file's metadata and in the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+import pyarrow as pa
+
+SCHEMA_VERSION: Final = "1.0"
+
+_STRING = pa.string()
+_INT = pa.int64()
+_FLOAT = pa.float64()
+_BOOL = pa.bool_()
+
+
+@dataclass(frozen=True, slots=True)
+class InstructionRecord:
+    """One instruction (optionally with an instance: input and output) and its provenance.
+
+    `id` is unique per generated row, even when a small model repeats itself; `content_hash`
+    is the same for equal normalized text and is what deduplication keys on.
+    """
+
+    id: str
+    content_hash: str
+    recipe: str
+    stage: str
+    round: int
+    instruction: str
+    input: str = ""
+    output: str = ""
+    origin: str = "machine"  # "seed" | "machine"
+    task_id: str = ""  # the instruction this row belongs to (its own id for instruction rows)
+    is_classification: bool | None = None
+    generator: str | None = None  # model id that produced the text
+    generator_revision: str | None = None
+    prompt_ref: str | None = None  # "<algorithm>/<name>@v<N>"
+    sampling: str | None = None  # canonical JSON of the sampling parameters
+    seed: int | None = None  # per-request seed sent to the generator
+    request_id: str | None = None
+    finish_reason: str | None = None
+    rouge_l_max: float | None = None  # novelty score against the pool
+    most_similar: str | None = None  # the pool text that gave rouge_l_max
+    slot: int | None = None  # which prompt of its round produced it
+    position: int | None = None  # its place in that response
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """A produced record that a filter dropped, with the rule, reason code and deciding score."""
+
+    record: InstructionRecord
+    filter_stage: str
+    filter_name: str
+    reason: str
+    score: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    """A dead letter: an input unit (e.g. one generator request) that could not be processed."""
+
+    id: str
+    recipe: str
+    stage: str
+    round: int
+    subject_id: str  # the record or request the unit was about
+    error_class: str
+    message: str
+    attempts: int
+    generator: str | None = None
+    prompt_ref: str | None = None
+    prompt_sha256: str | None = None
+
+
+_RECORD_TYPES: Final[dict[str, pa.DataType]] = {
+    "id": _STRING,
+    "content_hash": _STRING,
+    "recipe": _STRING,
+    "stage": _STRING,
+    "round": _INT,
+    "instruction": _STRING,
+    "input": _STRING,
+    "output": _STRING,
+    "origin": _STRING,
+    "task_id": _STRING,
+    "is_classification": _BOOL,
+    "generator": _STRING,
+    "generator_revision": _STRING,
+    "prompt_ref": _STRING,
+    "sampling": _STRING,
+    "seed": _INT,
+    "request_id": _STRING,
+    "finish_reason": _STRING,
+    "rouge_l_max": _FLOAT,
+    "most_similar": _STRING,
+    "slot": _INT,
+    "position": _INT,
+}
+_REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
+    "filter_stage": _STRING,
+    "filter_name": _STRING,
+    "reason": _STRING,
+    "score": _FLOAT,
+    "detail": _STRING,
+}
+_FAILURE_TYPES: Final[dict[str, pa.DataType]] = {
+    "id": _STRING,
+    "recipe": _STRING,
+    "stage": _STRING,
+    "round": _INT,
+    "subject_id": _STRING,
+    "error_class": _STRING,
+    "message": _STRING,
+    "attempts": _INT,
+    "generator": _STRING,
+    "prompt_ref": _STRING,
+    "prompt_sha256": _STRING,
+}
+_NOT_NULL: Final = frozenset({"id", "content_hash", "recipe", "stage", "round", "instruction"})
+
+
+def _schema(types: Mapping[str, pa.DataType], kind: str) -> pa.Schema:
+    fields = [pa.field(name, typ, nullable=name not in _NOT_NULL) for name, typ in types.items()]
+    meta = {"instructbeam.schema_version": SCHEMA_VERSION, "instructbeam.kind": kind}
+    return pa.schema(fields, metadata=meta)
+
+
+RECORD_SCHEMA: Final = _schema(_RECORD_TYPES, "record")
+REJECTED_SCHEMA: Final = _schema({**_RECORD_TYPES, **_REJECTION_TYPES}, "rejected")
+FAILURE_SCHEMA: Final = _schema(_FAILURE_TYPES, "failure")
+
+ARROW_TYPES: Final = {InstructionRecord: _RECORD_TYPES, FailureRecord: _FAILURE_TYPES}
+
+
+def to_row(item: InstructionRecord | RejectedRecord | FailureRecord) -> dict[str, object]:
+    """Flatten a record into a dict keyed like its Arrow schema."""
+    if isinstance(item, RejectedRecord):
+        row = dataclasses.asdict(item.record)
+        row.update(
+            filter_stage=item.filter_stage,
+            filter_name=item.filter_name,
+            reason=item.reason,
+            score=item.score,
+            detail=item.detail,
+        )
+        return row
+    return dataclasses.asdict(item)
+
+
+T = TypeVar("T", InstructionRecord, FailureRecord)
+
+
+def from_row(cls: type[T], row: Mapping[str, object]) -> T:
+    """Rebuild a record from a row, ignoring columns a later schema version added."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in row.items() if k in names})  # type: ignore[arg-type]
+
+
+def rejected_from_row(row: Mapping[str, object]) -> RejectedRecord:
+    """Rebuild a rejection (record plus rule) from a flat rejected-shard row."""
+    return RejectedRecord(
+        record=from_row(InstructionRecord, row),
+        filter_stage=str(row["filter_stage"]),
+        filter_name=str(row["filter_name"]),
+        reason=str(row["reason"]),
+        score=row.get("score"),  # type: ignore[arg-type]
+        detail=str(row.get("detail") or ""),
+    )
+
+
+_NON_ALNUM = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Whitespace-collapsed, lower-cased text: what counts as 'the same content'."""
+    return _NON_ALNUM.sub(" ", text).strip().lower()
+
+
+def content_hash(*parts: str) -> str:
+    """Hash of the normalized text fields; equal content gives equal hashes across runs."""
+    joined = "\x1f".join(normalize_text(p) for p in parts)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:32]
+
+
+def stable_id(*parts: object) -> str:
+    """Deterministic id from (recipe, stage, round, slot, position, text, ...)."""
+    payload = json.dumps([str(p) for p in parts], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]

