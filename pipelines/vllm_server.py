@@ -277,6 +277,9 @@ class VLLMServer:
         env.setdefault("PYTHONUNBUFFERED", "1")  # so the log tail is current on failure
         env.setdefault("VLLM_NO_USAGE_STATS", "1")  # no network here and no reporting wanted
         env.setdefault("DO_NOT_TRACK", "1")
+        # vLLM renames its workers with setproctitle, which by default overwrites the
+        # environment block in /proc/<pid>/environ; keep it so the owner marker stays readable.
+        env.setdefault("SPT_NOENV", "1")
         if Path(self.spec.model).is_dir():
             # A local folder needs no hub; offline avoids slow lookups on machines without one.
             env.setdefault("HF_HUB_OFFLINE", "1")

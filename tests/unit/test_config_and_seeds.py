@@ -1,0 +1,121 @@
+"""Bad input gives one clear error naming file, line and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import load_config
+from pipelines.errors import InputError
+from pipelines.seeds import read_seed_tasks
+
+GOOD = """\
+recipe: self_instruct
+output_dir: out/x
+generator:
+  backend: embedded
+  model: smollm2-135m
+self_instruct:
+  num_instructions: 10
+  max_rounds: 2
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads(tmp_path):
+    cfg = load_config(_write(tmp_path, GOOD))
+    assert cfg.self_instruct.max_rounds == 2
+    assert cfg.self_instruct.prompts_per_round == 5  # the paper's value by default
+    assert cfg.self_instruct.instruction_sampling.stop == ("\n\n", "\n16", "16.", "16 .")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("  max_rounds: 2", "  max_round: 2"),
+         ":8: field 'self_instruct.max_round' is not a known key"),
+        (GOOD.replace("num_instructions: 10", "num_instructions: ten"),
+         ":7: field 'self_instruct.num_instructions' must be int"),
+        (GOOD.replace("max_rounds: 2", "max_rounds: 0"),
+         ":8: field 'self_instruct.max_rounds' must be in [1, 500]"),
+        (GOOD.replace("backend: embedded", "backend: llama"),
+         ":4: field 'generator.backend' must be one of"),
+        (GOOD.replace("backend: embedded", "backend: openai"),
+         "field 'generator.base_url' is required for backend 'openai'"),
+        (GOOD.replace("recipe: self_instruct\n", ""), ":1: field 'recipe' is required"),
+        ("recipe: [unclosed\n", ":2: invalid YAML"),
+        ("- just\n- a list\n", ":1: the config must be a mapping"),
+    ],
+)
+def test_bad_config_names_line_and_field(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(InputError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_missing_and_non_utf8_config(tmp_path):
+    with pytest.raises(InputError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("recipe: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        load_config(bad)
+
+
+SEED = {"id": "s1", "instruction": "Name a color.", "is_classification": False,
+        "instances": [{"input": "", "output": "Blue"}]}
+
+
+def _seed_file(tmp_path: Path, lines: list[str] | bytes) -> str:
+    path = tmp_path / "seeds.jsonl"
+    if isinstance(lines, bytes):
+        path.write_bytes(lines)
+    else:
+        path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([json.dumps(SEED), "{not json"], ":2: malformed JSON"),
+        ([json.dumps(SEED | {"instruction": 3})], ":1: field 'instruction' must be str"),
+        ([json.dumps({k: v for k, v in SEED.items() if k != "instances"})],
+         ":1: field 'instances' is missing"),
+        ([json.dumps(SEED | {"instances": [{"input": ""}]})],
+         ":1: field 'instances[0].output' is missing"),
+        ([json.dumps(SEED | {"is_classification": "no"})],
+         ":1: field 'is_classification' must be bool"),
+        ([json.dumps(SEED), json.dumps(SEED)], ":2: field 'id' repeats 's1'"),
+        ([json.dumps([1, 2])], ":1: expected a JSON object"),
+        ([""], "contains no seed tasks"),
+    ],
+)
+def test_bad_seed_files(tmp_path, lines, expected):
+    path = _seed_file(tmp_path, lines)
+    with pytest.raises(InputError) as err:
+        read_seed_tasks(path)
+    assert path in str(err.value) and expected in str(err.value)
+
+
+def test_non_utf8_and_missing_seed_files(tmp_path):
+    path = _seed_file(tmp_path, json.dumps(SEED).encode() + b"\n{\"id\": \"\xff\"}\n")
+    with pytest.raises(InputError, match=r":2: not valid UTF-8"):
+        read_seed_tasks(path)
+    with pytest.raises(InputError, match="seed file not found"):
+        read_seed_tasks(str(tmp_path / "missing.jsonl"))
+
+
+def test_builtin_seeds_load():
+    tasks = read_seed_tasks("builtin")
+    assert len(tasks) >= 40
+    assert any(t.is_classification for t in tasks)
