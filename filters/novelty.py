@@ -27,6 +27,7 @@ frequencies of the pool plus an optional ``order_hint``) and rebuilt when the po
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 from collections.abc import Iterable, Sequence
@@ -44,10 +45,8 @@ __all__ = ["NoveltyIndex", "NoveltyVerdict", "greedy_novelty"]
 # Bounds are compared against threshold - _MARGIN so that float rounding in rouge-score's
 # 2PR/(P+R) (a few 1e-16) can never turn a pruned pair into a rejecting one.
 _MARGIN = 1e-9
-# Element (token id t, occurrence k) is encoded as k << _OCC_SHIFT | t; the sort key puts the
-# frozen document frequency above it.
+# Element (token id t, occurrence k) is encoded as k << _OCC_SHIFT | t.
 _OCC_SHIFT = 40
-_DF_SHIFT = 96
 _MIN_REBUILD = 64
 
 
@@ -68,33 +67,37 @@ class NoveltyVerdict:
 
 @dataclass(slots=True)
 class _Prepared:
-    """A text tokenized once: token ids and their one-character-per-token code string."""
+    """A text tokenized once: token ids, their code string, and (cached) ordered elements."""
 
     text: str
     ids: tuple[int, ...]
     code: str | list[int]
+    elems: list[int] | None = None
+    version: int = -1  # rarity-order version ``elems`` was sorted under
 
 
 class NoveltyIndex:
     """A growing pool of texts answering "is this text novel?" exactly like rouge-score.
 
     ``check(text)`` rejects iff some pool text has rouge-score rougeL F-measure (no stemmer)
-    ``> threshold`` with ``text``; texts with no ``[a-z0-9]`` token score 0 with everything and are
-    never rejected (for a threshold >= 0). ``check`` never modifies the pool; ``add`` appends.
+    ``> threshold`` with ``text``; texts with no ``[a-z0-9]`` token score 0 with everything and
+    are never rejected. ``check`` never modifies the pool; ``add`` appends (novel or not).
 
     Score semantics of the returned ``NoveltyVerdict``:
 
     * rejected: ``score`` is the true maximum over the pool (always ``> threshold``) and
-      ``most_similar`` the earliest pool text reaching it;
-    * accepted, ``exact_scores=True``: ``score`` is the true maximum (one compiled LCS per pool
-      text, so O(pool) per check);
+      ``most_similar`` the earliest pool text reaching it (every pair that could exceed the
+      threshold is computed, so this costs nothing extra);
+    * accepted, ``exact_scores=True``: ``score`` is the true maximum, same tie rule (one compiled
+      LCS per pool text, so O(pool) per check);
     * accepted, ``exact_scores=False`` (default): ``score`` is the best score among the pairs
-      that survived pruning and were computed exactly, a lower bound of the true maximum (and
-      ``<= threshold``); 0.0 with ``most_similar=None`` when no pair needed computing.
+      that survived pruning and were computed exactly: a lower bound of the true maximum, and
+      ``<= threshold``;
+    * whenever that score is 0 (or the pool is empty): ``score=0.0``, ``most_similar=None``.
 
     ``order_hint``: texts expected later (e.g. the candidates of a greedy run); their token
-    counts shape the rarity order used by the index. Affects speed only.
-    ``prune=False`` computes every pair (used to measure what pruning saves).
+    counts shape the rarity order of the index. It affects speed only, never a decision.
+    ``prune=False`` computes every pair exactly (to measure what pruning saves).
     """
 
     def __init__(
@@ -115,14 +118,18 @@ class NoveltyIndex:
         self._vocab: dict[str, int] = {}
         self._str_codes = True  # False once the vocabulary outgrows the code-point space
         self._texts: list[str] = []
-        # Pool texts with at least one token ("slots"), in pool order.
+        # Pool texts with at least one token ("slots"), in pool order, as parallel lists.
         self._slot_pos: list[int] = []
         self._slot_ids: list[tuple[int, ...]] = []
         self._slot_code: list[str | list[int]] = []
         self._slot_len: list[int] = []
         self._len_np = np.zeros(16, dtype=np.int64)
+        # element -> sorted [(length, slot, reach)]: the texts having it in their prefix.
         self._postings: dict[int, list[tuple[int, int, int]]] = {}
-        self._bounds_cache: dict[int, tuple[int, int, int]] = {}
+        self._bounds_cache: dict[int, tuple[int, int, tuple[int, ...]]] = {}
+        self._rank: dict[int, int] = {}  # element -> position in the frozen rarity order
+        self._late = 0  # elements unseen at the last rebuild get ranks -1, -2, ... (rarest)
+        self._version = 0
         self._hint_df: dict[int, int] = {}
         self._hint_docs = 0
         for text in order_hint:
@@ -131,7 +138,6 @@ class NoveltyIndex:
                 self._hint_docs += 1
                 for e in _elements(ids):
                     self._hint_df[e] = self._hint_df.get(e, 0) + 1
-        self._df: dict[int, int] = {}
         self._next_rebuild = 0
         for text in texts:
             self._append(self._prepare(text), index=False)
@@ -144,7 +150,7 @@ class NoveltyIndex:
 
     @property
     def texts(self) -> tuple[str, ...]:
-        """The pool, in insertion order (``most_similar_index`` indexes this)."""
+        """The pool in insertion order (``most_similar_index`` indexes it); a copy."""
         return tuple(self._texts)
 
     def add(self, text: str) -> None:
@@ -163,40 +169,63 @@ class NoveltyIndex:
 
     def _prepare(self, text: str) -> _Prepared:
         ids = self._token_ids(text)
-        return _Prepared(text, ids, self._encode(ids))
-
-    def _encode(self, ids: tuple[int, ...]) -> str | list[int]:
         if self._str_codes and len(self._vocab) > rouge.MAX_CODE_IDS:
-            # Astronomically large vocabulary: switch every code to int lists (hash(i) == i,
-            # so rapidfuzz still compares exactly).
+            # Vocabulary beyond the code-point space: compare int lists instead (still exact,
+            # rapidfuzz hashes an int to itself).
             self._str_codes = False
-            self._slot_code = [list(ids_) for ids_ in self._slot_ids]
-        if self._str_codes:
-            return "".join([rouge.code_point(i) for i in ids])
-        return list(ids)
-
-    def _bounds(self, length: int) -> tuple[int, int, int]:
-        """(min partner length, max partner length, least possible need) for ``length``."""
-        cached = self._bounds_cache.get(length)
-        if cached is not None:
-            return cached
-        need = self._need
-        lo = 1
-        while need(length, lo) > lo:
-            lo += 1
-        if self._half <= 0:
-            hi = sys.maxsize
-        else:
-            hi = max(length, math.floor(length / self._half) - length + 2)
-            while need(length, hi) > length:
-                hi -= 1
-        bounds = (lo, hi, need(length, lo))
-        self._bounds_cache[length] = bounds
-        return bounds
+            self._slot_code = [list(slot_ids) for slot_ids in self._slot_ids]
+        code: str | list[int] = "".join(map(chr, ids)) if self._str_codes else list(ids)
+        return _Prepared(text, ids, code)
 
     def _need(self, la: int, lb: int) -> int:
         """Least LCS with which a pair of these lengths could score ``> threshold``."""
         return max(1, math.ceil(self._half * (la + lb)))
+
+    def _longest_partner(self, length: int, budget: int) -> int:
+        """Longest partner length ``x`` with ``need(length, x) <= budget``."""
+        limit = budget / self._half if self._half > 0 else math.inf
+        if limit > 1e15:
+            return sys.maxsize
+        x = max(0, math.floor(limit) - length + 2)
+        while self._need(length, x) > budget:
+            x -= 1
+        return x
+
+    def _bounds(self, length: int) -> tuple[int, int, tuple[int, ...]]:
+        """Length-only bounds for a text of ``length`` tokens, cached.
+
+        Returns (lo, hi, reach): partners shorter than ``lo`` or longer than ``hi`` can never
+        decide; ``len(reach)`` is the prefix length (``length - need(length, lo) + 1``), and
+        ``reach[i]`` the longest partner that can still decide when the first shared element sits
+        at position ``i`` (so that at most ``length - i`` elements are shared).
+        """
+        cached = self._bounds_cache.get(length)
+        if cached is not None:
+            return cached
+        lo = 1
+        while self._need(length, lo) > lo:
+            lo += 1
+        prefix = length - self._need(length, lo) + 1
+        reach = tuple(self._longest_partner(length, length - i) for i in range(prefix))
+        bounds = (lo, reach[0], reach)
+        self._bounds_cache[length] = bounds
+        return bounds
+
+    def _sorted_elements(self, ids: tuple[int, ...]) -> list[int]:
+        rank = self._rank
+        elems = _elements(ids)
+        for e in elems:
+            if e not in rank:
+                self._late -= 1
+                rank[e] = self._late
+        elems.sort(key=rank.__getitem__)
+        return elems
+
+    def _elements_of(self, prep: _Prepared) -> list[int]:
+        if prep.elems is None or prep.version != self._version:
+            prep.elems = self._sorted_elements(prep.ids)
+            prep.version = self._version
+        return prep.elems
 
     # -- pool maintenance ---------------------------------------------------------------------
 
@@ -213,47 +242,49 @@ class NoveltyIndex:
         if slot >= len(self._len_np):
             self._len_np = np.concatenate([self._len_np, np.zeros_like(self._len_np)])
         self._len_np[slot] = len(prep.ids)
-        if index:
-            if len(self._slot_ids) >= self._next_rebuild:
-                self._rebuild()
+        if not index or not self.prune:
+            return
+        if len(self._slot_ids) >= self._next_rebuild:
+            self._rebuild()
+            return
+        postings = self._postings
+        length = len(prep.ids)
+        elems = self._elements_of(prep)
+        for j, reach in enumerate(self._bounds(length)[2]):
+            entry = (length, slot, reach)
+            plist = postings.get(elems[j])
+            if plist is None:
+                postings[elems[j]] = [entry]
             else:
-                self._index_slot(slot)
+                bisect.insort(plist, entry)
 
     def _rebuild(self) -> None:
         """Refreeze the rarity order from current counts and re-index every pool text."""
+        self._version += 1
+        self._next_rebuild = max(_MIN_REBUILD, 2 * (len(self._slot_ids) + self._hint_docs))
+        if not self.prune:
+            return
         df = dict(self._hint_df)
         for ids in self._slot_ids:
             for e in _elements(ids):
                 df[e] = df.get(e, 0) + 1
-        self._df = df
-        self._postings = {}
-        for slot in range(len(self._slot_ids)):
-            self._index_slot(slot)
-        self._next_rebuild = max(_MIN_REBUILD, 2 * (len(self._slot_ids) + self._hint_docs))
-
-    def _sorted_elements(self, ids: tuple[int, ...]) -> list[int]:
-        df = self._df
-        elems = _elements(ids)
-        elems.sort(key=lambda e: (df.get(e, 0) << _DF_SHIFT) | e)
-        return elems
-
-    def _index_slot(self, slot: int) -> None:
-        ids = self._slot_ids[slot]
-        length = len(ids)
-        alpha = self._bounds(length)[2]
-        postings = self._postings
-        for j, e in enumerate(self._sorted_elements(ids)[: length - alpha + 1]):
-            plist = postings.get(e)
-            if plist is None:
-                postings[e] = [(slot, j, length)]
-            else:
-                plist.append((slot, j, length))
+        order = sorted(df, key=lambda e: (df[e], e))
+        self._rank = {e: r for r, e in enumerate(order)}
+        self._late = 0
+        postings: dict[int, list[tuple[int, int, int]]] = {}
+        for slot, ids in enumerate(self._slot_ids):
+            length = len(ids)
+            elems = self._sorted_elements(ids)
+            for j, reach in enumerate(self._bounds(length)[2]):
+                postings.setdefault(elems[j], []).append((length, slot, reach))
+        for plist in postings.values():
+            plist.sort()
+        self._postings = postings
 
     # -- decisions ----------------------------------------------------------------------------
 
     def _check_prepared(self, prep: _Prepared) -> NoveltyVerdict:
-        la = len(prep.ids)
-        if la == 0 or not self._slot_ids:
+        if not prep.ids or not self._slot_ids:
             return NoveltyVerdict(True, 0.0, None, None)
         if self.prune:
             best, slot = self._best_of(prep, self._candidates(prep))
@@ -268,30 +299,27 @@ class NoveltyIndex:
         return NoveltyVerdict(accepted, best, self._texts[pos], pos)
 
     def _candidates(self, prep: _Prepared) -> list[int]:
-        """Pool slots that pass the length, prefix and positional bounds (may still be far)."""
+        """Pool slots passing the length, prefix and positional bounds (unordered, unique)."""
         la = len(prep.ids)
-        lo, hi, alpha = self._bounds(la)
-        half = self._half
-        ceil = math.ceil
+        lo, _, reach = self._bounds(la)
         postings = self._postings
-        elems = self._sorted_elements(prep.ids)
+        elems = self._elements_of(prep)
         seen: set[int] = set()
         out: list[int] = []
-        for i in range(la - alpha + 1):
+        for i, top in enumerate(reach):
             plist = postings.get(elems[i])
             if plist is None:
                 continue
-            rest_a = la - i
-            for slot, j, lb in plist:
+            start = bisect.bisect_left(plist, (lo,))
+            stop = bisect.bisect_left(plist, (top + 1,))
+            for _, slot, reach_b in plist[start:stop]:
+                # An entry outside [lo, top] is skipped without being marked seen: it would be
+                # outside at every later i too, since reach only shrinks.
                 if slot in seen:
                     continue
-                seen.add(slot)  # first shared element: the positional bound below is valid
-                if lb < lo or lb > hi:
-                    continue
-                ub = lb - j if lb - j < rest_a else rest_a
-                if ub < ceil(half * (la + lb)):
-                    continue
-                out.append(slot)
+                seen.add(slot)  # first shared element: only here is the positional bound valid
+                if la <= reach_b:
+                    out.append(slot)
         return out
 
     def _best_of(self, prep: _Prepared, slots: Sequence[int]) -> tuple[float, int | None]:
@@ -301,12 +329,12 @@ class NoveltyIndex:
         codes = self._slot_code
         lens = self._slot_len
         similarity = LCSseq.similarity
-        best, best_slot = -1.0, None
+        best, best_slot = 0.0, None
         for slot in slots:
             f = rouge_l_from_counts(similarity(code, codes[slot]), la, lens[slot])
             if f > best or (f == best and best_slot is not None and slot < best_slot):
                 best, best_slot = f, slot
-        return (best, best_slot) if best_slot is not None else (0.0, None)
+        return best, best_slot
 
     def _exact_best(self, prep: _Prepared) -> tuple[float, int | None]:
         """Exact maximum over the whole pool: one compiled LCS per pool text, vectorized F."""
@@ -315,7 +343,7 @@ class NoveltyIndex:
         lcs = process.cdist([prep.code], self._slot_code, scorer=LCSseq.similarity,
                             dtype=np.int64)[0]
         lb = self._len_np[:n]
-        # The same float operations, in the same order, as rouge_score (IEEE, elementwise).
+        # The same IEEE float operations, in the same order, as rouge_score's _score_lcs.
         precision = lcs / lb
         recall = lcs / la
         denom = precision + recall
@@ -326,12 +354,12 @@ class NoveltyIndex:
 
 
 def _elements(ids: tuple[int, ...]) -> list[int]:
-    """The multiset of token ids as a set: the k-th occurrence of t becomes ``k << 40 | t``."""
-    seen: dict[int, int] = {}
+    """The token multiset as a set: the k-th occurrence of token t becomes ``k << 40 | t``."""
+    counts: dict[int, int] = {}
     out = []
     for t in ids:
-        k = seen.get(t, 0) + 1
-        seen[t] = k
+        k = counts.get(t, 0) + 1
+        counts[t] = k
         out.append((k << _OCC_SHIFT) | t)
     return out
 
@@ -345,8 +373,8 @@ def greedy_novelty(
 ) -> list[NoveltyVerdict]:
     """Self-Instruct's sequential greedy filter: decide ``candidates`` in order against ``pool``.
 
-    Each accepted candidate joins the pool before the next one is decided, exactly as the
-    paper's bootstrap loop does. Returns one verdict per candidate (see ``NoveltyIndex``).
+    Each accepted candidate joins the pool before the next one is decided, as in the paper's
+    bootstrap loop. Returns one verdict per candidate (score semantics: ``NoveltyIndex``).
     """
     index = NoveltyIndex(pool, threshold=threshold, exact_scores=exact_scores,
                          order_hint=candidates)

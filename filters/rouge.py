@@ -21,7 +21,6 @@ from rapidfuzz.distance import LCSseq
 
 __all__ = [
     "MAX_CODE_IDS",
-    "code_point",
     "encode_tokens",
     "lcs_length",
     "rouge_l",
@@ -35,10 +34,8 @@ _NON_ALPHANUM_RE = re.compile(r"[^a-z0-9]+")
 _SPACES_RE = re.compile(r"\s+")
 _VALID_TOKEN_RE = re.compile(r"^[a-z0-9]+$")
 
-# Code points available for token ids; the surrogate block is skipped so every id maps to a
-# plain code point.
-_SURROGATE_START, _SURROGATE_LEN = 0xD800, 0x800
-MAX_CODE_IDS = 0x110000 - _SURROGATE_LEN
+# Token ids become code points (lone surrogates included: rapidfuzz compares code units).
+MAX_CODE_IDS = 0x110000
 
 
 _STEMMER: Any = None
@@ -75,11 +72,6 @@ def tokenize(text: str, stem: bool = False) -> tuple[str, ...]:
     return tuple(t for t in tokens if _VALID_TOKEN_RE.match(t))
 
 
-def code_point(token_id: int) -> str:
-    """The character standing for ``token_id`` (ids ``< MAX_CODE_IDS``), skipping surrogates."""
-    return chr(token_id if token_id < _SURROGATE_START else token_id + _SURROGATE_LEN)
-
-
 def encode_tokens(tokens: Sequence[str], vocab: dict[str, int]) -> str:
     """Map tokens to one character each (extending ``vocab``), so ``rapidfuzz`` compares exactly.
 
@@ -88,7 +80,7 @@ def encode_tokens(tokens: Sequence[str], vocab: dict[str, int]) -> str:
     ids = [vocab.setdefault(t, len(vocab)) for t in tokens]
     if len(vocab) > MAX_CODE_IDS:
         raise OverflowError("vocabulary larger than the code-point space")
-    return "".join([code_point(i) for i in ids])
+    return "".join(map(chr, ids))
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:

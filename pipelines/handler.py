@@ -105,6 +105,8 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
         outcomes = list(model.pool.map(lambda r: _generate_one(r, model), batch))
+        for outcome in outcomes:  # counters only work on the bundle's thread, not the pool's
+            _count_outcome(outcome, caching=model.cache is not None)
         return [PredictionResult(o.request, o) for o in outcomes]
 
     def get_metrics_namespace(self) -> str:
@@ -123,27 +125,34 @@ def _count(stage: str, name: str, value: int = 1) -> None:
         Metrics.counter(f"{NAMESPACE}/generator/{stage}", name).inc(value)
 
 
-def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:
-    stage = request.stage
+def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
+    stage = outcome.request.stage
     _count(stage, "requests")
+    if outcome.cached:
+        _count(stage, "cache_hits")
+        return
+    if caching:
+        _count(stage, "cache_misses")
+    _count(stage, "retries", max(outcome.attempts - 1, 0))
+    if outcome.completion is None:
+        _count(stage, "failed")
+        return
+    _count(stage, "calls")
+    _count(stage, "prompt_tokens", outcome.completion.prompt_tokens)
+    _count(stage, "completion_tokens", outcome.completion.completion_tokens)
+
+
+def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:
     key = cache_key(session.identity.model, session.identity.revision, request)
     if session.cache is not None:
         hit = session.cache.get(key)
         if hit is not None:
-            _count(stage, "cache_hits")
             return GenerationOutcome(request, hit, cached=True, attempts=0)
-        _count(stage, "cache_misses")
     try:
         completion, attempts = session.client.generate(request)
     except GenerationFailed as exc:
-        _count(stage, "failed")
-        _count(stage, "retries", exc.attempts - 1)
         return GenerationOutcome(request, None, attempts=exc.attempts,
                                  error_class=exc.kind, error_message=str(exc))
-    _count(stage, "calls")
-    _count(stage, "retries", attempts - 1)
-    _count(stage, "prompt_tokens", completion.prompt_tokens)
-    _count(stage, "completion_tokens", completion.completion_tokens)
     if session.cache is not None:
         session.cache.put(key, completion)
     return GenerationOutcome(request, completion, attempts=attempts)

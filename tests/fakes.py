@@ -54,6 +54,8 @@ class ServerStats:
     requests: int = 0
     answered: int = 0
     faults: Counter = field(default_factory=Counter)
+    answered_keys: list = field(default_factory=list)  # (sha256(prompt), seed) per answer
+    unauthorized: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -122,9 +124,16 @@ def scripted_completion(prompt: str, seed: int) -> tuple[str, str]:
 
 
 class ScriptedServer:
-    def __init__(self, faults: FaultPlan | None = None, model: str = "scripted") -> None:
+    def __init__(self, faults: FaultPlan | None = None, model: str = "scripted", *,
+                 api_key: str | None = None, hold_after: int | None = None) -> None:
+        """`hold_after=K`: answer K requests, then hold every later one until `stop()`
+        (lets a test kill a client at a known point)."""
         self.faults = faults or FaultPlan()
         self.model = model
+        self.api_key = api_key
+        self.hold_after = hold_after
+        self.holding = threading.Event()
+        self._release = threading.Event()
         self.stats = ServerStats()
         self._fault_rng = random.Random(self.faults.seed)
         self._httpd: ThreadingHTTPServer | None = None
@@ -147,6 +156,16 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
+                if server.api_key and self.headers.get("Authorization") != \
+                        f"Bearer {server.api_key}":
+                    with server.stats.lock:
+                        server.stats.unauthorized += 1
+                    self._send(401, {"error": {"message": "bad key"}})
+                    return
+                if server._must_hold():
+                    server.holding.set()
+                    server._release.wait()
+                    return
                 fault = server._pick_fault()
                 if fault == "drop":
                     self.close_connection = True
@@ -160,7 +179,8 @@ class ScriptedServer:
                 if fault == "garbled":
                     self._send_raw(200, b'{"choices": [{"text": "trunc')
                     return
-                self._send(200, server._answer(body))
+                # A delayed answer arrives after the client gave up: not a completed call.
+                self._send(200, server._answer(body, completed=fault != "delay"))
 
             def _send(self, code: int, payload: dict) -> None:
                 self._send_raw(code, json.dumps(payload).encode())
@@ -179,7 +199,12 @@ class ScriptedServer:
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
 
+    def _must_hold(self) -> bool:
+        with self.stats.lock:
+            return self.hold_after is not None and self.stats.answered >= self.hold_after
+
     def stop(self) -> None:
+        self._release.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -200,11 +225,15 @@ class ScriptedServer:
                 roll -= p
             return None
 
-    def _answer(self, body: dict) -> dict:
+    def _answer(self, body: dict, completed: bool = True) -> dict:
         prompt = body.get("prompt") or body["messages"][-1]["content"]
-        text, finish = scripted_completion(prompt, int(body.get("seed") or 0))
+        seed = int(body.get("seed") or 0)
+        text, finish = scripted_completion(prompt, seed)
         with self.stats.lock:
-            self.stats.answered += 1
+            self.stats.answered += completed
+            if completed:
+                self.stats.answered_keys.append(
+                    (hashlib.sha256(prompt.encode()).hexdigest(), seed))
         return {
             "id": "cmpl-scripted", "object": "text_completion", "model": body.get("model"),
             "choices": [{"index": 0, "text": text, "finish_reason": finish}],

@@ -1,0 +1,119 @@
+"""Fault injection: an unreliable generator, a killed run, and a rerun that pays only once.
+
+The scripted server injects 500/429 answers, delays past the client timeout, dropped
+connections and garbled bodies (bounded in count); the real pipeline must finish with its
+accounting intact, every fault visible as a retry or a failed record, and a healthy rerun
+with the cache must repeat no completed call and end with the same shards as a run that never
+saw a fault.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+from conftest import ROOT
+from fakes import FaultPlan
+from helpers import read_rows, scripted_config, shard_digests
+
+from pipelines.errors import RunFailed
+from pipelines.run import run
+
+FAULTS = FaultPlan(p_500=0.08, p_429=0.08, p_delay=0.04, p_drop=0.06, p_garbled=0.06,
+                   delay_s=2.5, max_faults=60, seed=11)
+
+
+def _usage_total(manifest: dict, name: str) -> int:
+    return sum(u.get(name, 0) for u in manifest["run"]["generator_usage"].values())
+
+
+@pytest.fixture
+def healthy_reference(scripted_server, tmp_path):
+    server = scripted_server()
+    out = tmp_path / "reference"
+    run(scripted_config(server.base_url, out, tmp_path / "ref-cache"))
+    return shard_digests(out)
+
+
+def test_faults_are_retried_or_recorded_and_a_rerun_pays_only_for_failures(
+        scripted_server, tmp_path, healthy_reference):
+    flaky = scripted_server(faults=FAULTS)
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    cfg = replace(scripted_config(flaky.base_url, out, cache), max_failure_ratio=1.0)
+    cfg = replace(cfg, generator=replace(cfg.generator, timeout_s=1.0, max_attempts=2))
+    manifest = run(cfg).manifest
+
+    injected = flaky.stats.total_faults
+    assert injected > 10, flaky.stats.faults
+    assert all(c["holds"] for c in manifest["accounting"]), manifest["accounting"]
+    retries, failed = _usage_total(manifest, "retries"), _usage_total(manifest, "failed")
+    assert retries + failed == injected, (retries, failed, dict(flaky.stats.faults))
+    failures = read_rows(out, "failed")
+    assert len(failures) == failed > 0
+    assert {f["error_class"] for f in failures} <= {
+        "http_500", "http_429", "timeout", "connection_error", "invalid_body"}
+    assert all(f["attempts"] == 2 for f in failures)
+
+    healthy = scripted_server()
+    answered_before = set(flaky.stats.answered_keys)
+    rerun = run(replace(cfg, generator=replace(cfg.generator, base_url=healthy.base_url)))
+    repeated = answered_before & set(healthy.stats.answered_keys)
+    assert not repeated, f"{len(repeated)} completed calls were paid for twice"
+    assert _usage_total(rerun.manifest, "failed") == 0
+    assert _usage_total(rerun.manifest, "cache_hits") >= len(answered_before) - failed
+    assert shard_digests(out) == healthy_reference
+
+
+def test_failure_ratio_above_the_limit_fails_after_writing(scripted_server, tmp_path):
+    flaky = scripted_server(faults=FaultPlan(p_500=1.0, max_faults=10_000))
+    out = tmp_path / "out"
+    cfg = scripted_config(flaky.base_url, out, None, max_rounds=1)
+    with pytest.raises(RunFailed, match="failure ratio 1.000 > max_failure_ratio 0.05"):
+        run(cfg)
+    assert (out / "manifest.json").exists()
+    assert len(read_rows(out, "failed")) == 4
+
+
+def _cli_config(tmp_path, base_url: str, out, cache) -> str:
+    path = tmp_path / "crash.yaml"
+    path.write_text("\n".join([
+        "recipe: self_instruct", f"output_dir: {out}", "num_shards: 2",
+        "generator:", "  backend: openai", f"  base_url: {base_url}", "  model: scripted",
+        "  max_concurrency: 2", "  timeout_s: 5",
+        "self_instruct:", "  num_instructions: 30", "  prompts_per_round: 4",
+        "  max_rounds: 3", f"cache:\n  dir: {cache}"]) + "\n")
+    return str(path)
+
+
+def test_killed_runs_resume_to_the_same_output(scripted_server, tmp_path, healthy_reference):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    answered: list = []
+    for kill_after in (3, 9):  # two crash points: mid round 1, then later in the run
+        server = scripted_server(hold_after=kill_after)
+        config = _cli_config(tmp_path, server.base_url, out, cache)
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", config],
+                                cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        assert server.holding.wait(120), "the run never reached the crash point"
+        time.sleep(1.0)  # let answered calls land in the cache
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        answered += server.stats.answered_keys
+        server.stop()
+        assert not out.exists(), "a killed run must not leave a (partial) output directory"
+
+    server = scripted_server()
+    config = _cli_config(tmp_path, server.base_url, out, cache)
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", config], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(answered) == len(set(answered)), "the second attempt repeated a completed call"
+    assert not set(answered) & set(server.stats.answered_keys), "the final run repeated calls"
+    assert shard_digests(out) == healthy_reference
+    assert not list(tmp_path.glob("out.staging-*")), "stale staging directories left behind"
