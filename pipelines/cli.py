@@ -17,7 +17,8 @@ def _parse_set(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise InputError(f"--set {item!r}: expected KEY=VALUE (e.g. self_instruct.max_rounds=2)")
+            raise InputError(f"--set {item!r}: expected KEY=VALUE "
+                             "(e.g. self_instruct.max_rounds=2)")
         overrides[key] = yaml.safe_load(value)
     return overrides
 

@@ -151,7 +151,7 @@ class OpenAICompatClient:
             if exc.code in RETRYABLE_STATUS:
                 raise TransientError(kind, f"HTTP {exc.code}: {detail}") from None
             raise PermanentError(kind, f"HTTP {exc.code}: {detail}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TransientError("timeout", f"no answer within {self.timeout_s:g} s") from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError | socket.timeout):

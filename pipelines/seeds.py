@@ -1,4 +1,4 @@
-"""Read and validate seed tasks (Self-Instruct JSONL format) with errors naming file, line, field."""
+"""Read and validate seed tasks (Self-Instruct JSONL) with errors naming file, line and field."""
 
 from __future__ import annotations
 

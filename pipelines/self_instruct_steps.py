@@ -40,7 +40,7 @@ PROMPT_INPUT_FIRST = ("self_instruct", "instance_input_first", 1)
 
 
 def derive_seed(*parts: object) -> int:
-    """A 31-bit seed from named parts: RNGs and generator seeds are fixed per (stage, round, slot)."""
+    """A 31-bit seed from named parts: RNGs and request seeds are fixed per (stage, round, slot)."""
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
     return int(digest[:8], 16) & 0x7FFFFFFF
 
