@@ -32,6 +32,7 @@ import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 from rapidfuzz import process
@@ -45,8 +46,11 @@ __all__ = ["NoveltyIndex", "NoveltyVerdict", "greedy_novelty"]
 # Bounds are compared against threshold - _MARGIN so that float rounding in rouge-score's
 # 2PR/(P+R) (a few 1e-16) can never turn a pruned pair into a rejecting one.
 _MARGIN = 1e-9
-# Element (token id t, occurrence k) is encoded as k << _OCC_SHIFT | t.
+# Element (token id t, occurrence k >= 1) is encoded as (k - 1) << _OCC_SHIFT | t, so a
+# first occurrence is the token id itself.
 _OCC_SHIFT = 40
+# Below this many surviving pairs a Python loop beats one vectorized batch.
+_BATCH_MIN = 24
 _MIN_REBUILD = 64
 
 
@@ -65,6 +69,22 @@ class NoveltyVerdict:
     most_similar_index: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """Length-only facts for a text of some length L (every pair below is of that text).
+
+    ``lo``: partners shorter than this can never decide. ``reach[i]``: the longest partner
+    that can still decide when the first shared element sits at position ``i`` (at most
+    ``L - i`` shared); ``len(reach)`` is the full prefix length ``L - need(L, lo) + 1``.
+    ``short``: the prefix length ``L - need(L, L) + 1`` that suffices against partners that are
+    at least ``L`` long.
+    """
+
+    lo: int
+    reach: tuple[int, ...]
+    short: int
+
+
 @dataclass(slots=True)
 class _Prepared:
     """A text tokenized once: token ids, their code string, and (cached) ordered elements."""
@@ -72,6 +92,7 @@ class _Prepared:
     text: str
     ids: tuple[int, ...]
     code: str | list[int]
+    raw: list[int]  # elements, unordered
     elems: list[int] | None = None
     version: int = -1  # rarity-order version ``elems`` was sorted under
 
@@ -124,20 +145,17 @@ class NoveltyIndex:
         self._slot_code: list[str | list[int]] = []
         self._slot_len: list[int] = []
         self._len_np = np.zeros(16, dtype=np.int64)
-        # element -> sorted [(length, slot, reach)]: the texts having it in their prefix.
-        self._postings: dict[int, list[tuple[int, int, int]]] = {}
-        self._bounds_cache: dict[int, tuple[int, int, tuple[int, ...]]] = {}
+        # element -> (lengths, slots) sorted by length: the pool texts having the element in their
+        # short prefix (_head) or in the rest of their full prefix (_tail).
+        self._head: dict[int, tuple[list[int], list[int]]] = {}
+        self._tail: dict[int, tuple[list[int], list[int]]] = {}
+        self._bounds_cache: dict[int, _Bounds] = {}
         self._rank: dict[int, int] = {}  # element -> position in the frozen rarity order
         self._late = 0  # elements unseen at the last rebuild get ranks -1, -2, ... (rarest)
         self._version = 0
         self._hint_df: dict[int, int] = {}
         self._hint_docs = 0
-        for text in order_hint:
-            ids = self._token_ids(text)
-            if ids:
-                self._hint_docs += 1
-                for e in _elements(ids):
-                    self._hint_df[e] = self._hint_df.get(e, 0) + 1
+        self._count_hint(_elements(self._token_ids(text)) for text in order_hint)
         self._next_rebuild = 0
         for text in texts:
             self._append(self._prepare(text), index=False)
@@ -164,8 +182,12 @@ class NoveltyIndex:
     # -- preparation --------------------------------------------------------------------------
 
     def _token_ids(self, text: str) -> tuple[int, ...]:
+        tokens = tokenize(text)
         vocab = self._vocab
-        return tuple([vocab.setdefault(t, len(vocab)) for t in tokenize(text)])
+        ids = tuple(map(vocab.get, tokens))
+        if None in ids:
+            ids = tuple([vocab.setdefault(t, len(vocab)) for t in tokens])
+        return ids
 
     def _prepare(self, text: str) -> _Prepared:
         ids = self._token_ids(text)
@@ -175,7 +197,7 @@ class NoveltyIndex:
             self._str_codes = False
             self._slot_code = [list(slot_ids) for slot_ids in self._slot_ids]
         code: str | list[int] = "".join(map(chr, ids)) if self._str_codes else list(ids)
-        return _Prepared(text, ids, code)
+        return _Prepared(text, ids, code, _elements(ids))
 
     def _need(self, la: int, lb: int) -> int:
         """Least LCS with which a pair of these lengths could score ``> threshold``."""
@@ -191,14 +213,8 @@ class NoveltyIndex:
             x -= 1
         return x
 
-    def _bounds(self, length: int) -> tuple[int, int, tuple[int, ...]]:
-        """Length-only bounds for a text of ``length`` tokens, cached.
-
-        Returns (lo, hi, reach): partners shorter than ``lo`` or longer than ``hi`` can never
-        decide; ``len(reach)`` is the prefix length (``length - need(length, lo) + 1``), and
-        ``reach[i]`` the longest partner that can still decide when the first shared element sits
-        at position ``i`` (so that at most ``length - i`` elements are shared).
-        """
+    def _bounds(self, length: int) -> _Bounds:
+        """Length-only bounds for a text of ``length`` tokens, cached (see ``_Bounds``)."""
         cached = self._bounds_cache.get(length)
         if cached is not None:
             return cached
@@ -207,23 +223,36 @@ class NoveltyIndex:
             lo += 1
         prefix = length - self._need(length, lo) + 1
         reach = tuple(self._longest_partner(length, length - i) for i in range(prefix))
-        bounds = (lo, reach[0], reach)
+        short = length - self._need(length, length) + 1
+        bounds = _Bounds(lo, reach, short)
         self._bounds_cache[length] = bounds
         return bounds
 
-    def _sorted_elements(self, ids: tuple[int, ...]) -> list[int]:
+    def _count_hint(self, element_lists: Iterable[list[int]]) -> None:
+        """Count texts expected later into the document frequencies of the next rebuild."""
+        hint_df = self._hint_df
+        for elems in element_lists:
+            if elems:
+                self._hint_docs += 1
+                for e in elems:
+                    hint_df[e] = hint_df.get(e, 0) + 1
+
+    def _sorted_elements(self, elems: list[int]) -> list[int]:
+        """``elems`` (a fresh list, sorted in place) in the frozen rarity order, rarest first."""
         rank = self._rank
-        elems = _elements(ids)
-        for e in elems:
-            if e not in rank:
-                self._late -= 1
-                rank[e] = self._late
-        elems.sort(key=rank.__getitem__)
+        try:
+            elems.sort(key=rank.__getitem__)
+        except KeyError:
+            for e in elems:
+                if e not in rank:
+                    self._late -= 1
+                    rank[e] = self._late
+            elems.sort(key=rank.__getitem__)
         return elems
 
     def _elements_of(self, prep: _Prepared) -> list[int]:
         if prep.elems is None or prep.version != self._version:
-            prep.elems = self._sorted_elements(prep.ids)
+            prep.elems = self._sorted_elements(list(prep.raw))
             prep.version = self._version
         return prep.elems
 
@@ -247,16 +276,18 @@ class NoveltyIndex:
         if len(self._slot_ids) >= self._next_rebuild:
             self._rebuild()
             return
-        postings = self._postings
         length = len(prep.ids)
+        bounds = self._bounds(length)
         elems = self._elements_of(prep)
-        for j, reach in enumerate(self._bounds(length)[2]):
-            entry = (length, slot, reach)
+        for j in range(len(bounds.reach)):
+            postings = self._head if j < bounds.short else self._tail
             plist = postings.get(elems[j])
             if plist is None:
-                postings[elems[j]] = [entry]
+                postings[elems[j]] = ([length], [slot])
             else:
-                bisect.insort(plist, entry)
+                at = bisect.bisect_right(plist[0], length)
+                plist[0].insert(at, length)
+                plist[1].insert(at, slot)
 
     def _rebuild(self) -> None:
         """Refreeze the rarity order from current counts and re-index every pool text."""
@@ -271,15 +302,18 @@ class NoveltyIndex:
         order = sorted(df, key=lambda e: (df[e], e))
         self._rank = {e: r for r, e in enumerate(order)}
         self._late = 0
-        postings: dict[int, list[tuple[int, int, int]]] = {}
+        head: dict[int, list[tuple[int, int]]] = {}
+        tail: dict[int, list[tuple[int, int]]] = {}
         for slot, ids in enumerate(self._slot_ids):
             length = len(ids)
-            elems = self._sorted_elements(ids)
-            for j, reach in enumerate(self._bounds(length)[2]):
-                postings.setdefault(elems[j], []).append((length, slot, reach))
-        for plist in postings.values():
-            plist.sort()
-        self._postings = postings
+            bounds = self._bounds(length)
+            elems = self._sorted_elements(_elements(ids))
+            for e in elems[: bounds.short]:
+                head.setdefault(e, []).append((length, slot))
+            for e in elems[bounds.short : len(bounds.reach)]:
+                tail.setdefault(e, []).append((length, slot))
+        self._head = _sorted_postings(head)
+        self._tail = _sorted_postings(tail)
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -299,41 +333,60 @@ class NoveltyIndex:
         return NoveltyVerdict(accepted, best, self._texts[pos], pos)
 
     def _candidates(self, prep: _Prepared) -> list[int]:
-        """Pool slots passing the length, prefix and positional bounds (unordered, unique)."""
-        la = len(prep.ids)
-        lo, _, reach = self._bounds(la)
-        postings = self._postings
-        elems = self._elements_of(prep)
-        seen: set[int] = set()
-        out: list[int] = []
-        for i, top in enumerate(reach):
-            plist = postings.get(elems[i])
-            if plist is None:
-                continue
-            start = bisect.bisect_left(plist, (lo,))
-            stop = bisect.bisect_left(plist, (top + 1,))
-            for _, slot, reach_b in plist[start:stop]:
-                # An entry outside [lo, top] is skipped without being marked seen: it would be
-                # outside at every later i too, since reach only shrinks.
-                if slot in seen:
-                    continue
-                seen.add(slot)  # first shared element: only here is the positional bound valid
-                if la <= reach_b:
-                    out.append(slot)
-        return out
+        """Pool slots, ascending, that pass the length, prefix and positional bounds.
 
-    def _best_of(self, prep: _Prepared, slots: Sequence[int]) -> tuple[float, int | None]:
-        """Exact maximum score over ``slots`` (ties: earliest slot)."""
+        A pair that can decide shares an element within both prefixes (prefix filtering). At
+        the first shared element, at probe position ``i``, at most ``la - i`` elements are shared,
+        so only partners up to ``reach[i]`` long can still decide (PPJoin's positional filter).
+        Partners no longer than the probe need only their short prefix searched, partners longer
+        than it only the probe's short prefix. Slices and unions run in C.
+        """
+        la = len(prep.ids)
+        bounds = self._bounds(la)
+        lo, short = bounds.lo, bounds.short
+        head, tail = self._head, self._tail
+        elems = self._elements_of(prep)
+        bisect_left = bisect.bisect_left
+        found: set[int] = set()
+        for i, top in enumerate(bounds.reach):
+            e = elems[i]
+            if i >= short:
+                top = min(top, la)  # past the probe's short prefix: shorter partners only
+            plist = head.get(e)
+            if plist is not None:
+                start = bisect_left(plist[0], lo)
+                stop = bisect_left(plist[0], top + 1, start)
+                if start < stop:
+                    found.update(plist[1][start:stop])
+            if i < short:
+                plist = tail.get(e)
+                if plist is not None:
+                    start = bisect_left(plist[0], la + 1)
+                    stop = bisect_left(plist[0], top + 1, start)
+                    if start < stop:
+                        found.update(plist[1][start:stop])
+        return sorted(found)
+
+    def _best_of(self, prep: _Prepared, slots: list[int]) -> tuple[float, int | None]:
+        """Exact maximum score over ascending ``slots`` (ties: earliest slot)."""
+        if not slots:
+            return 0.0, None
         la = len(prep.ids)
         code = prep.code
         codes = self._slot_code
+        if len(slots) >= _BATCH_MIN:
+            lcs = process.cdist([code], itemgetter(*slots)(codes), scorer=LCSseq.similarity,
+                                dtype=np.int64)[0]
+            f = _fmeasures(lcs, la, self._len_np[slots])
+            at = int(np.argmax(f))
+            return float(f[at]), slots[at]
         lens = self._slot_len
         similarity = LCSseq.similarity
         best, best_slot = 0.0, None
         for slot in slots:
-            f = rouge_l_from_counts(similarity(code, codes[slot]), la, lens[slot])
-            if f > best or (f == best and best_slot is not None and slot < best_slot):
-                best, best_slot = f, slot
+            f1 = rouge_l_from_counts(similarity(code, codes[slot]), la, lens[slot])
+            if f1 > best:
+                best, best_slot = f1, slot
         return best, best_slot
 
     def _exact_best(self, prep: _Prepared) -> tuple[float, int | None]:
@@ -342,24 +395,39 @@ class NoveltyIndex:
         n = len(self._slot_code)
         lcs = process.cdist([prep.code], self._slot_code, scorer=LCSseq.similarity,
                             dtype=np.int64)[0]
-        lb = self._len_np[:n]
-        # The same IEEE float operations, in the same order, as rouge_score's _score_lcs.
-        precision = lcs / lb
-        recall = lcs / la
-        denom = precision + recall
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f = np.where(denom > 0, 2 * precision * recall / denom, 0.0)
+        f = _fmeasures(lcs, la, self._len_np[:n])
         slot = int(np.argmax(f))
         return float(f[slot]), slot
 
 
+def _fmeasures(lcs: np.ndarray, la: int, lb: np.ndarray) -> np.ndarray:
+    """rouge-score's F-measure elementwise: the same IEEE operations in the same order."""
+    precision = lcs / lb
+    recall = lcs / la
+    denom = precision + recall
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * precision * recall / denom, 0.0)
+
+
+def _sorted_postings(
+    entries: dict[int, list[tuple[int, int]]],
+) -> dict[int, tuple[list[int], list[int]]]:
+    out = {}
+    for e, pairs in entries.items():
+        pairs.sort()
+        out[e] = ([length for length, _ in pairs], [slot for _, slot in pairs])
+    return out
+
+
 def _elements(ids: tuple[int, ...]) -> list[int]:
-    """The token multiset as a set: the k-th occurrence of token t becomes ``k << 40 | t``."""
+    """The token multiset as a set: the k-th occurrence of token t becomes ``(k-1) << 40 | t``."""
+    if len(set(ids)) == len(ids):
+        return list(ids)
     counts: dict[int, int] = {}
     out = []
     for t in ids:
-        k = counts.get(t, 0) + 1
-        counts[t] = k
+        k = counts.get(t, 0)
+        counts[t] = k + 1
         out.append((k << _OCC_SHIFT) | t)
     return out
 
@@ -376,11 +444,12 @@ def greedy_novelty(
     Each accepted candidate joins the pool before the next one is decided, as in the paper's
     bootstrap loop. Returns one verdict per candidate (score semantics: ``NoveltyIndex``).
     """
-    index = NoveltyIndex(pool, threshold=threshold, exact_scores=exact_scores,
-                         order_hint=candidates)
+    index = NoveltyIndex(pool, threshold=threshold, exact_scores=exact_scores)
+    prepared = [index._prepare(text) for text in candidates]  # tokenize each text once
+    index._count_hint(prep.raw for prep in prepared)
+    index._rebuild()
     verdicts = []
-    for text in candidates:
-        prep = index._prepare(text)
+    for prep in prepared:
         verdict = index._check_prepared(prep)
         if verdict.accepted:
             index._append(prep, index=True)

@@ -275,7 +275,7 @@ def _convert(model: EmbeddedModel, out: Path) -> None:
     revision = model.revision()
     dtype = getattr(torch, model.dtype)
     with (
-        tempfile.TemporaryDirectory(dir=out.parent, prefix=".gguf-") as scratch,
+        tempfile.TemporaryDirectory(dir=out, prefix=".gguf-") as scratch,  # swept if killed
         _gguf_path(model, Path(scratch)) as gguf,
     ):
         src = str(gguf.parent)

@@ -48,7 +48,7 @@ def resolve_identity(cfg: GeneratorConfig) -> GeneratorIdentity:
             known = ", ".join(sorted(EMBEDDED_MODELS))
             raise ValueError(f"unknown embedded model {cfg.model!r} (known: {known})")
         entry = EMBEDDED_MODELS[cfg.model]
-        return GeneratorIdentity(entry.hf_id, model_revision(cfg.model), cfg.model)
+        return GeneratorIdentity(entry.hf_model_id, model_revision(cfg.model), cfg.model)
     return GeneratorIdentity(cfg.model, "unversioned", cfg.model)
 
 

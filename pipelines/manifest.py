@@ -49,10 +49,12 @@ def stage_table(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]
             continue
         stage = ns[len(STAGE_PREFIX):]
         rejected = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("rejected/")}
-        row: dict[str, Any] = {k: values.get(k, 0) for k in ("in", "ok", "failed")
-                               if any(x in values for x in ("in", "ok", "failed"))}
-        row.update({"produced": values.get("produced", 0), "kept": values.get("kept", 0),
-                    "rejected": dict(sorted(rejected.items()))})
+        row: dict[str, Any] = {}
+        if any(k in values for k in ("in", "ok", "failed")):
+            row.update({k: values.get(k, 0) for k in ("in", "ok", "failed")})
+        if rejected or any(k in values for k in ("produced", "kept")):
+            row.update({"produced": values.get("produced", 0), "kept": values.get("kept", 0),
+                        "rejected": dict(sorted(rejected.items()))})
         stages[stage] = row
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
     return dict(sorted(stages.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
@@ -66,6 +68,8 @@ def accounting(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             checks.append({"stage": stage, "identity": "in = ok + failed",
                            "holds": row["in"] == row["ok"] + row["failed"],
                            "values": [row["in"], row["ok"], row["failed"]]})
+        if "produced" not in row:
+            continue
         rejected = sum(row["rejected"].values())
         checks.append({"stage": stage, "identity": "produced = kept + rejected",
                        "holds": row["produced"] == row["kept"] + rejected,
@@ -105,7 +109,7 @@ def build(cfg: RunConfig, identity: GeneratorIdentity, counters: dict[str, dict[
             for kind in ("data", "instructions", "rejected", "failed")}
     checks = accounting(stages)
     # The written shards must hold exactly what the counters saw leave each stage.
-    written_rejected = sum(sum(s["rejected"].values()) for s in stages.values())
+    written_rejected = sum(sum(s.get("rejected", {}).values()) for s in stages.values())
     written_failed = sum(s.get("failed", 0) for s in stages.values())
     checks.append({"stage": "output", "identity": "rejected rows = rejections counted",
                    "holds": rows["rejected"] == written_rejected,

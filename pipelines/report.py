@@ -14,9 +14,9 @@ def format_summary(manifest: dict[str, Any], output_dir: Path) -> str:
     header = f"  {'stage':<16}{'in':>7}{'failed':>8}{'produced':>10}{'kept':>7}{'rejected':>10}"
     lines += ["", header]
     for stage, row in manifest["stages"].items():
-        rejected = sum(row["rejected"].values())
+        rejected = str(sum(row["rejected"].values())) if "rejected" in row else "-"
         lines.append(f"  {stage:<16}{_cell(row, 'in'):>7}{_cell(row, 'failed'):>8}"
-                     f"{row['produced']:>10}{row['kept']:>7}{rejected:>10}")
+                     f"{_cell(row, 'produced'):>10}{_cell(row, 'kept'):>7}{rejected:>10}")
     reasons = _reasons(manifest)
     if reasons:
         lines += ["", "  rejections by reason:"]
@@ -46,5 +46,5 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 def _reasons(manifest: dict[str, Any]) -> list[tuple[tuple[str, str], int]]:
     pairs = [((stage, reason), n) for stage, row in manifest["stages"].items()
-             for reason, n in row["rejected"].items()]
+             for reason, n in row.get("rejected", {}).items()]
     return sorted(pairs, key=lambda kv: -kv[1])

@@ -69,7 +69,7 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
             | f"{prefix}/Gather" >> beam.GroupByKey()
             | f"{prefix}/Greedy" >> beam.FlatMap(
                 lambda kv, machine_pool: steps.novelty_round(
-                    kv[1], machine_pool, seeds, si.rouge_threshold),
+                    kv[1], machine_pool, seeds, si.rouge_threshold, si.exact_novelty_scores),
                 machine_pool=beam.pvalue.AsList(pool))
             | f"{prefix}/Novelty" >> RouteVerdicts(steps.STAGE_NOVELTY, "rouge_l")
         )

@@ -136,14 +136,15 @@ def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRul
 
 def novelty_round(candidates: Iterable[InstructionRecord],
                   machine_pool: Sequence[InstructionRecord], seeds: Sequence[SeedTask],
-                  threshold: float) -> list[tuple[InstructionRecord, Verdict]]:
+                  threshold: float, exact_scores: bool = True
+                  ) -> list[tuple[InstructionRecord, Verdict]]:
     """Sequential greedy novelty in (slot, position) order; accepted ones join the pool at once.
 
     The pool is the seeds plus every machine instruction accepted so far (the paper's rule).
     """
     pool_texts = [s.instruction for s in seeds]
     pool_texts += [r.instruction for r in sorted(machine_pool, key=_pool_order)]
-    index = NoveltyIndex(pool_texts, threshold=threshold)
+    index = NoveltyIndex(pool_texts, threshold=threshold, exact_scores=exact_scores)
     judged = []
     for record in sorted(candidates, key=lambda r: (r.slot or 0, r.position or 0, r.id)):
         verdict = index.check(record.instruction)

@@ -8,6 +8,7 @@ stays fast. Afterwards no server process may be left behind.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -63,4 +64,5 @@ def test_demo_config_runs_on_a_real_model(config_path: Path, tmp_path: Path):
     assert usage["calls"] + usage.get("cache_hits", 0) == asked
     assert usage["completion_tokens"] > 0
 
-    assert vllm_server.find_leftover_servers() == [], "the run left a vLLM server behind"
+    leftover = vllm_server.find_leftover_servers(owner_pid=os.getpid())
+    assert leftover == [], "the run left a vLLM server behind"
