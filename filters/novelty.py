@@ -199,6 +199,12 @@ class NoveltyIndex:
         code: str | list[int] = "".join(map(chr, ids)) if self._str_codes else list(ids)
         return _Prepared(text, ids, code, _elements(ids))
 
+    def _code(self, prep: _Prepared) -> str | list[int]:
+        """``prep``'s code in the index's current representation (str, or int list)."""
+        if not self._str_codes and isinstance(prep.code, str):
+            prep.code = list(prep.ids)  # prepared before the switch to int lists
+        return prep.code
+
     def _need(self, la: int, lb: int) -> int:
         """Least LCS with which a pair of these lengths could score ``> threshold``."""
         return max(1, math.ceil(self._half * (la + lb)))
@@ -266,7 +272,7 @@ class NoveltyIndex:
         slot = len(self._slot_ids)
         self._slot_pos.append(pos)
         self._slot_ids.append(prep.ids)
-        self._slot_code.append(prep.code if self._str_codes else list(prep.ids))
+        self._slot_code.append(self._code(prep))
         self._slot_len.append(len(prep.ids))
         if slot >= len(self._len_np):
             self._len_np = np.concatenate([self._len_np, np.zeros_like(self._len_np)])
@@ -372,7 +378,7 @@ class NoveltyIndex:
         if not slots:
             return 0.0, None
         la = len(prep.ids)
-        code = prep.code
+        code = self._code(prep)
         codes = self._slot_code
         if len(slots) >= _BATCH_MIN:
             lcs = process.cdist([code], itemgetter(*slots)(codes), scorer=LCSseq.similarity,
@@ -393,7 +399,7 @@ class NoveltyIndex:
         """Exact maximum over the whole pool: one compiled LCS per pool text, vectorized F."""
         la = len(prep.ids)
         n = len(self._slot_code)
-        lcs = process.cdist([prep.code], self._slot_code, scorer=LCSseq.similarity,
+        lcs = process.cdist([self._code(prep)], self._slot_code, scorer=LCSseq.similarity,
                             dtype=np.int64)[0]
         f = _fmeasures(lcs, la, self._len_np[:n])
         slot = int(np.argmax(f))

@@ -56,7 +56,7 @@ def _stem(word: str) -> str:
     return str(_stemmer().stem(word))
 
 
-@lru_cache(maxsize=1 << 17)
+@lru_cache(maxsize=1 << 16)
 def tokenize(text: str, stem: bool = False) -> tuple[str, ...]:
     """Tokens exactly as ``rouge_score.tokenize.tokenize`` returns them (as a tuple).
 

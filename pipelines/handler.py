@@ -10,6 +10,7 @@ obtained (`endpoint_for`).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -72,18 +73,34 @@ def endpoint_for(cfg: GeneratorConfig) -> str:
 
 
 class _Session:
-    """What load_model returns: a client bound to an endpoint, and the cache."""
+    """What load_model returns: the cache, and a client bound to an endpoint on first need.
+
+    The endpoint (for `vllm`/`embedded`: a server we start) is only obtained on the first
+    cache miss, so a fully cached rerun never starts a server.
+    """
 
     def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
-                 cache: ResponseCache | None, base_url: str) -> None:
-        api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
-        retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
-        self.client = OpenAICompatClient(base_url, identity.served_name, api_key=api_key,
-                                         timeout_s=cfg.timeout_s, retry=retry)
+                 cache: ResponseCache | None, endpoint: str | None) -> None:
+        self._cfg = cfg
+        self._endpoint = endpoint
+        self._client: OpenAICompatClient | None = None
+        self._lock = threading.Lock()
         self.identity = identity
         self.cache = cache
         self.pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
                                        thread_name_prefix="instructbeam-gen")
+
+    @property
+    def client(self) -> OpenAICompatClient:
+        with self._lock:
+            if self._client is None:
+                cfg = self._cfg
+                api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+                retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
+                self._client = OpenAICompatClient(
+                    self._endpoint or endpoint_for(cfg), self.identity.served_name,
+                    api_key=api_key, timeout_s=cfg.timeout_s, retry=retry)
+            return self._client
 
 
 class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _Session]):
@@ -97,9 +114,8 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
         self._endpoint = endpoint
 
     def load_model(self) -> _Session:
-        base_url = self._endpoint or endpoint_for(self._cfg)
         cache = ResponseCache(self._cache_dir) if self._cache_dir else None
-        return _Session(self._cfg, self._identity, cache, base_url)
+        return _Session(self._cfg, self._identity, cache, self._endpoint)
 
     def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
                       inference_args: dict[str, Any] | None = None

@@ -175,9 +175,19 @@ def test_int_code_fallback_for_huge_vocabularies(monkeypatch):
     """Past the code-point space the index compares int lists; decisions are unchanged."""
     rng = random.Random(13)
     vocab = [f"w{i}" for i in range(60)]
-    pool = _salad(rng, 10, vocab=vocab)
+    pool = _salad(rng, 10, vocab=vocab[:20])
     candidates = _salad(rng, 200, vocab=vocab, lengths=(3, 10))
     ref = reference_greedy_novelty(candidates, pool, threshold=0.5)
-    monkeypatch.setattr(rouge, "MAX_CODE_IDS", 30)
-    ours = greedy_novelty(candidates, pool, threshold=0.5, exact_scores=True)
-    _assert_same(candidates, ours, ref, 0.5, exact=True)
+    monkeypatch.setattr(rouge, "MAX_CODE_IDS", 30)  # crossed while candidates are prepared
+    for exact in (False, True):
+        ours = greedy_novelty(candidates, pool, threshold=0.5, exact_scores=exact)
+        _assert_same(candidates, ours, ref, 0.5, exact=exact)
+    index = NoveltyIndex(pool, threshold=0.5)  # crossed by check/add one text at a time
+    ours = []
+    for text in candidates:
+        verdict = index.check(text)
+        if verdict.accepted:
+            index.add(text)
+        ours.append(verdict)
+    assert not index._str_codes
+    _assert_same(candidates, ours, ref, 0.5, exact=False)
