@@ -122,6 +122,72 @@ class SelfInstructConfig:
 
 
 @dataclass(frozen=True)
+class InputConfig:
+    """An existing dataset for filter-only runs."""
+
+    path: str  # a file or a glob; JSON Lines or .parquet
+    instruction_field: str = "instruction"
+    input_field: str | None = "input"  # None: the dataset has no input column
+    output_field: str | None = "output"
+    id_field: str | None = None  # None: ids are derived from (file, row, text)
+    order_by: str | None = None  # a numeric column; None: input row order
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """EcomGPT-style cleaning of the final records (see filters/rules.py)."""
+
+    enabled: bool = True
+    illegal_words: tuple[str, ...] = ()
+    illegal_words_file: str | None = None  # one word or phrase per line
+    max_chars: int = 8000
+    require_output: bool = True
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.max_chars >= 1, "max_chars", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class NoveltyFilterConfig:
+    """Self-Instruct's ROUGE-L rule as a dedup pass over any data (greedy in input order)."""
+
+    enabled: bool = False
+    threshold: float = 0.7
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.threshold <= 1.0, "threshold", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class NearDupConfig:
+    """MinHash LSH near-duplicate removal; written to the manifest with the run."""
+
+    enabled: bool = False
+    num_perm: int = 128
+    bands: int = 16
+    rows: int = 8
+    shingle_size: int = 3
+    threshold: float = 0.8
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.bands * self.rows == self.num_perm, "bands",
+               f"bands x rows must equal num_perm ({self.bands} x {self.rows} != "
+               f"{self.num_perm})")
+        _check(0.0 < self.threshold <= 1.0, "threshold", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    """Filters applied to the final records of any recipe, in this order."""
+
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    novelty: NoveltyFilterConfig = field(default_factory=NoveltyFilterConfig)
+    near_dup: NearDupConfig = field(default_factory=NearDupConfig)
+
+
+@dataclass(frozen=True)
 class CacheConfig:
     enabled: bool = True
     dir: str | None = None  # default: $INSTRUCTBEAM_CACHE/responses or ~/.cache/instructbeam/...
@@ -129,8 +195,9 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    recipe: Literal["self_instruct"]
+    recipe: Literal["self_instruct", "filter"]
     output_dir: str
+    input: InputConfig | None = None  # recipe "filter": the dataset to clean
     seed_tasks: str = "builtin"
     seed: int = 42
     num_shards: int = 1
@@ -138,9 +205,17 @@ class RunConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     self_instruct: SelfInstructConfig = field(default_factory=SelfInstructConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    audit_per_source: int = 20  # records per source in audit/<source>.jsonl; 0: none
 
     def __post_init__(self) -> None:
         _check(1 <= self.num_shards <= 1024, "num_shards", "must be in [1, 1024]")
+        _check(self.audit_per_source >= 0, "audit_per_source", "must be >= 0")
+        if self.recipe == "filter":
+            _check(self.input is not None, "input", "is required for recipe 'filter'")
+        else:
+            _check(self.input is None, "input", f"only applies to recipe 'filter', not "
+                                                f"{self.recipe!r}")
         _check(0.0 <= self.max_failure_ratio <= 1.0, "max_failure_ratio", "must be in [0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,10 +267,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
 
 
 def _resolve_paths(config: RunConfig, base: Path) -> RunConfig:
-    seeds = config.seed_tasks
-    if seeds != "builtin" and not Path(seeds).is_absolute():
-        seeds = str((base / seeds).resolve()) if (base / seeds).exists() else seeds
-    return dataclasses.replace(config, seed_tasks=seeds)
+    """Relative input paths name files beside the config when they exist there."""
+
+    def near_config(path: str) -> str:
+        if Path(path).is_absolute() or not (base / path).exists():
+            return path
+        return str((base / path).resolve())
+
+    seeds = config.seed_tasks if config.seed_tasks == "builtin" else near_config(
+        config.seed_tasks)
+    config = dataclasses.replace(config, seed_tasks=seeds)
+    if config.input is not None:
+        config = dataclasses.replace(config, input=dataclasses.replace(
+            config.input, path=near_config(config.input.path)))
+    return config
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -129,8 +129,11 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
         return NAMESPACE
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
-        # Batches only bound client-side concurrency; vLLM batches across requests itself.
-        return {"min_batch_size": 1, "max_batch_size": 4 * self._cfg.max_concurrency}
+        # Fixed, large batches: the thread pool keeps `max_concurrency` requests in flight
+        # inside a batch, and vLLM batches across requests itself. Beam's adaptive sizing
+        # would start at one element and starve the server while it grows.
+        size = 8 * self._cfg.max_concurrency
+        return {"min_batch_size": size, "max_batch_size": size}
 
     def share_model_across_processes(self) -> bool:
         return False

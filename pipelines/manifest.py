@@ -26,7 +26,8 @@ from schemas import SCHEMA_VERSION
 
 STAGE_PREFIX = f"{NAMESPACE}/stage/"
 GENERATOR_PREFIX = f"{NAMESPACE}/generator/"
-STAGE_ORDER = ("instruction_gen", "novelty", "clf_identify", "instance_gen")
+STAGE_ORDER = ("input", "instruction_gen", "novelty", "clf_identify", "instance_gen", "rules",
+               "dedup_novelty", "near_dup")
 
 
 def read_counters(result: Any) -> dict[str, dict[str, int]]:
@@ -100,13 +101,14 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def build(cfg: RunConfig, identity: GeneratorIdentity, counters: dict[str, dict[str, int]],
-          output_dir: Path, *, started: float, cache_dir: str | None, seeds_count: int
-          ) -> dict[str, Any]:
+def build(cfg: RunConfig, identity: GeneratorIdentity | None,
+          counters: dict[str, dict[str, int]], output_dir: Path, *, started: float,
+          cache_dir: str | None, input_rows: int) -> dict[str, Any]:
     stages = stage_table(counters)
     files = file_table(output_dir)
+    kinds = sorted({f.split("/", 1)[0] for f in files} | {"data", "rejected", "failed"})
     rows = {kind: sum(n for f, n in files.items() if f.startswith(kind + "/"))
-            for kind in ("data", "instructions", "rejected", "failed")}
+            for kind in kinds}
     checks = accounting(stages)
     # The written shards must hold exactly what the counters saw leave each stage.
     written_rejected = sum(sum(s.get("rejected", {}).values()) for s in stages.values())
@@ -121,9 +123,10 @@ def build(cfg: RunConfig, identity: GeneratorIdentity, counters: dict[str, dict[
         "schema_version": SCHEMA_VERSION,
         "recipe": cfg.recipe,
         "config": cfg.to_dict(),
-        "generator": {"model": identity.model, "revision": identity.revision,
-                      "served_name": identity.served_name, "backend": cfg.generator.backend},
-        "seed_tasks": seeds_count,
+        "generator": None if identity is None else {
+            "model": identity.model, "revision": identity.revision,
+            "served_name": identity.served_name, "backend": cfg.generator.backend},
+        "input_rows": input_rows,
         "stages": stages,
         "rows": rows,
         "files": files,

@@ -9,8 +9,10 @@ from pipelines.manifest import failure_ratio
 
 
 def format_summary(manifest: dict[str, Any], output_dir: Path) -> str:
-    lines = [f"instructbeam {manifest['recipe']} — {manifest['generator']['model']} "
-             f"({manifest['generator']['backend']}), {manifest['run']['duration_s']} s"]
+    gen = manifest.get("generator")
+    made_by = f"{gen['model']} ({gen['backend']})" if gen else "no generator"
+    lines = [f"instructbeam {manifest['recipe']} — {made_by}, "
+             f"{manifest['run']['duration_s']} s"]
     header = f"  {'stage':<16}{'in':>7}{'failed':>8}{'produced':>10}{'kept':>7}{'rejected':>10}"
     lines += ["", header]
     for stage, row in manifest["stages"].items():
@@ -32,11 +34,14 @@ def format_summary(manifest: dict[str, Any], output_dir: Path) -> str:
                                       if not broken else f"BROKEN {broken}")]
     lines.append(f"  failure ratio: {failure_ratio(manifest):.3f}")
     rows = manifest["rows"]
-    lines += ["", f"  dataset:      {output_dir / 'data'}  ({rows['data']} rows)",
-              f"  instructions: {output_dir / 'instructions'}  ({rows['instructions']} rows)",
-              f"  rejected:     {output_dir / 'rejected'}  ({rows['rejected']} rows)",
-              f"  failed:       {output_dir / 'failed'}  ({rows['failed']} rows)",
-              f"  manifest:     {output_dir / 'manifest.json'}"]
+    lines.append("")
+    for kind in ("data", *sorted(set(rows) - {"data", "rejected", "failed"}), "rejected",
+                 "failed"):
+        label = "dataset" if kind == "data" else kind
+        lines.append(f"  {label + ':':<14}{output_dir / kind}  ({rows.get(kind, 0)} rows)")
+    if (output_dir / "audit").is_dir():
+        lines.append(f"  {'audit:':<14}{output_dir / 'audit'}  (a sample per source to read)")
+    lines.append(f"  {'manifest:':<14}{output_dir / 'manifest.json'}")
     return "\n".join(lines)
 
 

@@ -19,12 +19,14 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import manifest as manifest_lib
+from pipelines.audit import WriteAuditSample
 from pipelines.cache import default_cache_dir
 from pipelines.config import RunConfig
+from pipelines.dataset_input import validate as validate_input
 from pipelines.errors import RunFailed
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
+from pipelines.recipes import build_recipe, rule_config
 from pipelines.seeds import read_seed_tasks
-from pipelines.self_instruct import build_self_instruct
 from pipelines.shards import WriteShards
 from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA
 
@@ -48,8 +50,17 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
         ) -> RunResult:
     """Run a config; `endpoint` points every generator call at an existing server (tests)."""
     started = time.time()
-    seeds = read_seed_tasks(cfg.seed_tasks)  # validates before anything is written
-    identity = resolve_identity(cfg.generator)
+    # Validate every input before anything is written.
+    if cfg.recipe == "filter":
+        assert cfg.input is not None
+        seeds: list = []
+        input_rows = validate_input(cfg.input)
+        identity = None
+    else:
+        seeds = read_seed_tasks(cfg.seed_tasks)
+        input_rows = len(seeds)
+        identity = resolve_identity(cfg.generator)
+    rule_config(cfg.filters.rules)
     output_dir = Path(cfg.output_dir).resolve()
     cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
     staging = _fresh_staging_dir(output_dir)
@@ -57,7 +68,7 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
         metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, endpoint)
         manifest = manifest_lib.build(
             cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
-            seeds_count=len(seeds))
+            input_rows=input_rows)
         manifest_lib.write(staging, manifest)
         _promote(staging, output_dir)
     except BaseException:
@@ -72,26 +83,34 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
     return result
 
 
-def _run_pipeline(cfg: RunConfig, seeds, identity: GeneratorIdentity, staging: Path,
+def _run_pipeline(cfg: RunConfig, seeds, identity: GeneratorIdentity | None, staging: Path,
                   cache_dir: str | None, beam_args: Sequence[str], endpoint: str | None):
     options = PipelineOptions(list(beam_args))
     if "runner" not in options.get_all_options(drop_default=True):
         options = PipelineOptions(["--runner=FnApiRunner", *beam_args])
-    handler = GeneratorModelHandler(cfg.generator, identity, cache_dir, endpoint=endpoint)
+    handler = None
+    if identity is not None:
+        handler = GeneratorModelHandler(cfg.generator, identity, cache_dir, endpoint=endpoint)
     p = beam.Pipeline(options=options)
-    outputs = build_self_instruct(p, cfg, seeds, handler, identity)
-    collections = {
-        "data": outputs.instances,
-        "instructions": outputs.instructions,
-        "rejected": outputs.rejected | "AllRejected" >> beam.Flatten(),
-        "failed": outputs.failed | "AllFailed" >> beam.Flatten(),
-    }
+    outputs = build_recipe(p, cfg, seeds, handler, identity)
+    collections = {"data": outputs.dataset, **outputs.tables,
+                   "rejected": _flatten(p, "AllRejected", outputs.rejected),
+                   "failed": _flatten(p, "AllFailed", outputs.failed)}
     for name, pcoll in collections.items():
         _ = pcoll | f"Write/{name}" >> WriteShards(
             str(staging / name), OUTPUT_DIRS[name], cfg.num_shards)
+    if cfg.audit_per_source:
+        _ = outputs.dataset | "Write/audit" >> WriteAuditSample(
+            str(staging / "audit"), per_source=cfg.audit_per_source, seed=cfg.seed)
     result = p.run()
     result.wait_until_finish()
     return manifest_lib.read_counters(result)
+
+
+def _flatten(p: beam.Pipeline, label: str, pcolls: list) -> beam.PCollection:
+    if not pcolls:
+        return p | label >> beam.Create([])
+    return pcolls | label >> beam.Flatten()
 
 
 def _fresh_staging_dir(output_dir: Path) -> Path:

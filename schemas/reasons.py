@@ -22,8 +22,9 @@ class Reason(StrEnum):
     STARTS_WITH_WRITE_A_PROGRAM = "starts_with_write_a_program"
     STARTS_WITH_PUNCTUATION = "starts_with_punctuation"
     STARTS_WITH_NON_ASCII = "starts_with_non_ascii"
-    # Novelty (ROUGE-L against the pool).
+    # Novelty (ROUGE-L against the pool) and near duplicates (MinHash LSH).
     NOT_NOVEL = "not_novel"
+    NEAR_DUPLICATE = "near_duplicate"
     # Self-Instruct instance filters.
     INPUT_EQUALS_OUTPUT = "input_equals_output"
     EMPTY_OUTPUT = "empty_output"
@@ -33,5 +34,8 @@ class Reason(StrEnum):
     OVER_INSTANCE_LIMIT = "over_instance_limit"
     LAST_INSTANCE_TRUNCATED = "last_instance_truncated"
     NO_INSTANCES = "no_instances"
+    # Rule filters for any data (EcomGPT-style cleaning).
+    OVERLONG_INSTANCE = "overlong_instance"
+    ILLEGAL_WORD = "illegal_word"
     # A task-level drop propagated to its rows.
     TASK_FAILED_UPSTREAM = "task_failed_upstream"

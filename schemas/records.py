@@ -56,6 +56,10 @@ class InstructionRecord:
     most_similar: str | None = None  # the pool text that gave rouge_l_max
     slot: int | None = None  # which prompt of its round produced it
     position: int | None = None  # its place in that response
+    near_dup_cluster: str | None = None  # MinHash cluster id (the smallest id in the cluster)
+    near_dup_survivor: str | None = None  # the record kept for that cluster
+    near_dup_jaccard: float | None = None  # estimated Jaccard to the survivor
+    order_value: float | None = None  # an input dataset's order_by column, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,10 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "most_similar": _STRING,
     "slot": _INT,
     "position": _INT,
+    "near_dup_cluster": _STRING,
+    "near_dup_survivor": _STRING,
+    "near_dup_jaccard": _FLOAT,
+    "order_value": _FLOAT,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,

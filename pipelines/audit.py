@@ -1,0 +1,65 @@
+"""A small seeded random sample of kept records per source, written for a human to read.
+
+Each record gets a rank = hash(seed, id); the k highest ranks per source are kept (Beam's
+`Top.PerKey`, so no worker holds more than k records per source). The same seed and the same
+records always give the same sample, whatever the bundle order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import InstructionRecord
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def audit_rank(seed: int, record_id: str) -> str:
+    return hashlib.sha256(f"{seed}\x1f{record_id}".encode()).hexdigest()
+
+
+def source_of(record: InstructionRecord) -> str:
+    return _UNSAFE.sub("_", record.origin or "unknown")
+
+
+class _WriteAuditFn(beam.DoFn):
+    def __init__(self, directory: str, seed: int) -> None:
+        self._directory = directory
+        self._seed = seed
+
+    def process(self, element: tuple[str, Iterable[InstructionRecord]]) -> Iterable[str]:
+        source, records = element
+        ordered = sorted(records, key=lambda r: audit_rank(self._seed, r.id), reverse=True)
+        lines = [json.dumps({"id": r.id, "instruction": r.instruction, "input": r.input,
+                             "output": r.output, "stage": r.stage, "round": r.round,
+                             "generator": r.generator}, ensure_ascii=False) for r in ordered]
+        path = FileSystems.join(self._directory, f"{source}.jsonl")
+        with FileSystems.create(path, compression_type="uncompressed") as handle:
+            handle.write(("\n".join(lines) + "\n").encode("utf-8"))
+        yield path
+
+
+class WriteAuditSample(beam.PTransform):
+    """Write `per_source` kept records per source to `<directory>/<source>.jsonl`."""
+
+    def __init__(self, directory: str, *, per_source: int = 20, seed: int = 0) -> None:
+        super().__init__()
+        self._directory = directory
+        self._per_source = per_source
+        self._seed = seed
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        seed = self._seed
+        return (
+            records
+            | "BySource" >> beam.Map(lambda r: (source_of(r), r))
+            | "Sample" >> beam.combiners.Top.PerKey(
+                self._per_source, key=lambda r: audit_rank(seed, r.id))
+            | "Write" >> beam.ParDo(_WriteAuditFn(self._directory, seed))
+        )

@@ -1,0 +1,146 @@
+"""Existing datasets (JSONL or Parquet) as input records, for filter-only runs.
+
+The driver validates every file before the pipeline starts (a bad row is one error naming
+file, line or row, and field, and nothing is written); the pipeline then reads each file in
+one worker, streaming, so a record keeps its (file, row) position: the greedy filters' order.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+
+from pipelines.config import InputConfig
+from pipelines.errors import InputError
+from schemas import InstructionRecord, content_hash, stable_id
+
+RECIPE = "filter"
+
+
+def input_files(cfg: InputConfig) -> list[str]:
+    files = sorted(glob.glob(cfg.path)) if any(c in cfg.path for c in "*?[") else [cfg.path]
+    if not files or not all(Path(f).is_file() for f in files):
+        raise InputError(f"{cfg.path}: input dataset not found")
+    return files
+
+
+def _is_parquet(path: str) -> bool:
+    return path.endswith(".parquet")
+
+
+def iter_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line or row number, row) for every row; raises InputError on a bad row."""
+    if _is_parquet(path):
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+            raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+        number = 0
+        for batch in parquet.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+        return
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(f"{path}:{number}: not valid UTF-8 (byte {exc.start})"
+                                 ) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{number}: expected a JSON object")
+            yield number, row
+
+
+def _text(row: dict[str, Any], name: str | None, where: str) -> str:
+    if name is None:
+        return ""
+    if name not in row:
+        raise InputError(f"{where}: field '{name}' is missing")
+    value = row[name]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{where}: field '{name}' must be a string, got "
+                         f"{type(value).__name__}")
+    return value
+
+
+def to_record(row: dict[str, Any], cfg: InputConfig, path: str, file_index: int,
+              number: int) -> InstructionRecord:
+    where = f"{path}:{number}" if not _is_parquet(path) else f"{path} row {number}"
+    instruction = _text(row, cfg.instruction_field, where)
+    inp = _text(row, cfg.input_field, where)
+    out = _text(row, cfg.output_field, where)
+    if cfg.id_field:
+        record_id = _text(row, cfg.id_field, where)
+    else:
+        record_id = stable_id(RECIPE, Path(path).name, number, instruction, inp, out)
+    order_value = None
+    if cfg.order_by:
+        value = row.get(cfg.order_by)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{where}: field '{cfg.order_by}' (order_by) must be a number")
+        order_value = float(value)
+    return InstructionRecord(
+        id=record_id, content_hash=content_hash(instruction, inp, out), recipe=RECIPE,
+        stage="input", round=0, instruction=instruction, input=inp, output=out,
+        origin=f"external_{Path(path).stem}", task_id=record_id, slot=file_index,
+        position=number, order_value=order_value,
+    )
+
+
+def validate(cfg: InputConfig) -> int:
+    """Read every row once; return the row count or raise the first InputError."""
+    rows = 0
+    seen: set[str] = set()
+    for file_index, path in enumerate(input_files(cfg)):
+        for number, row in iter_rows(path):
+            record = to_record(row, cfg, path, file_index, number)
+            if cfg.id_field and record.id in seen:
+                raise InputError(f"{path}:{number}: field '{cfg.id_field}' repeats "
+                                 f"{record.id!r}")
+            seen.add(record.id)
+            rows += 1
+    if rows == 0:
+        raise InputError(f"{cfg.path}: the input dataset has no rows")
+    return rows
+
+
+class ReadDataset(beam.PTransform):
+    """Validated files -> InstructionRecords (one worker per file, streaming)."""
+
+    def __init__(self, cfg: InputConfig) -> None:
+        super().__init__()
+        self._cfg = cfg
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        cfg = self._cfg
+        files = list(enumerate(input_files(cfg)))
+
+        def read(item: tuple[int, str]) -> Iterator[InstructionRecord]:
+            index, path = item
+            for number, row in iter_rows(path):
+                yield to_record(row, cfg, path, index, number)
+
+        return (pbegin | "Files" >> beam.Create(files) | "Spread" >> beam.Reshuffle()
+                | "Rows" >> beam.FlatMap(read))
+
+
+def input_order(record: InstructionRecord) -> tuple[float, int, int]:
+    """The greedy filters' order: `order_by` value if given, then file and row."""
+    return (record.order_value if record.order_value is not None else 0.0,
+            record.slot or 0, record.position or 0)

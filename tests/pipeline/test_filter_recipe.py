@@ -1,0 +1,60 @@
+"""Filter-only runs over an existing dataset (JSONL or Parquet): rules, audit, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import read_rows
+
+from pipelines.config import FiltersConfig, InputConfig, RulesConfig, RunConfig
+from pipelines.errors import InputError
+from pipelines.run import run
+
+ROWS = [
+    {"instruction": "Name a red fruit.", "input": "", "output": "Apple"},
+    {"instruction": "Translate  to French:", "input": "cat", "output": "chat"},
+    {"instruction": "Give me a cheap pills deal.", "input": "", "output": "No."},
+    {"instruction": "Say nothing.", "input": "", "output": ""},
+    {"instruction": "Write a long text.", "input": "", "output": "word " * 400},
+]
+
+
+def _config(tmp_path, path: str, **kw) -> RunConfig:
+    return RunConfig(recipe="filter", output_dir=str(tmp_path / "out"),
+                     input=InputConfig(path=path, **kw),
+                     filters=FiltersConfig(rules=RulesConfig(illegal_words=("cheap pills",),
+                                                             max_chars=1000)),
+                     audit_per_source=2)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_filter_run_over_a_dataset(tmp_path, fmt):
+    path = tmp_path / f"data.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    else:
+        pq.write_table(pa.Table.from_pylist(ROWS), path)
+    result = run(_config(tmp_path, str(path)))
+    out = result.output_dir
+    kept = read_rows(out, "data")
+    assert sorted(r["instruction"] for r in kept) == ["Name a red fruit.",
+                                                      "Translate to French:"]
+    reasons = sorted(r["reason"] for r in read_rows(out, "rejected"))
+    assert reasons == ["empty_output", "illegal_word", "overlong_instance"]
+    assert all(c["holds"] for c in result.manifest["accounting"])
+    assert result.manifest["stages"]["input"]["produced"] == 5
+    audit = (out / "audit" / "external_data.jsonl").read_text().splitlines()
+    assert len(audit) == 2 and all(json.loads(line)["id"] for line in audit)
+    assert {r["position"] for r in kept} == {1, 2}
+
+
+def test_missing_field_is_one_clear_error(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps({"instruction": "x", "output": "y"}) + "\n"
+                    + json.dumps({"prompt": "x", "output": "y"}) + "\n")
+    with pytest.raises(InputError, match=r"data.jsonl:2: field 'instruction' is missing"):
+        run(_config(tmp_path, str(path), input_field=None))
+    assert not (tmp_path / "out").exists()
