@@ -19,6 +19,9 @@ import yaml
 from pipelines.errors import InputError
 
 Backend = Literal["embedded", "vllm", "openai"]
+# How every recipe starts a vLLM server unless told otherwise; recipes that use the same
+# model with the same arguments share one server.
+DEFAULT_SERVER_ARGS: tuple[str, ...] = ("--enforce-eager", "--max-model-len", "4096")
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class GeneratorConfig:
     model: str = "smollm2-135m"
     base_url: str | None = None  # openai backend: an already running endpoint
     api_key_env: str | None = None  # name of the environment variable that holds the key
-    server_args: tuple[str, ...] = ("--enforce-eager",)
+    server_args: tuple[str, ...] = DEFAULT_SERVER_ARGS
     max_concurrency: int = 16
     timeout_s: float = 120.0
     max_attempts: int = 4

