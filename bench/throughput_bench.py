@@ -30,9 +30,13 @@ import apache_beam as beam  # noqa: E402
 
 from pipelines import vllm_server  # noqa: E402
 from pipelines.config import GeneratorConfig, SamplingConfig, load_config  # noqa: E402
-from pipelines.embedded import materialize  # noqa: E402
 from pipelines.generation import GenerationRequest  # noqa: E402
-from pipelines.handler import GeneratorModelHandler, resolve_identity  # noqa: E402
+from pipelines.handler import (  # noqa: E402
+    GeneratorModelHandler,
+    resolve_identity,
+    server_spec,
+)
+from pipelines.manifest import read_counters  # noqa: E402
 from pipelines.run import run  # noqa: E402
 from pipelines.seeds import read_seed_tasks  # noqa: E402
 from pipelines.transforms import Generate  # noqa: E402
@@ -68,33 +72,21 @@ def direct(base_url: str, model: str, requests: list[GenerationRequest],
     return time.perf_counter() - start, tokens
 
 
-class _SumTokens(beam.CombineFn):
-    def create_accumulator(self) -> int:
-        return 0
-
-    def add_input(self, acc: int, outcome) -> int:
-        return acc + outcome.completion.completion_tokens
-
-    def merge_accumulators(self, accs) -> int:
-        return sum(accs)
-
-    def extract_output(self, acc: int) -> int:
-        return acc
-
-
 def through_pipeline(base_url: str, cfg: GeneratorConfig, requests: list[GenerationRequest]
                      ) -> tuple[float, int]:
     identity = resolve_identity(cfg)
     handler = GeneratorModelHandler(cfg, identity, None, endpoint=base_url)
-    totals: list[int] = []
     start = time.perf_counter()
-    with beam.Pipeline(runner="FnApiRunner") as p:
-        generated = (p | beam.Create(requests)
-                     | Generate(handler, stage="bench", recipe="bench", generator=identity.model,
-                                model_identifier="bench"))
-        _ = (generated.ok | beam.CombineGlobally(_SumTokens())
-             | beam.Map(totals.append))
-    return time.perf_counter() - start, totals[0]
+    p = beam.Pipeline(runner="FnApiRunner")
+    _ = (p | beam.Create(requests)
+         | Generate(handler, stage="bench", recipe="bench", generator=identity.model,
+                    model_identifier="bench"))
+    result = p.run()
+    result.wait_until_finish()
+    elapsed = time.perf_counter() - start
+    usage = read_counters(result)["instructbeam/generator/bench"]
+    assert usage.get("failed", 0) == 0, usage
+    return elapsed, usage["completion_tokens"]
 
 
 def main() -> None:
@@ -105,8 +97,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = GeneratorConfig(max_concurrency=args.concurrency, timeout_s=600)
-    spec = vllm_server.ServerSpec(model=str(materialize(cfg.model)),
-                                  served_model_name=cfg.model, extra_args=("--enforce-eager",))
+    spec = server_spec(cfg)
     t0 = time.perf_counter()
     server = vllm_server.get_or_start(spec)
     print(f"server start: {time.perf_counter() - t0:.1f} s")
