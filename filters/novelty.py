@@ -17,7 +17,12 @@ O(n^2) pure-Python LCS tables; here it is exact but fast:
   texts with overlap >= alpha share an element among the first ``len - alpha + 1`` of each. We
   index only those prefix elements (rare ones, so a common word does not make a posting list
   that every probe scans) and probe with the candidate's prefix. The first shared element also
-  bounds the overlap by its positions (PPJoin's positional filter).
+  bounds the overlap by its positions (PPJoin's positional filter): posting lists are sorted by
+  length, and each probe position only slices out the lengths that can still decide.
+* Length-split prefixes: against partners no longer than the probe, a partner's shorter prefix
+  (``L - need(L, L) + 1``) suffices; against longer partners, the probe's. So each text is
+  indexed in two maps (that short "head", and the "tail" up to its full prefix) and a probe scans
+  the tail only with its own short prefix.
 * Surviving pairs get their exact LCS from ``rapidfuzz`` (compiled, bit-parallel) and their
   F-measure from the same float expression rouge-score uses.
 
@@ -381,8 +386,9 @@ class NoveltyIndex:
         code = self._code(prep)
         codes = self._slot_code
         if len(slots) >= _BATCH_MIN:
-            lcs = process.cdist([code], itemgetter(*slots)(codes), scorer=LCSseq.similarity,
-                                dtype=np.int64)[0]
+            lcs = process.cdist(
+                [code], itemgetter(*slots)(codes), scorer=LCSseq.similarity, dtype=np.int64
+            )[0]
             f = _fmeasures(lcs, la, self._len_np[slots])
             at = int(np.argmax(f))
             return float(f[at]), slots[at]
@@ -399,8 +405,9 @@ class NoveltyIndex:
         """Exact maximum over the whole pool: one compiled LCS per pool text, vectorized F."""
         la = len(prep.ids)
         n = len(self._slot_code)
-        lcs = process.cdist([self._code(prep)], self._slot_code, scorer=LCSseq.similarity,
-                            dtype=np.int64)[0]
+        lcs = process.cdist(
+            [self._code(prep)], self._slot_code, scorer=LCSseq.similarity, dtype=np.int64
+        )[0]
         f = _fmeasures(lcs, la, self._len_np[:n])
         slot = int(np.argmax(f))
         return float(f[slot]), slot

@@ -45,6 +45,9 @@ class InstructionRules:
     blacklist: tuple[str, ...] = PAPER_BLACKLIST
     forbidden_prefix: str = "Write a program"
     capitalize: CapitalizeMode = "first_letter"
+    # Self-Instruct tests the prefix on the capitalized text; Ensemble-Instruct's code on the
+    # raw text ("write a program ..." passes there).
+    prefix_case_sensitive: bool = False
     blacklist_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +89,8 @@ def check_instruction(instruction: str, rules: InstructionRules) -> Verdict:
     hit = rules.blacklist_pattern.search(instruction)
     if hit:
         return Verdict.drop(Reason.BLACKLISTED_KEYWORD, hit.group(0).lower())
-    if instruction.capitalize().startswith(rules.forbidden_prefix):
+    head = instruction if rules.prefix_case_sensitive else instruction.capitalize()
+    if head.startswith(rules.forbidden_prefix):
         return Verdict.drop(Reason.STARTS_WITH_WRITE_A_PROGRAM)
     if instruction[0] in string.punctuation:
         return Verdict.drop(Reason.STARTS_WITH_PUNCTUATION, instruction[0])

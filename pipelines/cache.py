@@ -35,6 +35,8 @@ def cache_key(model: str, revision: str, request: GenerationRequest) -> str:
         "sampling": request.sampling,
         "seed": request.seed,
     }
+    if request.extra_body:  # only when present, so that older cache keys stay valid
+        material["extra_body"] = request.extra_body
     blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

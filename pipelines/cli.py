@@ -1,4 +1,4 @@
-"""`instructbeam` command line: run a config, or inspect a finished run."""
+"""`instructbeam` command line: run a config, or inspect or export a finished run."""
 
 from __future__ import annotations
 
@@ -38,11 +38,38 @@ def main(argv: list[str] | None = None) -> int:
                        help="override a config field, e.g. --set self_instruct.max_rounds=2")
     inspect_p = sub.add_parser("inspect", help="print the summary of a finished run")
     inspect_p.add_argument("output_dir")
+    report_p = sub.add_parser("report", help="(re)write a finished run's report.html")
+    report_p.add_argument("output_dir")
+    export_p = sub.add_parser(
+        "export", help="write a finished run's kept data as Alpaca, ShareGPT or OpenAI chat",
+        epilog="Example: instructbeam export out/self_instruct_demo --format sharegpt")
+    export_p.add_argument("output_dir", help="a finished run's output directory")
+    export_p.add_argument("--format", required=True, choices=("alpaca", "sharegpt", "openai"))
+    export_p.add_argument("--output", help="file to write (default: OUTPUT_DIR/export/"
+                          "alpaca.json, sharegpt.json or openai.jsonl)")
+    export_p.add_argument("--with-provenance", action="store_true",
+                          help="add meta: {id, generator, prompt_ref} to every item")
+    plan_p = sub.add_parser(
+        "plan", help="build a config's Dataflow job offline (no network) and print its size",
+        epilog="Example: instructbeam plan configs/self_instruct_demo.yaml --set output_dir="
+               "gs://BUCKET/out --set cache.dir=gs://BUCKET/cache --project P --region R "
+               "--temp_location gs://BUCKET/tmp --generation_accelerator "
+               "'type:nvidia-l4;count:1;install-nvidia-driver'")
+    plan_p.add_argument("config", help="YAML config file")
+    plan_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args, beam_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "inspect":
             return _inspect(Path(args.output_dir))
+        if args.command == "report":
+            return _report(Path(args.output_dir))
+        if args.command == "export":
+            if beam_args:
+                parser.error(f"unexpected arguments: {' '.join(beam_args)}")
+            return _export(args)
+        if args.command == "plan":
+            return _plan(args, beam_args)
         if beam_args and not all(a.startswith("--") for a in beam_args):
             parser.error(f"unexpected arguments: {' '.join(beam_args)}")
         return _run(args, beam_args)
@@ -53,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.config import load_config
+    from pipelines.progress import PROGRESS
     from pipelines.report import format_summary
     from pipelines.run import run
 
@@ -73,7 +101,18 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         print(format_summary(read(out), out))
         print(f"error: the run finished but failed its checks: {exc}", file=sys.stderr)
         return 1
+    PROGRESS.finish()
     print(format_summary(result.manifest, result.output_dir))
+    return 0
+
+
+def _plan(args: argparse.Namespace, beam_args: list[str]) -> int:
+    from pipelines.config import load_config
+    from pipelines.dataflow import plan_job
+
+    cfg = load_config(args.config, _parse_set(args.set))
+    plan = plan_job(cfg, beam_args)
+    print(f"Dataflow job for {args.config}: {plan.summary()}")
     return 0
 
 
@@ -84,6 +123,25 @@ def _inspect(output_dir: Path) -> int:
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
     print(format_summary(read(output_dir), output_dir))
+    return 0
+
+
+def _report(output_dir: Path) -> int:
+    from pipelines.report_html import write_report
+
+    if not (output_dir / "manifest.json").exists():
+        raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
+    print(f"instructbeam: wrote {write_report(output_dir)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipelines.export import export
+
+    path, count = export(Path(args.output_dir), args.format,
+                         Path(args.output) if args.output else None,
+                         with_provenance=args.with_provenance)
+    print(f"instructbeam: wrote {count} {args.format} records to {path}")
     return 0
 
 

@@ -17,6 +17,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 
 from pipelines.config import InputConfig
+from pipelines.conversations import canonical, first_exchange, read_messages
 from pipelines.errors import InputError
 from schemas import InstructionRecord, content_hash, stable_id
 
@@ -82,9 +83,15 @@ def _text(row: dict[str, Any], name: str | None, where: str) -> str:
 def to_record(row: dict[str, Any], cfg: InputConfig, path: str, file_index: int,
               number: int) -> InstructionRecord:
     where = f"{path}:{number}" if not _is_parquet(path) else f"{path} row {number}"
-    instruction = _text(row, cfg.instruction_field, where)
-    inp = _text(row, cfg.input_field, where)
-    out = _text(row, cfg.output_field, where)
+    conversation = None
+    if cfg.messages_field:  # multi-turn: the first exchange is the row's single-turn view
+        messages = read_messages(row, cfg.messages_field, where)
+        conversation = canonical(messages)
+        (instruction, out), inp = first_exchange(messages), ""
+    else:
+        instruction = _text(row, cfg.instruction_field, where)
+        inp = _text(row, cfg.input_field, where)
+        out = _text(row, cfg.output_field, where)
     if cfg.id_field:
         record_id = _text(row, cfg.id_field, where)
     else:
@@ -96,10 +103,11 @@ def to_record(row: dict[str, Any], cfg: InputConfig, path: str, file_index: int,
             raise InputError(f"{where}: field '{cfg.order_by}' (order_by) must be a number")
         order_value = float(value)
     return InstructionRecord(
-        id=record_id, content_hash=content_hash(instruction, inp, out), recipe=RECIPE,
+        id=record_id, content_hash=content_hash(*([conversation] if conversation else
+                                                  [instruction, inp, out])), recipe=RECIPE,
         stage="input", round=0, instruction=instruction, input=inp, output=out,
         origin=f"external_{Path(path).stem}", task_id=record_id, slot=file_index,
-        position=number, order_value=order_value,
+        position=number, order_value=order_value, conversation=conversation,
     )
 
 

@@ -38,6 +38,8 @@ class GenerationRequest:
     seed: int
     api: Api = "completions"
     context: Any = None
+    # Extra top-level request fields (e.g. vLLM's `structured_outputs`); part of the cache key.
+    extra_body: dict[str, Any] | None = None
 
     @property
     def prompt_sha256(self) -> str:
@@ -126,7 +128,8 @@ class OpenAICompatClient:
         return message[:500]
 
     def _once(self, request: GenerationRequest) -> Completion:
-        body: dict[str, Any] = {"model": self.model, "seed": request.seed, **request.sampling}
+        body: dict[str, Any] = {"model": self.model, "seed": request.seed, **request.sampling,
+                                **(request.extra_body or {})}
         if request.api == "chat":
             body["messages"] = [{"role": "user", "content": request.prompt}]
             url = f"{self.base_url}/chat/completions"

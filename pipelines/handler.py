@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from pipelines.generation import (
     OpenAICompatClient,
     RetryPolicy,
 )
+from pipelines.progress import PROGRESS
 
 NAMESPACE = "instructbeam"
+_DRIVER_TOKEN = uuid.uuid4().hex[:12]
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,31 @@ def resolve_identity(cfg: GeneratorConfig) -> GeneratorIdentity:
     return GeneratorIdentity(cfg.model, "unversioned", cfg.model)
 
 
-def endpoint_for(cfg: GeneratorConfig) -> str:
+def endpoint_for(cfg: GeneratorConfig, share_token: str = "local") -> str:
     """Base URL of a server for this generator: an existing one, or one we start and own."""
     if cfg.backend == "openai":
         assert cfg.base_url is not None
         return cfg.base_url
-    from pipelines import vllm_server
+    from apache_beam.utils.multi_process_shared import MultiProcessShared
 
-    return vllm_server.get_or_start(server_spec(cfg)).base_url
+    spec = server_spec(cfg)
+    # One server per machine for all SDK worker processes of this job (Dataflow starts one
+    # per vCPU; `direct_num_workers` > 1 locally): the first process to ask hosts it.
+    tag = f"instructbeam-vllm-{spec.key}-{share_token}"
+    shared = MultiProcessShared(lambda: _SharedServer(spec), tag=tag, always_proxy=True)
+    return shared.acquire().base_url()
+
+
+class _SharedServer:
+    """Lives in the process that hosts the shared server; restarts it if it was stopped."""
+
+    def __init__(self, spec) -> None:
+        self._spec = spec
+
+    def base_url(self) -> str:
+        from pipelines import vllm_server
+
+        return vllm_server.get_or_start(self._spec).base_url
 
 
 def server_spec(cfg: GeneratorConfig):  # -> vllm_server.ServerSpec (imported lazily)
@@ -85,9 +105,10 @@ class _Session:
     """
 
     def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
-                 cache: ResponseCache | None, endpoint: str | None) -> None:
+                 cache: ResponseCache | None, endpoint: str | None, share_token: str) -> None:
         self._cfg = cfg
         self._endpoint = endpoint
+        self._share_token = share_token
         self._client: OpenAICompatClient | None = None
         self._lock = threading.Lock()
         self.identity = identity
@@ -103,24 +124,35 @@ class _Session:
                 api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
                 retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
                 self._client = OpenAICompatClient(
-                    self._endpoint or endpoint_for(cfg), self.identity.served_name,
+                    self._endpoint or endpoint_for(cfg, self._share_token),
+                    self.identity.served_name,
                     api_key=api_key, timeout_s=cfg.timeout_s, retry=retry)
             return self._client
 
 
 class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _Session]):
     def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
-                 cache_dir: str | None, *, endpoint: str | None = None) -> None:
-        """`endpoint` overrides how the URL is obtained (tests point it at their own server)."""
+                 cache_dir: str | None, *, endpoint: str | None = None,
+                 resource_hints: dict[str, str] | None = None) -> None:
+        """`endpoint` overrides how the URL is obtained (tests point it at their own server).
+
+        `resource_hints` (e.g. {"accelerator": "type:nvidia-l4;count:1;install-nvidia-driver"})
+        go on the generation steps only: Dataflow's right-fitting then puts just those steps
+        on GPU workers.
+        """
         super().__init__()
         self._cfg = cfg
         self._identity = identity
         self._cache_dir = cache_dir
         self._endpoint = endpoint
+        self._resource_hints = dict(resource_hints or {})
+        # Workers of this driver's jobs share one server per model and machine; other
+        # drivers on the same machine do not (the token is pickled with the handler).
+        self._share_token = _DRIVER_TOKEN
 
     def load_model(self) -> _Session:
         cache = ResponseCache(self._cache_dir) if self._cache_dir else None
-        return _Session(self._cfg, self._identity, cache, self._endpoint)
+        return _Session(self._cfg, self._identity, cache, self._endpoint, self._share_token)
 
     def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
                       inference_args: dict[str, Any] | None = None
@@ -132,6 +164,9 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
 
     def get_metrics_namespace(self) -> str:
         return NAMESPACE
+
+    def get_resource_hints(self) -> dict[str, str]:
+        return dict(self._resource_hints)
 
     def batch_elements_kwargs(self) -> dict[str, Any]:
         # Fixed, large batches: the thread pool keeps `max_concurrency` requests in flight
@@ -151,6 +186,11 @@ def _count(stage: str, name: str, value: int = 1) -> None:
 
 def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
     stage = outcome.request.stage
+    completion = outcome.completion
+    PROGRESS.add(stage, requests=1, cached=int(outcome.cached),
+                 failed=int(completion is None),
+                 tokens=0 if completion is None or outcome.cached
+                 else completion.completion_tokens)
     _count(stage, "requests")
     if outcome.cached:
         _count(stage, "cache_hits")

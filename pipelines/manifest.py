@@ -26,8 +26,11 @@ from schemas import SCHEMA_VERSION
 
 STAGE_PREFIX = f"{NAMESPACE}/stage/"
 GENERATOR_PREFIX = f"{NAMESPACE}/generator/"
-STAGE_ORDER = ("input", "instruction_gen", "novelty", "clf_identify", "instance_gen", "rules",
-               "dedup_novelty", "near_dup")
+STAGE_ORDER = ("input", "instruction_gen", "novelty", "clf_identify", "instance_gen",
+               "explore_given", "explore_extend", "explore_nodes", "explore_enrich",
+               "explore_examples", "explore_filter", "explore_sample", "extra_output",
+               "ensemble", "rules", "dedup_novelty", "near_dup", "instag_tag",
+               "instag_normalize", "instag_sample")
 
 
 def read_counters(result: Any) -> dict[str, dict[str, int]]:
@@ -56,9 +59,14 @@ def stage_table(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]
         if rejected or any(k in values for k in ("produced", "kept")):
             row.update({"produced": values.get("produced", 0), "kept": values.get("kept", 0),
                         "rejected": dict(sorted(rejected.items()))})
+        kept_by = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("kept/")}
+        if kept_by:  # e.g. Ensemble-Instruct's consensus: kept rows per path
+            row["kept_by"] = dict(sorted(kept_by.items()))
         stages[stage] = row
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
-    return dict(sorted(stages.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+    # "extra_output/<model>" sorts with "extra_output".
+    return dict(sorted(stages.items(),
+                       key=lambda kv: (order.get(kv[0].split("/", 1)[0], 99), kv[0])))
 
 
 def accounting(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,6 +83,10 @@ def accounting(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         checks.append({"stage": stage, "identity": "produced = kept + rejected",
                        "holds": row["produced"] == row["kept"] + rejected,
                        "values": [row["produced"], row["kept"], rejected]})
+        if "kept_by" in row:
+            by_path = sum(row["kept_by"].values())
+            checks.append({"stage": stage, "identity": "kept = sum of kept_by",
+                           "holds": row["kept"] == by_path, "values": [row["kept"], by_path]})
     return checks
 
 
@@ -83,8 +95,25 @@ def generator_usage(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, 
             for ns, v in sorted(counters.items()) if ns.startswith(GENERATOR_PREFIX)}
 
 
-def file_table(output_dir: Path) -> dict[str, int]:
+def read_reports(output_dir: Path) -> dict[str, Any]:
+    """Recipe reports written as reports/<name>.json (e.g. #InsTag's tag statistics)."""
+    return {path.stem: json.loads(path.read_text(encoding="utf-8"))
+            for path in sorted((output_dir / "reports").glob("*.json"))}
+
+
+def file_table(output_dir: Path | str) -> dict[str, int]:
+    """Row count of every Parquet file under a run directory (local, or gs:// via Beam)."""
     files = {}
+    if isinstance(output_dir, str) and "://" in output_dir:
+        from apache_beam.io.filesystems import FileSystems
+
+        prefix = output_dir.rstrip("/") + "/"
+        for match in FileSystems.match([prefix + "**.parquet"])[0].metadata_list:
+            with FileSystems.open(match.path, compression_type="uncompressed") as handle:
+                rows = pq.ParquetFile(handle).metadata.num_rows
+            files[match.path[len(prefix):]] = rows
+        return dict(sorted(files.items()))
+    output_dir = Path(output_dir)
     for path in sorted(output_dir.rglob("*.parquet")):
         files[str(path.relative_to(output_dir))] = pq.ParquetFile(path).metadata.num_rows
     return files
@@ -131,6 +160,7 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
         "rows": rows,
         "files": files,
         "accounting": checks,
+        **({"reports": reports} if (reports := read_reports(output_dir)) else {}),
         "run": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "duration_s": round(time.time() - started, 1),
@@ -143,8 +173,16 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
     }
 
 
-def write(output_dir: Path, manifest: dict[str, Any]) -> None:
+def write(output_dir: Path | str, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    if isinstance(output_dir, str) and "://" in output_dir:
+        from apache_beam.io.filesystems import FileSystems
+
+        path = output_dir.rstrip("/") + "/manifest.json"
+        with FileSystems.create(path, compression_type="uncompressed") as handle:
+            handle.write(text.encode("utf-8"))
+        return
+    output_dir = Path(output_dir)
     tmp = output_dir / "manifest.json.tmp"
     tmp.write_text(text, encoding="utf-8")
     tmp.rename(output_dir / "manifest.json")

@@ -7,8 +7,10 @@ accepted instructions), and its rejected and failed collections. The configured 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 
@@ -32,16 +34,41 @@ class RecipeOutputs:
     tables: dict[str, beam.PCollection] = field(default_factory=dict)
     rejected: list[beam.PCollection] = field(default_factory=list)
     failed: list[beam.PCollection] = field(default_factory=list)
+    # Extra outputs written by their own transform: name -> (items, directory -> PTransform).
+    files: dict[str, tuple[beam.PCollection, Callable[[str], beam.PTransform]]] = field(
+        default_factory=dict)
 
 
 def build_recipe(p: beam.Pipeline, cfg: RunConfig, seeds: list[SeedTask],
                  handler: GeneratorModelHandler | None,
-                 identity: GeneratorIdentity | None) -> RecipeOutputs:
+                 identity: GeneratorIdentity | None, *,
+                 extras: Sequence[Any] | None = None) -> RecipeOutputs:
+    """`extras`: Ensemble-Instruct's extra generators (`pipelines.ensemble_instruct`)."""
     if cfg.recipe == "self_instruct":
         assert handler is not None and identity is not None
         si = build_self_instruct(p, cfg, seeds, handler, identity)
         outputs = RecipeOutputs(si.instances, {"instructions": si.instructions},
                                 list(si.rejected), list(si.failed))
+    elif cfg.recipe == "explore_instruct":
+        assert handler is not None and identity is not None
+        from pipelines.explore_finish import WriteTree
+        from pipelines.explore_instruct import build_explore_instruct
+
+        ex = build_explore_instruct(p, cfg, handler, identity)
+        outputs = RecipeOutputs(ex.dataset, {"nodes": ex.nodes}, list(ex.rejected),
+                                list(ex.failed), files={"tree": (ex.tree_items, WriteTree)})
+    elif cfg.recipe == "ensemble_instruct":
+        assert handler is not None and identity is not None
+        from pipelines.ensemble_instruct import build_ensemble_instruct
+
+        en = build_ensemble_instruct(p, cfg, seeds, handler, identity, extras or ())
+        outputs = RecipeOutputs(en.instances, {"instructions": en.instructions},
+                                list(en.rejected), list(en.failed))
+    elif cfg.recipe == "instag":
+        assert handler is not None and identity is not None
+        from pipelines.instag import build_instag
+
+        return build_instag(p, cfg, handler, identity)  # runs the filters before tagging
     else:
         assert cfg.input is not None
         records = (p | "Input" >> ReadDataset(cfg.input)
@@ -88,14 +115,13 @@ def apply_filters(outputs: RecipeOutputs, cfg: RunConfig) -> RecipeOutputs:
         outputs.rejected.append(routed.rejected)
     if filters.near_dup.enabled:
         from filters.near_dup import MinHashParams
-
         from pipelines.near_dup import NearDuplicateFilter
 
         nd = filters.near_dup
         params = MinHashParams(num_perm=nd.num_perm, bands=nd.bands, rows=nd.rows,
                                shingle_size=nd.shingle_size, threshold=nd.threshold,
                                seed=nd.seed)
-        routed = dataset | "NearDup" >> NearDuplicateFilter(params)
+        routed = dataset | "NearDup" >> NearDuplicateFilter(params, order_by=input_order)
         dataset = routed.kept
         outputs.rejected.append(routed.rejected)
     outputs.dataset = dataset

@@ -21,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import manifest as manifest_lib
 from pipelines.audit import WriteAuditSample
 from pipelines.cache import default_cache_dir
+from pipelines.card import write_card
 from pipelines.config import RunConfig
 from pipelines.dataset_input import validate as validate_input
 from pipelines.errors import RunFailed
@@ -29,6 +30,7 @@ from pipelines.recipes import build_recipe, rule_config
 from pipelines.seeds import read_seed_tasks
 from pipelines.shards import WriteShards
 from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA
+from schemas.tree import NODE_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +39,13 @@ OUTPUT_DIRS = {
     "instructions": RECORD_SCHEMA,  # accepted machine instructions
     "rejected": REJECTED_SCHEMA,
     "failed": FAILURE_SCHEMA,
+    "nodes": NODE_SCHEMA,  # Explore-Instruct: the task tree, one row per node
 }
 
 
 @dataclass(frozen=True)
 class RunResult:
-    output_dir: Path
+    output_dir: Path | str  # a gs:// prefix stays a string
     manifest: dict
 
 
@@ -50,17 +53,9 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
         ) -> RunResult:
     """Run a config; `endpoint` points every generator call at an existing server (tests)."""
     started = time.time()
-    # Validate every input before anything is written.
-    if cfg.recipe == "filter":
-        assert cfg.input is not None
-        seeds: list = []
-        input_rows = validate_input(cfg.input)
-        identity = None
-    else:
-        seeds = read_seed_tasks(cfg.seed_tasks)
-        input_rows = len(seeds)
-        identity = resolve_identity(cfg.generator)
-    rule_config(cfg.filters.rules)
+    seeds, input_rows, identity = validate_inputs(cfg)
+    if "://" in cfg.output_dir:
+        return _run_remote(cfg, beam_args, seeds, input_rows, identity, started)
     output_dir = Path(cfg.output_dir).resolve()
     cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
     staging = _fresh_staging_dir(output_dir)
@@ -70,6 +65,8 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
         manifest = manifest_lib.build(
             cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
             input_rows=input_rows)
+        write_card(staging, manifest)  # README.md: the dataset card, before the manifest
+        _write_report(staging, manifest)  # report.html, also before the manifest
         manifest_lib.write(staging, manifest)
         _promote(staging, output_dir)
     except BaseException:
@@ -84,28 +81,114 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
     return result
 
 
+def validate_inputs(cfg: RunConfig) -> tuple[list, int, GeneratorIdentity | None]:
+    """Check every input of a config (files, models) before anything is written.
+
+    Returns the seed tasks (if the recipe has them), the number of input rows and the
+    generator identity (None for recipes without a generator).
+    """
+    if cfg.recipe == "filter":
+        assert cfg.input is not None
+        seeds: list = []
+        input_rows = validate_input(cfg.input)
+        identity = None
+    elif cfg.recipe == "instag":
+        assert cfg.input is not None
+        from pipelines.instag import validate_instag
+
+        validate_instag(cfg)
+        seeds = []
+        input_rows = validate_input(cfg.input)
+        identity = resolve_identity(cfg.generator)
+    elif cfg.recipe == "explore_instruct":
+        from pipelines.explore_steps import initial_tree
+
+        seeds = []
+        input_rows = len(initial_tree(cfg))  # reads and checks a given tree_dir
+        identity = resolve_identity(cfg.generator)
+    else:
+        seeds = read_seed_tasks(cfg.seed_tasks)
+        input_rows = len(seeds)
+        identity = resolve_identity(cfg.generator)
+        for extra in cfg.ensemble_instruct.extra_generators if \
+                cfg.recipe == "ensemble_instruct" else ():
+            resolve_identity(extra.generator)  # every extra model must resolve before writing
+    rule_config(cfg.filters.rules)
+    return seeds, input_rows, identity
+
+
+def _run_remote(cfg: RunConfig, beam_args: Sequence[str], seeds, input_rows: int,
+                identity: GeneratorIdentity | None, started: float) -> RunResult:
+    """A run whose output lives on gs:// (e.g. a Dataflow job).
+
+    Same staging discipline as a local run, through Beam FileSystems: shards go to a staging
+    prefix; when the job has finished, the old output is deleted, the staged objects are
+    moved under the output prefix and `manifest.json` is written last, so a reader that
+    waits for the manifest never sees a partial output. (Object stores cannot swap a
+    directory atomically; the manifest is the commit marker.)
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    out = cfg.output_dir.rstrip("/")
+    staging = f"{out}.staging-{time.time_ns()}"
+    cache_dir = cfg.cache.dir if cfg.cache.enabled else None
+    metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, None)
+    manifest = manifest_lib.build(cfg, identity, metrics, staging, started=started,
+                                  cache_dir=cache_dir, input_rows=input_rows)
+    old = FileSystems.match([f"{out}/**"])[0].metadata_list
+    if old:
+        FileSystems.delete([m.path for m in old])
+    staged = [m.path for m in FileSystems.match([f"{staging}/**"])[0].metadata_list]
+    FileSystems.rename(staged, [f"{out}/{path[len(staging) + 1:]}" for path in staged])
+    manifest_lib.write(out, manifest)
+    problems = manifest_lib.problems(manifest, cfg.max_failure_ratio)
+    if problems:
+        raise RunFailed("; ".join(problems))
+    return RunResult(out, manifest)
+
+
 def _run_pipeline(cfg: RunConfig, seeds, identity: GeneratorIdentity | None, staging: Path,
                   cache_dir: str | None, beam_args: Sequence[str], endpoint: str | None):
     options = PipelineOptions(list(beam_args))
     if "runner" not in options.get_all_options(drop_default=True):
         options = PipelineOptions(["--runner=FnApiRunner", *beam_args])
+    p = build_pipeline(options, cfg, seeds, identity, str(staging), cache_dir, endpoint)
+    result = p.run()
+    result.wait_until_finish()
+    return manifest_lib.read_counters(result)
+
+
+def build_pipeline(options: PipelineOptions, cfg: RunConfig, seeds,
+                   identity: GeneratorIdentity | None, staging: str, cache_dir: str | None,
+                   endpoint: str | None = None) -> beam.Pipeline:
+    """The whole job graph of a config, writing under `staging` (a local path or gs://)."""
+    from pipelines.dataflow import check_gpu_options, generation_resource_hints
+
+    check_gpu_options(options)
+    hints = generation_resource_hints(options)
     handler = None
     if identity is not None:
-        handler = GeneratorModelHandler(cfg.generator, identity, cache_dir, endpoint=endpoint)
+        handler = GeneratorModelHandler(cfg.generator, identity, cache_dir, endpoint=endpoint,
+                                        resource_hints=hints)
+    extras = None
+    if cfg.recipe == "ensemble_instruct":
+        from pipelines.ensemble_instruct import extra_generators
+
+        extras = extra_generators(cfg, cache_dir, endpoint)
     p = beam.Pipeline(options=options)
-    outputs = build_recipe(p, cfg, seeds, handler, identity)
+    outputs = build_recipe(p, cfg, seeds, handler, identity, extras=extras)
     collections = {"data": outputs.dataset, **outputs.tables,
                    "rejected": _flatten(p, "AllRejected", outputs.rejected),
                    "failed": _flatten(p, "AllFailed", outputs.failed)}
     for name, pcoll in collections.items():
         _ = pcoll | f"Write/{name}" >> WriteShards(
-            str(staging / name), OUTPUT_DIRS[name], cfg.num_shards)
+            f"{staging}/{name}", OUTPUT_DIRS[name], cfg.num_shards)
+    for name, (items, writer) in outputs.files.items():
+        _ = items | f"Write/{name}" >> writer(f"{staging}/{name}")
     if cfg.audit_per_source:
         _ = outputs.dataset | "Write/audit" >> WriteAuditSample(
-            str(staging / "audit"), per_source=cfg.audit_per_source, seed=cfg.seed)
-    result = p.run()
-    result.wait_until_finish()
-    return manifest_lib.read_counters(result)
+            f"{staging}/audit", per_source=cfg.audit_per_source, seed=cfg.seed)
+    return p
 
 
 def _flatten(p: beam.Pipeline, label: str, pcolls: list) -> beam.PCollection:
@@ -144,6 +227,17 @@ def _promote(staging: Path, output_dir: Path) -> None:
     os.rename(staging, output_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_report(staging: Path, manifest: dict) -> None:
+    """A report bug must not cost the run (staging is deleted on error): warn and go on;
+    `instructbeam report OUT` writes it again."""
+    from pipelines.report_html import write_report
+
+    try:
+        write_report(staging, manifest)
+    except Exception:  # noqa: BLE001
+        log.warning("report.html was not written", exc_info=True)
 
 
 def _running_servers() -> frozenset[str]:

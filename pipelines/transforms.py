@@ -17,6 +17,7 @@ from apache_beam.ml.inference.base import RunInference
 from filters.verdict import Verdict
 from pipelines.generation import GenerationOutcome, GenerationRequest
 from pipelines.handler import NAMESPACE, GeneratorModelHandler
+from pipelines.progress import PROGRESS
 from schemas import FailureRecord, InstructionRecord, RejectedRecord, stable_id
 
 REJECTED = "rejected"
@@ -39,6 +40,7 @@ class _RouteVerdictsFn(beam.DoFn):
     def process(self, judged: Judged) -> Iterable[Any]:
         record, verdict = judged
         count(self._stage, "produced")
+        PROGRESS.add(self._stage, kept=int(verdict.keep), rejected=int(not verdict.keep))
         if verdict.keep:
             count(self._stage, "kept")
             yield record

@@ -39,3 +39,19 @@ class Reason(StrEnum):
     ILLEGAL_WORD = "illegal_word"
     # A task-level drop propagated to its rows.
     TASK_FAILED_UPSTREAM = "task_failed_upstream"
+    # Ensemble-Instruct: valid-format parsing of instances, and output ensembling.
+    INVALID_FORMAT = "invalid_format"  # first block lacks the "input:"/"output:" lines
+    ENSEMBLE_DISAGREEMENT = "ensemble_disagreement"  # min pairwise ROUGE-L <= 0.01
+    # Explore-Instruct: extension responses, tree placement, examples, prune and sampling.
+    INCOMPLETE_SUBTASK = "incomplete_subtask"  # a "New subtask:" block without Reason/Examples
+    INVALID_TASK_NAME = "invalid_task_name"  # the name has no [A-Za-z0-9] character
+    BREADTH_CAP = "breadth_cap"  # the node already has max_child_num children
+    DUPLICATE_TASK_NAME = "duplicate_task_name"  # the name and its _0.._9 suffixes are taken
+    SIMILAR_TASK_NAME = "similar_task_name"  # pruning during extension: name ROUGE-L > threshold
+    MALFORMED_EXAMPLE = "malformed_example"  # no Instruction/Input/Output split
+    WRAPPED_INPUT = "wrapped_input"  # input is a "<...>" or "(...)" placeholder
+    PRUNED_TASK = "pruned_task"  # the node was pruned and pruned nodes are excluded
+    BEYOND_SAMPLE_DEPTH = "beyond_sample_depth"  # node deeper than sample_max_depth
+    NOT_SAMPLED = "not_sampled"  # not drawn by the allocation, or cut by the sample size
+    # #InsTag: Cf-D never selects a query without tags (after normalization).
+    NO_TAGS = "no_tags"

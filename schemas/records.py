@@ -24,6 +24,9 @@ _STRING = pa.string()
 _INT = pa.int64()
 _FLOAT = pa.float64()
 _BOOL = pa.bool_()
+# tuple[str, ...] on the dataclass; the item is named "element" as Parquet stores it, so that
+# a written file's schema equals the declared one.
+_STRINGS = pa.list_(pa.field("element", pa.string()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,18 @@ class InstructionRecord:
     near_dup_survivor: str | None = None  # the record kept for that cluster
     near_dup_jaccard: float | None = None  # estimated Jaccard to the survivor
     order_value: float | None = None  # an input dataset's order_by column, if any
+    node_id: str | None = None  # Explore-Instruct: the tree node (task) this row belongs to
+    node_path: str | None = None  # that node's task names from the root, "/"-joined
+    instance_type: str | None = None  # Ensemble-Instruct: "input_output" | "output_only"
+    ensemble_path: str | None = None  # which consensus step kept or dropped the row
+    ensemble: str | None = None  # JSON: every candidate output and pairwise ROUGE-L
+    conversation: str | None = None  # JSON [{role, content}, ...] of a multi-turn input row
+    tags_open: tuple[str, ...] | None = None  # #InsTag: the tagger's tags (all user turns)
+    tags_raw: str | None = None  # JSON list of the tagger's raw answers, one per user turn
+    tags: tuple[str, ...] | None = None  # the normalized tags
+    tag_count: int | None = None  # len(tags): Cf-D's complexity
+    cfd_pass: int | None = None  # the Cf-D pass that selected the row (1-based)
+    cfd_rank: int | None = None  # its place in the selection order (0-based)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +133,18 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "near_dup_survivor": _STRING,
     "near_dup_jaccard": _FLOAT,
     "order_value": _FLOAT,
+    "node_id": _STRING,
+    "node_path": _STRING,
+    "instance_type": _STRING,
+    "ensemble_path": _STRING,
+    "ensemble": _STRING,
+    "conversation": _STRING,
+    "tags_open": _STRINGS,
+    "tags_raw": _STRING,
+    "tags": _STRINGS,
+    "tag_count": _INT,
+    "cfd_pass": _INT,
+    "cfd_rank": _INT,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,
@@ -176,7 +203,9 @@ T = TypeVar("T", InstructionRecord, FailureRecord)
 def from_row(cls: type[T], row: Mapping[str, object]) -> T:
     """Rebuild a record from a row, ignoring columns a later schema version added."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in row.items() if k in names})  # type: ignore[arg-type]
+    # Arrow gives lists back; the frozen dataclasses hold tuples.
+    return cls(**{k: tuple(v) if isinstance(v, list) else v  # type: ignore[arg-type]
+                  for k, v in row.items() if k in names})
 
 
 def rejected_from_row(row: Mapping[str, object]) -> RejectedRecord:

@@ -17,8 +17,10 @@ from rouge_score import rouge_scorer, tokenizers
 from filters.rouge import rouge_l, rouge_l_f, tokenize
 
 SEEDS = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "golden" / "self_instruct"
-    / "seed_tasks.jsonl"
+    Path(__file__)
+    .resolve()
+    .parents[2]
+    .joinpath("..", "shared", "golden", "self_instruct", "seed_tasks.jsonl")
 )
 
 

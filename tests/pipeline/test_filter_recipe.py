@@ -58,3 +58,36 @@ def test_missing_field_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"data.jsonl:2: field 'instruction' is missing"):
         run(_config(tmp_path, str(path), input_field=None))
     assert not (tmp_path / "out").exists()
+
+
+def test_filter_chain_with_novelty_and_near_duplicates(tmp_path):
+    from pipelines.config import NearDupConfig, NoveltyFilterConfig
+
+    base = ("Describe the main causes of the industrial revolution in Britain and explain "
+            "how steam power, coal, textile factories and new banking habits changed the "
+            "daily life of ordinary workers in the growing cities of the north")
+    rows = [{"instruction": base, "input": "", "output": "A long answer about history."},
+            # same text, one word changed: a near duplicate (MinHash) but also not novel
+            {"instruction": base.replace("ordinary", "typical"), "input": "",
+             "output": "A long answer about history."},
+            {"instruction": "Name three primary colors.", "input": "", "output": "Red."},
+            {"instruction": "Name three primary colors now.", "input": "",
+             "output": "Blue."},
+            {"instruction": "Write a haiku about autumn leaves.", "input": "",
+             "output": "Leaves fall."}]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = RunConfig(recipe="filter", output_dir=str(tmp_path / "out"),
+                    input=InputConfig(path=str(path)),
+                    filters=FiltersConfig(novelty=NoveltyFilterConfig(enabled=True),
+                                          near_dup=NearDupConfig(enabled=True)))
+    result = run(cfg)
+    kept = read_rows(result.output_dir, "data")
+    rejected = read_rows(result.output_dir, "rejected")
+    # input order decides: the first of each similar pair survives
+    assert sorted(r["position"] for r in kept) == [1, 3, 5]
+    assert {(r["position"], r["reason"]) for r in rejected} == {(2, "not_novel"),
+                                                               (4, "not_novel")}
+    assert all(c["holds"] for c in result.manifest["accounting"])
+    assert result.manifest["config"]["filters"]["near_dup"]["num_perm"] == 128
+    assert result.manifest["stages"]["near_dup"]["produced"] == 3

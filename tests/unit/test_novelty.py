@@ -14,8 +14,10 @@ from filters import rouge
 from filters.novelty import NoveltyIndex, NoveltyVerdict, greedy_novelty
 
 SEEDS = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "golden" / "self_instruct"
-    / "seed_tasks.jsonl"
+    Path(__file__)
+    .resolve()
+    .parents[2]
+    .joinpath("..", "shared", "golden", "self_instruct", "seed_tasks.jsonl")
 )
 WORDS = "write a poem story about the sea sky city dog cat in short long".split()
 ODD = ["", "写一首诗", "写一首歌", "!!! ...", "🙂", "写一首诗 poem", "   ", "İ K"]
@@ -46,8 +48,10 @@ def _boundary_variants(rng: random.Random, n: int) -> list[str]:
     """Texts sharing a 7-word core plus extra words: (lcs, la, lb) like (7, 7, 13), (7, 10, 10)."""
     core = "write a short poem about the ocean"
     extras = [f"x{i}" for i in range(40)]
-    return [core + " " + " ".join(rng.sample(extras, rng.choice([0, 1, 2, 3, 4, 5, 6])))
-            for _ in range(n)]
+    return [
+        core + " " + " ".join(rng.sample(extras, rng.choice([0, 1, 2, 3, 4, 5, 6])))
+        for _ in range(n)
+    ]
 
 
 def _perturb(rng: random.Random, text: str) -> str:
@@ -70,8 +74,13 @@ def _perturb(rng: random.Random, text: str) -> str:
     return " ".join(words)
 
 
-def _assert_same(candidates: list[str], ours: list[NoveltyVerdict], ref: list[NoveltyVerdict],
-                 threshold: float, exact: bool) -> None:
+def _assert_same(
+    candidates: list[str],
+    ours: list[NoveltyVerdict],
+    ref: list[NoveltyVerdict],
+    threshold: float,
+    exact: bool,
+) -> None:
     """Same decisions; rejections (and everything when ``exact``) identical to the reference."""
     assert [v.accepted for v in ours] == [v.accepted for v in ref]
     for text, got, want in zip(candidates, ours, ref, strict=True):

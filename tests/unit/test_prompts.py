@@ -40,6 +40,25 @@ CASES: dict[tuple[str, str], dict[str, object]] = {
     ("self_instruct", "instance_input_first"): {
         "instruction": "Give a synonym for the given word."
     },
+    ("ensemble_instruct", "instruction_gen"): {
+        "instructions": EIGHT_INSTRUCTIONS + ["Sort the words by length. |EoS|"],
+        "end_marker": " |EoS|",
+    },
+    ("ensemble_instruct", "instance_input_output"): {
+        "instruction": "Give a synonym for the given word."
+    },
+    ("ensemble_instruct", "instance_output_only"): {
+        "instruction": "Suggest three names for a pet goldfish."
+    },
+    ("ensemble_instruct", "extra_zero_shot"): {
+        "instruction": "Give a synonym for the given word.", "input": "happy"
+    },
+    ("ensemble_instruct", "extra_few_shot"): {
+        "instruction": "Give a synonym for the given word.", "input": "happy"
+    },
+    ("instag", "tag"): {
+        "query": "Write a haiku about autumn leaves.\n\nMake it sad.", "assistant_cue": True
+    },
 }
 
 TEMPLATE_IDS = [f"{a}/{n}" for a, n in CASES]

@@ -27,6 +27,8 @@ PY_TO_ARROW = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.
 
 def _arrow_type(hint: str) -> pa.DataType:
     base = hint.replace(" | None", "")
+    if base == "tuple[str, ...]":
+        return pa.list_(pa.field("element", pa.string()))
     return PY_TO_ARROW[{"str": str, "int": int, "float": float, "bool": bool}[base]]
 
 
@@ -55,7 +57,7 @@ def test_schema_version_travels_in_metadata():
 def _record(**kw) -> InstructionRecord:
     base = dict(id="r1", content_hash=content_hash("Do x."), recipe="self_instruct",
                 stage="instruction_gen", round=1, instruction="Do x.", rouge_l_max=0.5,
-                is_classification=False, slot=2, position=0)
+                is_classification=False, slot=2, position=0, tags=("a", "b"), tag_count=2)
     return InstructionRecord(**(base | kw))
 
 

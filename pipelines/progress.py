@@ -1,0 +1,72 @@
+"""A live, quiet progress line for local runs: per stage, records and generator throughput.
+
+Beam's counters are only readable when a local run ends, so the stages also report here, in
+the process that runs them. One line is redrawn in place on a terminal (at most every 0.5 s);
+elsewhere a line is printed every 15 s. `INSTRUCTBEAM_PROGRESS=0` silences it. On Dataflow
+the workers' stderr goes to worker logs and the job's counters show the same figures.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+
+_FIELDS = ("requests", "cached", "failed", "tokens", "kept", "rejected")
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stages: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
+        self._start = time.monotonic()
+        self._last = 0.0
+        self._tty = sys.stderr.isatty()
+        self._enabled = os.environ.get("INSTRUCTBEAM_PROGRESS", "1") != "0"
+
+    def add(self, stage: str, **deltas: int) -> None:
+        if not self._enabled:
+            return
+        with self._lock:
+            row = self._stages[stage]
+            for name, value in deltas.items():
+                row[name] = row.get(name, 0) + value
+            now = time.monotonic()
+            if now - self._last < (0.5 if self._tty else 15.0):
+                return
+            self._last = now
+            line = self._line(now)
+        end = "\r" if self._tty else "\n"
+        print(f"{line[:200]:<200}" if self._tty else line, end=end, file=sys.stderr, flush=True)
+
+    def _line(self, now: float) -> str:
+        elapsed = max(now - self._start, 1e-6)
+        parts = []
+        for stage, row in self._stages.items():
+            bits = []
+            if row["requests"]:
+                bits.append(f"{row['requests']} req")
+                if row["cached"]:
+                    bits.append(f"{row['cached']} cached")
+                bits.append(f"{row['tokens'] / elapsed:.0f} tok/s")
+            if row["failed"]:
+                bits.append(f"{row['failed']} failed")
+            if row["kept"] or row["rejected"]:
+                bits.append(f"{row['kept']} kept {row['rejected']} rej")
+            if bits:
+                parts.append(f"{stage}: {' '.join(bits)}")
+        return f"[{elapsed:5.0f}s] " + " | ".join(parts)
+
+    def finish(self) -> None:
+        """End the in-place line so the summary starts on a fresh one."""
+        with self._lock:
+            if self._tty and self._last:
+                print(file=sys.stderr, flush=True)
+            self._stages.clear()
+            self._start = time.monotonic()
+            self._last = 0.0
+
+
+PROGRESS = _Progress()

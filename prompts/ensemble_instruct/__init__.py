@@ -1,0 +1,1 @@
+"""Ensemble-Instruct prompt templates (package data, no code)."""

@@ -1,0 +1,1 @@
+"""#InsTag prompt templates (package data; see prompts/__init__.py)."""

@@ -1,0 +1,135 @@
+"""Export formatting (Alpaca, ShareGPT, OpenAI chat), global id order across shards, and the
+incremental JSON writer; shards are written here with pyarrow, no Beam."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.errors import InputError
+from pipelines.export import (
+    alpaca_item,
+    export,
+    iter_rows,
+    openai_item,
+    prompt_text,
+    sharegpt_item,
+    write_items,
+)
+from schemas import RECORD_SCHEMA, InstructionRecord, to_row
+
+
+def _record(rid: str, instruction: str = "Name a colour.", input_text: str = "",
+            output: str = "Red.", **extra: object) -> dict:
+    rec = InstructionRecord(id=rid, content_hash="h", recipe="self_instruct", stage="instance",
+                            round=1, instruction=instruction, input=input_text, output=output,
+                            generator="m", prompt_ref="self_instruct/x@v1", **extra)
+    return to_row(rec)
+
+
+def _run_dir(tmp_path, shards: list[list[dict]]):
+    data = tmp_path / "run" / "data"
+    data.mkdir(parents=True)
+    for i, rows in enumerate(shards):
+        pq.write_table(pa.Table.from_pylist(rows, schema=RECORD_SCHEMA),
+                       data / f"part-{i:05d}-of-{len(shards):05d}.parquet")
+    (tmp_path / "run" / "manifest.json").write_text("{}")
+    return tmp_path / "run"
+
+
+def test_prompt_joins_instruction_and_input_with_a_blank_line():
+    assert prompt_text("Sum these.", "1, 2") == "Sum these.\n\n1, 2"
+    assert prompt_text("Name a colour.", "") == "Name a colour."
+    assert prompt_text("Name a colour.", None) == "Name a colour."
+    assert prompt_text("Name a colour.", "  \n") == "Name a colour."  # nothing to add
+
+
+def test_the_three_shapes():
+    row = _record("a", "Sum these.", "1, 2", "3")
+    assert alpaca_item(row) == {"instruction": "Sum these.", "input": "1, 2", "output": "3"}
+    assert sharegpt_item(row) == {"conversations": [
+        {"from": "human", "value": "Sum these.\n\n1, 2"}, {"from": "gpt", "value": "3"}]}
+    assert openai_item(row) == {"messages": [
+        {"role": "user", "content": "Sum these.\n\n1, 2"},
+        {"role": "assistant", "content": "3"}]}
+
+
+def test_provenance_goes_under_meta_only_when_asked():
+    row = _record("a")
+    meta = {"id": "a", "generator": "m", "prompt_ref": "self_instruct/x@v1"}
+    for fmt in (alpaca_item, sharegpt_item, openai_item):
+        assert "meta" not in fmt(row)
+        assert fmt(row, True)["meta"] == meta
+
+
+def test_null_input_and_output_become_empty_strings():
+    row = _record("a") | {"input": None, "output": None}
+    assert alpaca_item(row) == {"instruction": "Name a colour.", "input": "", "output": ""}
+    assert openai_item(row)["messages"][1] == {"role": "assistant", "content": ""}
+
+
+def test_a_multi_turn_row_is_exported_whole_except_in_alpaca():
+    turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+             {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"},
+             {"role": "assistant", "content": "Bye!"}]
+    row = _record("a", "Hi", "", "Hello", conversation=json.dumps(turns))
+    assert openai_item(row)["messages"] == turns
+    assert [t["from"] for t in sharegpt_item(row)["conversations"]] == [
+        "system", "human", "gpt", "human", "gpt"]
+    assert alpaca_item(row) == {"instruction": "Hi", "input": "", "output": "Hello"}
+
+
+def test_rows_come_out_in_global_id_order_across_shards(tmp_path):
+    ids = [f"{i:04x}" for i in range(0, 3000, 7)]
+    shards = [[_record(i) for i in ids[k::3]] for k in range(3)]
+    shards.append([])  # an empty shard, as WriteShards writes them
+    run_dir = _run_dir(tmp_path, shards)
+    assert [row["id"] for row in iter_rows(run_dir)] == ids
+
+
+def test_an_unsorted_shard_is_sorted_on_its_own(tmp_path):
+    run_dir = _run_dir(tmp_path, [[_record("c"), _record("a")], [_record("b")]])
+    assert [row["id"] for row in iter_rows(run_dir)] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_writer_output_parses_with_unicode_and_when_empty(tmp_path, json_lines):
+    items = [{"text": "naïve — 日本"}, {"text": "two"}]
+    path = tmp_path / "out.json"
+    assert write_items(path, iter(items), json_lines=json_lines) == 2
+    text = path.read_text(encoding="utf-8")
+    parsed = [json.loads(line) for line in text.splitlines()] if json_lines else json.loads(text)
+    assert parsed == items and "日本" in text  # UTF-8, not \u escapes
+    assert write_items(path, iter([]), json_lines=json_lines) == 0
+    assert path.read_text() == ("" if json_lines else "[]\n")
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_a_failing_export_leaves_no_file(tmp_path):
+    def items():
+        yield {"a": 1}
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_items(tmp_path / "out.json", items(), json_lines=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_writes_beside_the_run_by_default(tmp_path):
+    run_dir = _run_dir(tmp_path, [[_record("b"), _record("a", "Sum.", "1", "1")]])
+    path, count = export(run_dir, "alpaca")
+    assert path == run_dir / "export" / "alpaca.json" and count == 2
+    assert json.loads(path.read_text())[0] == {"instruction": "Sum.", "input": "1", "output": "1"}
+    path, _ = export(run_dir, "openai", tmp_path / "x.jsonl", with_provenance=True)
+    assert [json.loads(x)["meta"]["id"] for x in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_not_a_finished_run_or_unknown_format_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="manifest.json"):
+        export(tmp_path, "alpaca")
+    run_dir = _run_dir(tmp_path, [[_record("a")]])
+    with pytest.raises(InputError, match="unknown export format"):
+        export(run_dir, "csv")
