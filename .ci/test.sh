@@ -5,6 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+bash .ci/browser-deps.sh || { echo "could not install the browser for the report test"; exit 1; }
 .venv/bin/ruff check . || { echo "ruff check failed"; exit 1; }
 .venv/bin/python -m pytest "$@"
 rc=$?

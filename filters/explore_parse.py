@@ -132,6 +132,8 @@ def parse_examples(text: str, domain: DomainRules, first_position: int = 0
         if not piece.strip():
             continue
         parts = [p.strip() for p in splitter.split(piece)]
+        if domain.numbered and len(parts) == 1:
+            continue  # prose between numbered items (a preamble): no field, not an example
         position = first_position + len(parsed)
         if len(parts) != want:
             detail = f"{len(parts)} fields, expected {want}: {piece.strip()[:60]!r}"

@@ -224,6 +224,8 @@ def normalize_tag_sets(tag_sets: Sequence[Collection[str]], params: NormalizePar
     is len(tag_sets), tag-less queries included."""
     plan = plan_frequency_and_rules(count_tags(tag_sets), len(tag_sets), params)
     plan = plan_semantic(plan, recount(tag_sets, plan.mapping), params, embed)
+    if not params.association_aggregation:
+        return plan
     counts = recount(tag_sets, plan.mapping)
     min_count = association_min_count(plan, params)
     rows = [r for tags in tag_sets

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -116,10 +117,24 @@ def models(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def rows_by_generator(output_dir: Path) -> list[tuple[str, str, int]]:
+def _generator_columns(output_dir: Path | str) -> list[pa.Table]:
+    columns = ["generator", "generator_revision"]
+    if isinstance(output_dir, str) and "://" in output_dir:  # gs://: through Beam FileSystems
+        from apache_beam.io.filesystems import FileSystems
+
+        found = FileSystems.match([f"{output_dir.rstrip('/')}/data/*.parquet"])[0]
+        tables = []
+        for path in sorted(m.path for m in found.metadata_list):
+            with FileSystems.open(path, compression_type="uncompressed") as handle:
+                tables.append(pq.read_table(handle, columns=columns))
+        return tables
+    return [pq.read_table(path, columns=columns)
+            for path in sorted((Path(output_dir) / "data").glob("*.parquet"))]
+
+
+def rows_by_generator(output_dir: Path | str) -> list[tuple[str, str, int]]:
     counts: Counter[tuple[str, str]] = Counter()
-    for path in sorted((output_dir / "data").glob("*.parquet")):
-        table = pq.read_table(path, columns=["generator", "generator_revision"])
+    for table in _generator_columns(output_dir):
         for gen, rev in zip(table.column("generator").to_pylist(),
                             table.column("generator_revision").to_pylist(), strict=True):
             counts[(gen or "(none: input data)", rev or "")] += 1
@@ -167,7 +182,7 @@ def _recipe_section(config: dict[str, Any]) -> dict[str, Any]:
             "filters": config["filters"]}
 
 
-def render(manifest: dict[str, Any], output_dir: Path) -> str:
+def render(manifest: dict[str, Any], output_dir: Path | str) -> str:
     config, rows = manifest["config"], manifest["rows"]
     out = config["output_dir"]
     lines = ["---", yaml.safe_dump(front_matter(manifest), sort_keys=False).rstrip(), "---", "",
@@ -228,10 +243,19 @@ def render(manifest: dict[str, Any], output_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def write_card(output_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Write README.md into the (staging) output directory; returns its path."""
+def write_card(output_dir: Path | str, manifest: dict[str, Any]) -> str:
+    """Write README.md into the (staging) output directory (local or gs://); its path."""
+    text = render(manifest, output_dir)
+    if isinstance(output_dir, str) and "://" in output_dir:
+        from apache_beam.io.filesystems import FileSystems
+
+        remote = f"{output_dir.rstrip('/')}/README.md"
+        with FileSystems.create(remote, mime_type="text/markdown",
+                                compression_type="uncompressed") as handle:
+            handle.write(text.encode("utf-8"))
+        return remote
     path = Path(output_dir) / "README.md"
     tmp = path.with_name("README.md.tmp")
-    tmp.write_text(render(manifest, Path(output_dir)), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.rename(path)
-    return path
+    return str(path)

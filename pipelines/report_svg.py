@@ -112,7 +112,8 @@ def _bar_extent(bar: Bar) -> float:
 def _legend(items: Sequence[tuple[str, str]], x: float, y: float) -> list[str]:
     out = []
     for css, label in items:
-        out.append(f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" class="{css}"/>')
+        out.append(f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" '
+                   f'class="legend {css}"/>')
         out.append(_text(x + 14, y, label, "lbl"))
         x += 14 + len(label) * CHAR_W + 18
     return out

@@ -135,6 +135,7 @@ def _run_remote(cfg: RunConfig, beam_args: Sequence[str], seeds, input_rows: int
     metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, None)
     manifest = manifest_lib.build(cfg, identity, metrics, staging, started=started,
                                   cache_dir=cache_dir, input_rows=input_rows)
+    write_card(staging, manifest)  # README.md moves with the shards; the manifest comes last
     old = FileSystems.match([f"{out}/**"])[0].metadata_list
     if old:
         FileSystems.delete([m.path for m in old])

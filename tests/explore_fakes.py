@@ -76,7 +76,7 @@ class ExploreScript:
         if roll < 2 * self.bad_examples / 3:
             return "Instruction: Fix the typo below.\nInput: <typo here>\nOutput: Fixed.\n"
         if roll < self.bad_examples:
-            return "Instruction only, no fields at all\n"
+            return "Instruction: Only an instruction here, and no other field.\n"
         a, b, c = (rng.choice(WORDS) for _ in range(3))
         return (f"Instruction: {rng.choice(VERBS)} the {a} of this {b} about {c} "
                 f"number {rng.randint(1, 10**6)}.\nInput: The {b} talks about {c}, "

@@ -24,7 +24,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 CHART_MARKS_JS = """
 return Array.from(document.querySelectorAll('svg.chart')).map(function (svg) {
   var n = 0;
-  svg.querySelectorAll('rect, path, circle').forEach(function (m) {
+  svg.querySelectorAll('rect:not(.legend), path, circle').forEach(function (m) {
     var b = m.getBBox();
     if (b.width > 0 && b.height > 0) { n += 1; }
   });

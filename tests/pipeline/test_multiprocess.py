@@ -12,7 +12,7 @@ import typing
 import pytest
 from helpers import scripted_config, shard_digests
 
-from pipelines.config import FiltersConfig, InputConfig, RunConfig, RulesConfig
+from pipelines.config import FiltersConfig, InputConfig, RulesConfig, RunConfig
 from pipelines.run import run
 
 MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]

@@ -52,7 +52,7 @@ def test_every_recipe_gets_a_card_that_points_at_the_data(recipe, tmp_path):
     cfg = _config(recipe, tmp_path)
     out = tmp_path / "staging"
     (out / "data").mkdir(parents=True)
-    text = write_card(out, _manifest(cfg)).read_text(encoding="utf-8")
+    text = Path(write_card(out, _manifest(cfg))).read_text(encoding="utf-8")
     matter = _front_matter(text)
     default = [c for c in matter["configs"] if c.get("default")]
     assert default == [{"config_name": "default", "default": True,
@@ -76,3 +76,23 @@ def test_licence_id_only_when_every_source_agrees(tmp_path):
     assert front_matter(foreign)["license"] == "other"
     assert SELF_INSTRUCT_SEEDS in seed_licence(foreign["config"])
     assert "check" in SELF_INSTRUCT_SEEDS
+
+
+def test_a_gs_output_is_written_through_beam_filesystems(tmp_path, monkeypatch):
+    """Dataflow runs write the card beside gs:// shards; here gs:// maps onto a local dir."""
+    from apache_beam.io.filesystems import FileSystems
+
+    local = tmp_path / "bucket"
+    (local / "data").mkdir(parents=True)
+
+    def to_local(path: str) -> str:
+        return path.replace("gs://b/run", str(local))
+
+    for name in ("match", "open", "create"):
+        real = getattr(FileSystems, name)
+        monkeypatch.setattr(FileSystems, name, staticmethod(
+            lambda p, *a, _real=real, **k: _real([to_local(x) for x in p], *a, **k)
+            if isinstance(p, list) else _real(to_local(p), *a, **k)))
+    manifest = _manifest(load_config(ROOT / "configs" / "self_instruct_demo.yaml"))
+    assert write_card("gs://b/run", manifest) == "gs://b/run/README.md"
+    assert _front_matter((local / "README.md").read_text())["license"] == "apache-2.0"

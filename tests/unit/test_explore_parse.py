@@ -84,8 +84,16 @@ def test_enrich_strips_an_examples_prefix_not_a_character_set():
     text = "Examples:\nExpand: no\n###\n1. Instruction: Expand the note into a paragraph.\n" \
            "Input: Meeting at 5.\nOutput: We will meet at five o'clock."
     parsed = parse_enrich_response(text, "stop", REWRITE)
+    assert [p.verdict.reason for p in parsed] == [None]
+    assert parsed[0].example.instruction == "Expand the note into a paragraph."
+
+
+def test_numbered_items_without_fields_are_prose_but_broken_items_are_malformed():
+    assert parse_enrich_response("Here you go: great examples.", "stop", REWRITE) == []
+    text = "Sure!\n1. Instruction: Fix the grammar please.\nOutput: done\n2. Instruction: " \
+           "Shorten the text below.\nInput: a long text\nOutput: short"
+    parsed = parse_enrich_response(text, "stop", REWRITE)
     assert [p.verdict.reason for p in parsed] == [Reason.MALFORMED_EXAMPLE, None]
-    assert parsed[1].example.instruction == "Expand the note into a paragraph."
 
 
 def test_unnumbered_domains_split_on_instruction():

@@ -35,7 +35,7 @@ class _Page(HTMLParser):
             self._svg = {"title": "", "marks": 0, "depth": 0}
             self.charts.append(self._svg)
         elif self._svg is not None:
-            self._svg["marks"] += tag in MARKS
+            self._svg["marks"] += tag in MARKS and "legend" not in attributes.get("class", "")
             self._in_title = tag == "title" and not self._svg["title"]
 
     def handle_endtag(self, tag: str) -> None:
