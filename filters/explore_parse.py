@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from filters.self_instruct import PAPER_BLACKLIST, InstructionRules
 from filters.verdict import Verdict
 from schemas.reasons import Reason
-from schemas.tree import Example
+from schemas.tree import Example, formalize_taskname
 
 # Alpaca's 18 words: Self-Instruct's list plus video, audio, music, flowchart, diagram.
 ALPACA_BLACKLIST: tuple[str, ...] = PAPER_BLACKLIST + (
@@ -76,6 +76,9 @@ _NUMBERED_SPLIT = re.compile(r"\n+\d+\.\s+")
 _FIELDS_3 = re.compile(r"Instruction:|Input:|Output:")
 _FIELDS_2 = re.compile(r"Input:|Output:")
 _NAME_CHAR = re.compile(r"[A-Za-z0-9]")
+# A task name is a short phrase; a longer one is a sentence the model wrote in its place (and
+# would not fit in a file name, which the paper's tree format makes of it).
+MAX_TASK_NAME_CHARS = 100
 _ANSWER = re.compile(r"Answer:\s*\$(?P<inner>.+)\$(?P<tail>\.?)\s*$", re.DOTALL)
 
 
@@ -189,6 +192,9 @@ def parse_extend_response(text: str, finish_reason: str | None, domain: DomainRu
             verdict = Verdict.drop(Reason.INCOMPLETE_SUBTASK, f"missing {', '.join(missing)}")
         elif not _NAME_CHAR.search(name):
             verdict = Verdict.drop(Reason.INVALID_TASK_NAME, repr(name[:40]))
+        elif len(formalize_taskname(name)) > MAX_TASK_NAME_CHARS:
+            verdict = Verdict.drop(Reason.INVALID_TASK_NAME, f"{len(name)} characters: "
+                                   f"{name[:40]!r}...", len(name))
         else:
             verdict = Verdict.ok()
         subtasks.append(ParsedSubtask(i, name, reason, tuple(examples), verdict))

@@ -58,12 +58,13 @@ def model_identifier(gen: GeneratorConfig, identity: GeneratorIdentity,
     return f"instructbeam-{identity.served_name}-{digest[:8]}"
 
 
-def extra_generators(cfg: RunConfig, cache_dir: str | None, endpoint: str | None = None
-                     ) -> list[ExtraGenerator]:
+def extra_generators(cfg: RunConfig, cache_dir: str | None, endpoint: str | None = None,
+                     resource_hints: dict[str, str] | None = None) -> list[ExtraGenerator]:
     out = []
     for extra in cfg.ensemble_instruct.extra_generators:
         identity = resolve_identity(extra.generator)
-        handler = GeneratorModelHandler(extra.generator, identity, cache_dir, endpoint=endpoint)
+        handler = GeneratorModelHandler(extra.generator, identity, cache_dir, endpoint=endpoint,
+                                        resource_hints=resource_hints)
         out.append(ExtraGenerator(extra, handler, identity,
                                   model_identifier(extra.generator, identity, cfg.generator)))
     return out

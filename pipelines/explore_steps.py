@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from filters.explore_parse import DOMAINS, parse_enrich_response, parse_extend_response
 from filters.novelty import NoveltyIndex
 from filters.verdict import Verdict
-from pipelines.config import RunConfig
+from pipelines.config import ExploreExampleConfig, RunConfig
 from pipelines.errors import InputError
 from pipelines.generation import GenerationOutcome, GenerationRequest
 from pipelines.self_instruct_steps import Provenance, derive_seed
@@ -54,9 +54,7 @@ def initial_tree(cfg: RunConfig) -> list[TaskNode]:
     if not root_name:
         raise InputError(f"explore_instruct.root_task {ei.root_task!r} has no letter or digit")
     root = TaskNode(given_node_id(root_name), None, 0, root_name, ei.root_task,
-                    ei.root_description, (), root_name,
-                    examples=tuple(Example(e.instruction, e.input, e.output)
-                                   for e in ei.root_examples))
+                    ei.root_description, (), root_name, examples=_given(ei.root_examples))
     nodes, taken = [root], {root_name}
     for i, sub in enumerate(ei.subtasks):
         name = unique_task_name(formalize_taskname(sub.name), taken)
@@ -64,10 +62,14 @@ def initial_tree(cfg: RunConfig) -> list[TaskNode]:
             raise InputError(f"explore_instruct.subtasks[{i}].name {sub.name!r} is not usable")
         taken.add(name)
         nodes.append(TaskNode(given_node_id(name), root.node_id, 1, name, sub.name, sub.reason,
-                              (i,), f"{root_name}/{name}", examples=tuple(
-                                  Example(e.instruction, e.input, e.output)
-                                  for e in sub.examples)))
+                              (i,), f"{root_name}/{name}", examples=_given(sub.examples)))
     return nodes
+
+
+def _given(examples: Iterable[ExploreExampleConfig]) -> tuple[Example, ...]:
+    """Config examples as stored in a tree: "<noinput>" is an empty input."""
+    return tuple(Example(e.instruction, "" if e.input.strip().lower() == "<noinput>"
+                         else e.input, e.output) for e in examples)
 
 
 def example_record(node_id: str, node_path: str, stage: str, round_index: int, slot: int,

@@ -175,7 +175,7 @@ def build_pipeline(options: PipelineOptions, cfg: RunConfig, seeds,
     if cfg.recipe == "ensemble_instruct":
         from pipelines.ensemble_instruct import extra_generators
 
-        extras = extra_generators(cfg, cache_dir, endpoint)
+        extras = extra_generators(cfg, cache_dir, endpoint, resource_hints=hints)
     p = beam.Pipeline(options=options)
     outputs = build_recipe(p, cfg, seeds, handler, identity, extras=extras)
     collections = {"data": outputs.dataset, **outputs.tables,

@@ -63,7 +63,10 @@ def test_recipe_builds_as_a_dataflow_job(config_path, mode):
         assert plan.accelerated_steps == []
     elif uses_generator:
         assert plan.gpu_mode == "resource_hints"
-        assert plan.accelerated_steps
+        # every generation step (one per unrolled round/level and per model) is accelerated
+        calls = [s for s in plan.steps if s.endswith("/Call/BeamML_RunInference")]
+        assert calls and set(calls) <= set(plan.accelerated_steps), (calls,
+                                                                    plan.accelerated_steps)
         assert all("Generate" in s or "Call" in s or "Infer" in s or "Tag" in s
                    for s in plan.accelerated_steps), plan.accelerated_steps
     # no labels generated from our own code (line numbers, addresses): they change with edits

@@ -77,6 +77,10 @@ def test_block_without_reason_is_rejected_alone():
 def test_name_without_letters_is_invalid():
     subs = parse_extend_response("New subtask: ***\nReason: r\nExamples:\n", "stop", REWRITE)
     assert subs[0].verdict.reason == Reason.INVALID_TASK_NAME
+    sentence = "The task is to improve the way you use your own voice " * 3
+    subs = parse_extend_response(f"New subtask: {sentence}\nReason: r\nExamples:\n", None,
+                                 REWRITE)
+    assert subs[0].verdict.reason == Reason.INVALID_TASK_NAME  # too long for a name
 
 
 def test_enrich_strips_an_examples_prefix_not_a_character_set():

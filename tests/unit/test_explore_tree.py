@@ -178,3 +178,31 @@ def test_config_checks(tmp_path):
     with pytest.raises(ValueError):
         RunConfig(recipe="explore_instruct", output_dir=str(tmp_path))
     assert Example("i").as_dict() == {"instruction": "i", "input": "", "output": ""}
+
+
+def test_node_row_and_arrow_schema_agree():
+    import pyarrow as pa
+
+    from schemas.tree import NODE_SCHEMA, NodeRow
+
+    py = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+    fields = dataclasses.fields(NodeRow)
+    assert [f.name for f in fields] == NODE_SCHEMA.names
+    for f in fields:
+        hint = str(f.type)
+        assert NODE_SCHEMA.field(f.name).type == py[hint.replace(" | None", "")], f.name
+        assert NODE_SCHEMA.field(f.name).nullable == ("None" in hint), f.name
+
+
+@pytest.mark.parametrize("name", ["explore_instruct_demo", "explore_rewriting",
+                                  "explore_brainstorming", "explore_math"])
+def test_shipped_domain_configs_load(name):
+    from conftest import ROOT
+
+    from pipelines.config import load_config
+
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+    tree = steps.initial_tree(cfg)
+    assert cfg.recipe == "explore_instruct" and tree[0].depth == 0
+    assert all(e.input != "<noinput>" for n in tree for e in n.examples)
+    assert len(cfg.explore_instruct.enrich_nums) == cfg.explore_instruct.max_depth + 1
