@@ -200,6 +200,7 @@ class ExploreInstructConfig:
     sample_weight_cap: int = 500
     exclude_pruned: bool = True  # the paper's --sample_use_pruned (which had no effect there)
     api: Literal["chat", "completions"] = "chat"
+    extend_api: Literal["chat", "completions"] | None = None  # None: `api`
     # Completions only: end each prompt with the start of the answer ("New subtask:",
     # "Examples: ### 1. Instruction:") and parse it back in front of the continuation, as
     # Alpaca does with "4. Instruction:". Not in the paper (its chat model needed no help).
@@ -226,10 +227,14 @@ class ExploreInstructConfig:
         _check(self.sample_weight_cap >= 1, "sample_weight_cap", "must be >= 1")
         for name in ("prune_threshold", "filter_threshold"):
             _check(0.0 < getattr(self, name) <= 1.0, name, "must be in (0, 1]")
-        _check(not (self.prime_answers and self.api == "chat"), "prime_answers",
-               "needs api 'completions' (a chat answer cannot be primed)")
+        _check(not self.prime_answers or "completions" in (self.api, self.extend_api),
+               "prime_answers", "needs api or extend_api 'completions' (a chat answer cannot "
+               "be primed)")
         _check(not (self.tree_dir and (self.root_task or self.subtasks)), "tree_dir",
                "replaces root_task and subtasks; give one or the other")
+
+    def api_for(self, operation: Literal["extend", "enrich"]) -> Literal["chat", "completions"]:
+        return (self.extend_api or self.api) if operation == "extend" else self.api
 
     def extend_num(self, depth: int) -> int:
         return self.extend_nums[depth] if self.extend_nums else 5

@@ -97,7 +97,8 @@ def example_order(record: InstructionRecord) -> tuple[int, int, int, str]:
 def primer(cfg: RunConfig, stage: str) -> str:
     """The start of the answer written into the prompt when `prime_answers` is set."""
     ei = cfg.explore_instruct
-    if not ei.prime_answers:
+    operation = "extend" if stage == STAGE_EXTEND else "enrich"
+    if not ei.prime_answers or ei.api_for(operation) != "completions":
         return ""
     if stage == STAGE_EXTEND:
         return "New subtask:"
@@ -147,7 +148,7 @@ def extend_request(node: TaskNode, tree: Sequence[TaskNode], attempt: int, cfg: 
     return [GenerationRequest(
         request_id=request_id, stage=STAGE_EXTEND, round=node.depth, subject_id=node.node_id,
         prompt=prompt, prompt_ref=template.ref, sampling=ei.extend_sampling.as_request(),
-        seed=derive_seed(cfg.seed, request_id), api=ei.api,
+        seed=derive_seed(cfg.seed, request_id), api=ei.api_for("extend"),
         context=ExtendContext(node, attempt, k))]
 
 
@@ -311,7 +312,7 @@ def enrich_requests(node: TaskNode, tree: Sequence[TaskNode],
             request_id=request_id, stage=STAGE_ENRICH, round=node.depth,
             subject_id=node.node_id, prompt=prompt, prompt_ref=template.ref,
             sampling=ei.enrich_sampling.as_request(), seed=derive_seed(cfg.seed, request_id),
-            api=ei.api, context=EnrichContext(node, round_index, slot)))
+            api=ei.api_for("enrich"), context=EnrichContext(node, round_index, slot)))
     return requests
 
 

@@ -62,7 +62,7 @@ class ExploreScript:
             return "Here you go: lots of good examples, trust me."
         n = int(re.search(r"Write (\d+) examples", prompt)[1])
         items: list[str] = []
-        for i in range(1, n + 1):
+        for _ in range(1, n + 1):
             if items and rng.random() < self.repeat_examples:
                 items.append(items[rng.randrange(len(items))])
             else:

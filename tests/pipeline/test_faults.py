@@ -68,6 +68,10 @@ def test_faults_are_retried_or_recorded_and_a_rerun_pays_only_for_failures(
     assert _usage_total(rerun.manifest, "failed") == 0
     assert _usage_total(rerun.manifest, "cache_hits") >= len(answered_before) - failed
     assert shard_digests(out) == healthy_reference
+    print(f"\nfaults: {flaky.stats.requests} requests, {injected} faults injected "
+          f"{dict(flaky.stats.faults)}, {retries} retries, {failed} failed, 0 lost; rerun: "
+          f"{healthy.stats.answered} calls, {_usage_total(rerun.manifest, 'cache_hits')} "
+          f"answered from the cache")
 
 
 def test_failure_ratio_above_the_limit_fails_after_writing(scripted_server, tmp_path):

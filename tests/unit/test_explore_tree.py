@@ -206,3 +206,14 @@ def test_shipped_domain_configs_load(name):
     assert cfg.recipe == "explore_instruct" and tree[0].depth == 0
     assert all(e.input != "<noinput>" for n in tree for e in n.examples)
     assert len(cfg.explore_instruct.enrich_nums) == cfg.explore_instruct.max_depth + 1
+
+
+def test_primed_completions_for_extend_only():
+    cfg = _cfg(extend_api="completions", prime_answers=True)
+    tree = steps.initial_tree(cfg)
+    [extend] = steps.extend_request(tree[0], tree, 0, cfg)
+    assert extend.api == "completions" and extend.prompt.endswith("subtask:\nNew subtask:")
+    [enrich, *_] = steps.enrich_requests(tree[1], tree, defaultdict(list), {}, 1, cfg)
+    assert enrich.api == "chat" and enrich.prompt.endswith("Reason: r1")
+    with pytest.raises(ValueError):
+        ExploreInstructConfig(prime_answers=True)  # a chat answer cannot be primed
