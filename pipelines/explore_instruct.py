@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsList, AsMultiMap, TaggedOutput
 
 from filters.verdict import Verdict
+from pipelines import explore_enrich as enrich
 from pipelines import explore_finish as finish
 from pipelines import explore_steps as steps
 from pipelines.config import RunConfig
@@ -168,14 +169,14 @@ def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorM
         for round_index in range(1, ei.max_enrich_rounds + 1):
             prefix = f"Enrich/D{depth}/R{round_index}"
             requests = nodes | f"{prefix}/Requests" >> beam.FlatMap(
-                steps.enrich_requests, tree=AsList(tree), enriched=AsMultiMap(enriched_above),
+                enrich.enrich_requests, tree=AsList(tree), enriched=AsMultiMap(enriched_above),
                 got=AsDict(got), round_index=round_index, cfg=cfg)
             requests_by_node.append(requests | f"{prefix}/Count" >> beam.Map(
                 lambda r: ("enrich_requests", r.subject_id)))
             answers = requests | f"{prefix}/Generate" >> generate(steps.STAGE_ENRICH)
             failed.append(answers.failed)
             routed = (answers.ok
-                      | f"{prefix}/Parse" >> beam.FlatMap(steps.judge_enrich, cfg=cfg,
+                      | f"{prefix}/Parse" >> beam.FlatMap(enrich.judge_enrich, cfg=cfg,
                                                           provenance=provenance)
                       | f"{prefix}/Rules" >> RouteVerdicts(steps.STAGE_EXAMPLES, "rules"))
             rejected.append(routed.rejected)

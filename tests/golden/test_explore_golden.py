@@ -12,6 +12,7 @@ import json
 import random
 
 import pytest
+from helpers import read_rows
 
 from filters.explore import (
     SampleNode,
@@ -20,14 +21,22 @@ from filters.explore import (
     prune_names,
     sample_tree,
 )
-from pipelines.config import ExploreInstructConfig, RunConfig
+from pipelines.config import (
+    CacheConfig,
+    ExploreInstructConfig,
+    FiltersConfig,
+    GeneratorConfig,
+    RulesConfig,
+    RunConfig,
+)
 from pipelines.explore_finish import sample_examples
 from pipelines.explore_steps import given_records
+from pipelines.run import run
 from schemas.tree import TaskNode
 from schemas.tree_format import META_FILE, dump_tree, read_tree, write_tree
 
 # Examples per node kept by the per-node filter (ROUGE-L > 0.7 to an earlier kept one drops),
-# in level order; 4,434 examples in, 2,448 kept.
+# in level order; 4,433 examples in, 2,448 kept.
 KEPT = {"assistance_for_text_editting": 2, "paraphrase": 269, "style_transfer": 347,
         "simplify_language": 357, "text_expansion": 376, "fix_spelling_and_grammar": 167,
         "language_style_simulation": 295, "coherence_and_cohesion_improvement": 241,
@@ -145,3 +154,28 @@ def test_sampling_more_than_exists_reports_instead_of_crashing(tree):
                     explore_instruct=ExploreInstructConfig(tree_dir="x", sample_size=5000))
     judged = sample_examples(given_records(filtered), filtered, {}, cfg)
     assert sum(v.keep for _, v in judged) == sum(KEPT.values())  # everything, once
+
+
+def test_the_pipeline_samples_the_shipped_tree_like_the_paper(tree, demo_dir, tmp_path):
+    """Start the recipe from the shipped tree with nothing to generate: the per-node filter
+    and the sample run on Beam and give exactly the paper's 1000 examples."""
+    cfg = RunConfig(
+        recipe="explore_instruct", output_dir=str(tmp_path / "out"), seed=42, num_shards=2,
+        generator=GeneratorConfig(backend="openai", base_url="http://127.0.0.1:9/v1",
+                                  model="unused"),
+        cache=CacheConfig(enabled=False), audit_per_source=0,
+        filters=FiltersConfig(rules=RulesConfig(enabled=False)),
+        explore_instruct=ExploreInstructConfig(tree_dir=str(demo_dir), max_depth=1,
+                                               extend_nums=(0,), enrich_nums=(0, 0),
+                                               sample_size=1000))
+    manifest = run(cfg).manifest
+    assert all(c["holds"] for c in manifest["accounting"])
+    stages = manifest["stages"]
+    assert stages["explore_given"]["kept"] == 4433 and "explore_extend" not in stages
+    assert stages["explore_filter"]["kept"] == sum(KEPT.values())
+    data = read_rows(tmp_path / "out", "data")
+    paper = _paper_sample(_filtered(tree), 1000)
+    assert sorted((r["instruction"], r["input"], r["output"]) for r in data) == sorted(
+        (e.instruction, e.input, e.output) for e in paper)
+    written = read_tree(tmp_path / "out" / "tree")
+    assert [len(n.examples) for n in written] == list(KEPT.values())

@@ -17,6 +17,7 @@ from pipelines.config import (
     ExploreSubtaskConfig,
     RunConfig,
 )
+from pipelines.explore_enrich import enrich_requests
 from schemas import InstructionRecord, Reason
 from schemas.tree import Example, TaskNode, TreeView, formalize_taskname, unique_task_name
 
@@ -122,11 +123,11 @@ def test_enrich_requests_cover_what_is_missing_in_batches_of_ten():
     tree = steps.initial_tree(cfg)
     para = tree[1]
     none = defaultdict(list)
-    assert len(steps.enrich_requests(para, tree, none, {}, 1, cfg)) == 3  # 25 -> 3 calls
-    assert len(steps.enrich_requests(para, tree, none, {para.node_id: 18}, 2, cfg)) == 1
-    assert steps.enrich_requests(para, tree, none, {para.node_id: 25}, 3, cfg) == []
-    assert steps.enrich_requests(tree[0], tree, none, {}, 1, cfg) == []  # enrich_nums[0] = 0
-    [first, *_] = steps.enrich_requests(para, tree, none, {}, 1, cfg)
+    assert len(enrich_requests(para, tree, none, {}, 1, cfg)) == 3  # 25 -> 3 calls
+    assert len(enrich_requests(para, tree, none, {para.node_id: 18}, 2, cfg)) == 1
+    assert enrich_requests(para, tree, none, {para.node_id: 25}, 3, cfg) == []
+    assert enrich_requests(tree[0], tree, none, {}, 1, cfg) == []  # enrich_nums[0] = 0
+    [first, *_] = enrich_requests(para, tree, none, {}, 1, cfg)
     assert first.prompt.endswith("New subtask: Paraphrase\nReason: r1")
     assert "Target task: Text editing\n" in first.prompt
 
@@ -213,7 +214,7 @@ def test_primed_completions_for_extend_only():
     tree = steps.initial_tree(cfg)
     [extend] = steps.extend_request(tree[0], tree, 0, cfg)
     assert extend.api == "completions" and extend.prompt.endswith("subtask:\nNew subtask:")
-    [enrich, *_] = steps.enrich_requests(tree[1], tree, defaultdict(list), {}, 1, cfg)
+    [enrich, *_] = enrich_requests(tree[1], tree, defaultdict(list), {}, 1, cfg)
     assert enrich.api == "chat" and enrich.prompt.endswith("Reason: r1")
     with pytest.raises(ValueError):
         ExploreInstructConfig(prime_answers=True)  # a chat answer cannot be primed
