@@ -77,3 +77,14 @@ def embedded_server():
              and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     leftover = vllm_server.find_leftover_servers(owner_pid=os.getpid())
     assert alive == [] and leftover == [], f"vLLM processes left behind: {alive, leftover}"
+
+
+def golden_seed_instructions() -> list[str]:
+    """The 175 Self-Instruct seed instructions from ../shared/golden (skip, or fail under CI)."""
+    import json
+
+    seeds = GOLDEN / "self_instruct" / "seed_tasks.jsonl"
+    if not seeds.exists():
+        skip_or_fail(f"golden seed tasks not found at {seeds}")
+    with open(seeds, encoding="utf-8") as handle:
+        return [json.loads(line)["instruction"] for line in handle if line.strip()]

@@ -7,31 +7,16 @@ skips, except under CI, where a golden test that cannot run is a failure.
 from __future__ import annotations
 
 import itertools
-import json
-import os
-from pathlib import Path
 
 import pytest
+from conftest import golden_seed_instructions
 from rouge_score import rouge_scorer, tokenizers
 
 from filters.rouge import rouge_l, rouge_l_f, tokenize
 
-SEEDS = (
-    Path(__file__)
-    .resolve()
-    .parents[2]
-    .joinpath("..", "shared", "golden", "self_instruct", "seed_tasks.jsonl")
-)
-
 
 def _seed_instructions() -> list[str]:
-    if not SEEDS.exists():
-        reason = f"golden seed tasks not found at {SEEDS}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: golden tests must run, not skip)")
-        pytest.skip(reason)
-    with open(SEEDS, encoding="utf-8") as f:
-        return [json.loads(line)["instruction"] for line in f if line.strip()]
+    return golden_seed_instructions()
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,13 @@ import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from conftest import golden_seed_instructions
 
 from filters import rouge
 from filters.novelty import greedy_novelty
 from pipelines.novelty import NoveltyFilter
 from schemas import InstructionRecord, Reason, content_hash, to_row
 
-SEEDS = (Path(__file__).resolve().parents[2].parent / "shared" / "golden" / "self_instruct"
-         / "seed_tasks.jsonl")
 WORDS = "write a poem story about the sea sky city dog cat in short long".split()
 ODD = ["", "写一首诗", "写一首歌", "!!! ...", "🙂", "   "]
 Rows = dict[str, dict]
@@ -51,13 +50,7 @@ def _perturb(rng: random.Random, text: str, edits: int) -> str:
 
 
 def _seed_instructions() -> list[str]:
-    if not SEEDS.exists():
-        reason = f"golden seed tasks not found at {SEEDS}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: golden tests must run, not skip)")
-        pytest.skip(reason)
-    with open(SEEDS, encoding="utf-8") as f:
-        return [json.loads(line)["instruction"] for line in f if line.strip()]
+    return golden_seed_instructions()
 
 
 def _records(texts: Sequence[str]) -> list[InstructionRecord]:

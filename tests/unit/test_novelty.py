@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import os
 import random
-from pathlib import Path
 
 import pytest
+from conftest import golden_seed_instructions
 
 from bench.novelty_reference import reference_greedy_novelty
 from filters import rouge
 from filters.novelty import NoveltyIndex, NoveltyVerdict, greedy_novelty
 
-SEEDS = (
-    Path(__file__)
-    .resolve()
-    .parents[2]
-    .joinpath("..", "shared", "golden", "self_instruct", "seed_tasks.jsonl")
-)
 WORDS = "write a poem story about the sea sky city dog cat in short long".split()
 ODD = ["", "写一首诗", "写一首歌", "!!! ...", "🙂", "写一首诗 poem", "   ", "İ K"]
 
 
 def _seed_instructions() -> list[str]:
-    if not SEEDS.exists():
-        reason = f"golden seed tasks not found at {SEEDS}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: golden tests must run, not skip)")
-        pytest.skip(reason)
-    with open(SEEDS, encoding="utf-8") as f:
-        return [json.loads(line)["instruction"] for line in f if line.strip()]
+    return golden_seed_instructions()
 
 
 def _salad(rng: random.Random, n: int, vocab=WORDS, lengths=(3, 14)) -> list[str]:

@@ -4,13 +4,11 @@ exactly like ``filters.novelty.greedy_novelty``. The shuffle is simulated with a
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import pytest
+from conftest import golden_seed_instructions
 from rouge_score import rouge_scorer
 
 from filters import rouge
@@ -31,8 +29,6 @@ from filters.novelty_join import (
     verify_group,
 )
 
-SEEDS = (Path(__file__).resolve().parents[2].parent / "shared" / "golden" / "self_instruct"
-         / "seed_tasks.jsonl")
 WORDS = "write a poem story about the sea sky city dog cat in short long".split()
 ODD = ["", "写一首诗", "写一首歌", "!!! ...", "🙂", "写一首诗 poem", "   ", "İ K"]
 
@@ -111,13 +107,7 @@ def _assert_matches_greedy(candidates: list[str], pool: list[str], threshold: fl
 
 
 def _seed_instructions() -> list[str]:
-    if not SEEDS.exists():
-        reason = f"golden seed tasks not found at {SEEDS}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set: golden tests must run, not skip)")
-        pytest.skip(reason)
-    with open(SEEDS, encoding="utf-8") as f:
-        return [json.loads(line)["instruction"] for line in f if line.strip()]
+    return golden_seed_instructions()
 
 
 def _perturb(rng: random.Random, text: str) -> str:
