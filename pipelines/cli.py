@@ -90,8 +90,10 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.no_cache:
         overrides["cache.enabled"] = False
     cfg = load_config(args.config, overrides)
-    print(f"instructbeam: running {cfg.recipe} with {cfg.generator.backend}:"
-          f"{cfg.generator.model} -> {cfg.output_dir}", file=sys.stderr, flush=True)
+    source = (f"{cfg.input.path if cfg.input else '?'} (no generator)" if cfg.recipe == "filter"
+              else f"{cfg.generator.backend}:{cfg.generator.model}")
+    print(f"instructbeam: running {cfg.recipe} on {source} -> {cfg.output_dir}",
+          file=sys.stderr, flush=True)
     try:
         result = run(cfg, beam_args)
     except RunFailed as exc:

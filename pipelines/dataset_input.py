@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import glob
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -19,7 +20,8 @@ import pyarrow.parquet as pq
 from pipelines.config import InputConfig
 from pipelines.conversations import canonical, first_exchange, read_messages
 from pipelines.errors import InputError
-from schemas import InstructionRecord, content_hash, stable_id
+from pipelines.transforms import FAILED, count
+from schemas import FailureRecord, InstructionRecord, content_hash, stable_id
 
 RECIPE = "filter"
 
@@ -152,3 +154,83 @@ def input_order(record: InstructionRecord) -> tuple[float, int, int]:
     """The greedy filters' order: `order_by` value if given, then file and row."""
     return (record.order_value if record.order_value is not None else 0.0,
             record.slot or 0, record.position or 0)
+
+
+# --- rows of another Beam pipeline ---------------------------------------------------------------
+
+class Converted(NamedTuple):
+    records: beam.PCollection  # InstructionRecord
+    failed: beam.PCollection  # FailureRecord: a row that is not a record, or repeats an id
+
+
+def _row_key(row: Any, cfg: InputConfig) -> tuple[str, str]:
+    """(grouping key, canonical JSON): rows meet by their id field, else by their content."""
+    canonical_row = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+    if cfg.id_field and isinstance(row, dict) and isinstance(row.get(cfg.id_field), str):
+        return f"id:{row[cfg.id_field]}", canonical_row
+    return f"row:{stable_id(canonical_row)}", canonical_row
+
+
+def _convert_group(element: tuple[str, Iterable[tuple[str, Any]]], cfg: InputConfig,
+                   stage: str) -> Iterator[Any]:
+    """One key's rows -> records; equal rows are numbered, a repeated id is a dead letter."""
+    key, rows = element
+    for occurrence, (canonical_row, row) in enumerate(sorted(rows, key=lambda r: r[0])):
+        count(stage, "in")
+        try:
+            if not isinstance(row, dict):
+                raise InputError(f"expected a dict row, got {type(row).__name__}")
+            if cfg.id_field and occurrence:
+                raise InputError(f"field '{cfg.id_field}' repeats {row.get(cfg.id_field)!r}")
+            if cfg.input_field and cfg.input_field not in row:  # Alpaca rows may omit it
+                row = {**row, cfg.input_field: ""}
+            record = to_record(row, cfg, cfg.path, 0, occurrence)
+            if not cfg.id_field:  # no file row numbers here: the id comes from the whole row
+                rid = stable_id(RECIPE, cfg.path, canonical_row, occurrence)
+                record = replace(record, id=rid, task_id=rid, slot=None, position=None)
+        except InputError as exc:
+            count(stage, "failed")
+            problem = str(exc).removeprefix(f"{cfg.path}:{occurrence}: ")
+            yield beam.pvalue.TaggedOutput(FAILED, FailureRecord(
+                id=stable_id(RECIPE, stage, key, occurrence), recipe=RECIPE, stage=stage,
+                round=0, subject_id=key, error_class="InputError",
+                message=f"{cfg.path}: {problem} in row {canonical_row[:200]}", attempts=1))
+            continue
+        count(stage, "ok")
+        yield record
+
+
+class ToInstructionRecords(beam.PTransform):
+    """PCollection[dict] -> ``Converted(records, failed)``: any pipeline's rows as records.
+
+    Field names work as in a filter run's ``input`` config. Without ``id_field`` a record's id
+    is derived from its content (equal rows are told apart by an occurrence number), so the
+    ids, and the filters' default order, do not depend on bundle boundaries or arrival order.
+    A missing ``input_field`` counts as empty; a row missing another field, with a non-string
+    field, or repeating an id is a ``FailureRecord`` whose message quotes the row.
+    """
+
+    def __init__(self, *, source: str = "rows", instruction_field: str = "instruction",
+                 input_field: str | None = "input", output_field: str | None = "output",
+                 id_field: str | None = None, order_by: str | None = None,
+                 messages_field: str | None = None, stage: str = "input") -> None:
+        super().__init__()
+        self._cfg = InputConfig(path=source, instruction_field=instruction_field,
+                                input_field=input_field, output_field=output_field,
+                                id_field=id_field, order_by=order_by,
+                                messages_field=messages_field)
+        self._stage = stage
+
+    def expand(self, rows: beam.PCollection) -> Converted:
+        cfg = self._cfg
+
+        def keyed(row: Any) -> tuple[str, tuple[str, Any]]:
+            key, canonical_row = _row_key(row, cfg)
+            return key, (canonical_row, row)
+
+        out = (rows
+               | "Key" >> beam.Map(keyed)
+               | "Group" >> beam.GroupByKey()
+               | "Convert" >> beam.FlatMap(_convert_group, cfg, self._stage).with_outputs(
+                   FAILED, main="records"))
+        return Converted(out.records, out[FAILED])

@@ -12,6 +12,7 @@ models (the failed request itself is a failure of its extra-output stage).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,7 @@ from pipelines import ensemble_instruct_steps as steps
 from pipelines.config import ExtraGeneratorConfig, GeneratorConfig, RunConfig
 from pipelines.errors import InputError
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
+from pipelines.rounds import bootstrap_round, generate_and_judge
 from pipelines.seeds import SeedTask
 from pipelines.self_instruct_steps import Provenance
 from pipelines.transforms import FAILED, Generate, RouteVerdicts, count
@@ -122,51 +124,26 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
                              f".num_instructions: 0 to skip the type")
         pool = p | f"{kind}/EmptyPool" >> beam.Create([])
         for r in range(1, tc.max_rounds + 1):
-            prefix = f"{kind}/Round{r:03d}"
-            answers = (
-                p
-                | f"{prefix}/Start" >> beam.Create([r])
-                | f"{prefix}/Prompts" >> beam.FlatMap(
-                    steps.instruction_requests, machine_pool=beam.pvalue.AsList(pool),
-                    seeds=seeds, kind=kind, cfg=cfg)
-                | f"{prefix}/Generate" >> generate(steps.STAGE_INSTRUCTIONS)
-            )
-            failed.append(answers.failed)
-            heuristics = (
-                answers.ok
-                | f"{prefix}/Parse" >> beam.FlatMap(
-                    steps.judge_instruction_response, rules=rules, provenance=provenance,
-                    eos_suffix=ei.eos_suffix)
-                | f"{prefix}/Heuristics" >> RouteVerdicts(steps.STAGE_INSTRUCTIONS, "heuristics")
-            )
-            rejected.append(heuristics.rejected)
-            novelty = (
-                heuristics.kept
-                | f"{prefix}/KeyForGreedy" >> beam.Map(lambda rec: (rec.round, rec))
-                | f"{prefix}/Gather" >> beam.GroupByKey()
-                | f"{prefix}/Greedy" >> beam.FlatMap(
-                    lambda kv, machine_pool, kind, cfg: steps.novelty(
-                        kv[1], machine_pool, seeds, kind, cfg),
-                    machine_pool=beam.pvalue.AsList(pool), kind=kind, cfg=cfg)
-                | f"{prefix}/Novelty" >> RouteVerdicts(steps.STAGE_NOVELTY, "rouge_l")
-            )
-            rejected.append(novelty.rejected)
-            pool = (pool, novelty.kept) | f"{prefix}/GrowPool" >> beam.Flatten()
+            pool, round_failed, round_rejected = bootstrap_round(
+                p, f"{kind}/Round{r:03d}", r, pool,
+                prompts=functools.partial(steps.instruction_requests, seeds=seeds, kind=kind,
+                                          cfg=cfg),
+                generate=generate(steps.STAGE_INSTRUCTIONS),
+                judge=functools.partial(steps.judge_instruction_response, rules=rules,
+                                        provenance=provenance, eos_suffix=ei.eos_suffix),
+                greedy=functools.partial(steps.novelty, seeds=seeds, kind=kind, cfg=cfg),
+                instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY)
+            failed.append(round_failed)
+            rejected.extend(round_rejected)
         pools.append(pool)
     instructions = (pools or [p | "NoTypes" >> beam.Create([])]) | "Instructions" >> beam.Flatten()
 
-    instances = (
-        instructions
-        | "Instances/Requests" >> beam.Map(steps.instance_request, cfg=cfg)
-        | "Instances/Generate" >> generate(steps.STAGE_INSTANCES)
-    )
-    failed.append(instances.failed)
-    parsed = (
-        instances.ok
-        | "Instances/Parse" >> beam.FlatMap(steps.judge_instances, cfg=cfg,
-                                            provenance=provenance)
-        | "Instances/ValidFormat" >> RouteVerdicts(steps.STAGE_INSTANCES, "valid_format")
-    )
+    requests = instructions | "Instances/Requests" >> beam.Map(steps.instance_request, cfg=cfg)
+    parsed, instance_failed = generate_and_judge(
+        requests, "Instances", generate=generate(steps.STAGE_INSTANCES),
+        judge=functools.partial(steps.judge_instances, cfg=cfg, provenance=provenance),
+        stage=steps.STAGE_INSTANCES, filter_name="valid_format", route_label="ValidFormat")
+    failed.append(instance_failed)
     rejected.append(parsed.rejected)
     samples = parsed.kept
 

@@ -14,14 +14,15 @@ from typing import Any
 
 import apache_beam as beam
 
-from filters.rules import RuleConfig, judge
+from filters.rules import RuleConfig
 from pipelines.config import RulesConfig, RunConfig
 from pipelines.dataset_input import ReadDataset, input_order
 from pipelines.errors import InputError
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler
+from pipelines.rules import RuleFilter
 from pipelines.seeds import SeedTask
 from pipelines.self_instruct import build_self_instruct
-from pipelines.transforms import RouteVerdicts, count
+from pipelines.transforms import count
 from schemas import InstructionRecord
 
 STAGE_RULES = "rules"
@@ -101,9 +102,7 @@ def apply_filters(outputs: RecipeOutputs, cfg: RunConfig) -> RecipeOutputs:
     filters = cfg.filters
     if filters.rules.enabled:
         rules = rule_config(filters.rules)
-        routed = (dataset
-                  | "Rules/Judge" >> beam.Map(judge, cfg=rules)
-                  | "Rules/Route" >> RouteVerdicts(STAGE_RULES, "rules"))
+        routed = dataset | "Rules" >> RuleFilter(rules, stage=STAGE_RULES)
         dataset = routed.kept
         outputs.rejected.append(routed.rejected)
     if filters.novelty.enabled:

@@ -8,6 +8,7 @@ GroupByKey in a deterministic (slot, position) order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,8 +18,9 @@ from filters.self_instruct import InstructionRules
 from pipelines import self_instruct_steps as steps
 from pipelines.config import RunConfig
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler
+from pipelines.rounds import bootstrap_round, generate_and_judge
 from pipelines.seeds import SeedTask
-from pipelines.transforms import Generate, RouteVerdicts
+from pipelines.transforms import Generate
 
 
 @dataclass
@@ -46,35 +48,18 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
     failed: list[beam.PCollection] = []
     pool = p | "EmptyPool" >> beam.Create([])
     for r in range(1, si.max_rounds + 1):
-        prefix = f"Round{r:03d}"
-        requests = (
-            p
-            | f"{prefix}/Start" >> beam.Create([r])
-            | f"{prefix}/Prompts" >> beam.FlatMap(
-                steps.instruction_requests, machine_pool=beam.pvalue.AsList(pool),
-                seeds=seeds, cfg=cfg)
-        )
-        answers = requests | f"{prefix}/Generate" >> generate(steps.STAGE_INSTRUCTIONS)
-        failed.append(answers.failed)
-        heuristics = (
-            answers.ok
-            | f"{prefix}/Parse" >> beam.FlatMap(steps.judge_instruction_response, rules=rules,
-                                                provenance=provenance)
-            | f"{prefix}/Heuristics" >> RouteVerdicts(steps.STAGE_INSTRUCTIONS, "heuristics")
-        )
-        rejected.append(heuristics.rejected)
-        novelty = (
-            heuristics.kept
-            | f"{prefix}/KeyForGreedy" >> beam.Map(lambda rec: (rec.round, rec))
-            | f"{prefix}/Gather" >> beam.GroupByKey()
-            | f"{prefix}/Greedy" >> beam.FlatMap(
-                lambda kv, machine_pool: steps.novelty_round(
-                    kv[1], machine_pool, seeds, si.rouge_threshold, si.exact_novelty_scores),
-                machine_pool=beam.pvalue.AsList(pool))
-            | f"{prefix}/Novelty" >> RouteVerdicts(steps.STAGE_NOVELTY, "rouge_l")
-        )
-        rejected.append(novelty.rejected)
-        pool = (pool, novelty.kept) | f"{prefix}/GrowPool" >> beam.Flatten()
+        pool, round_failed, round_rejected = bootstrap_round(
+            p, f"Round{r:03d}", r, pool,
+            prompts=functools.partial(steps.instruction_requests, seeds=seeds, cfg=cfg),
+            generate=generate(steps.STAGE_INSTRUCTIONS),
+            judge=functools.partial(steps.judge_instruction_response, rules=rules,
+                                    provenance=provenance),
+            greedy=functools.partial(steps.novelty_round, seeds=seeds,
+                                     threshold=si.rouge_threshold,
+                                     exact_scores=si.exact_novelty_scores),
+            instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY)
+        failed.append(round_failed)
+        rejected.extend(round_rejected)
 
     clf = (
         pool
@@ -84,17 +69,11 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
     failed.append(clf.failed)
     instructions = clf.ok | "Classify/Apply" >> beam.Map(steps.apply_clf_answer)
 
-    instances = (
-        instructions
-        | "Instances/Requests" >> beam.Map(steps.instance_request, cfg=cfg)
-        | "Instances/Generate" >> generate(steps.STAGE_INSTANCES)
-    )
-    failed.append(instances.failed)
-    routed = (
-        instances.ok
-        | "Instances/Parse" >> beam.FlatMap(steps.judge_instances, cfg=cfg,
-                                            provenance=provenance)
-        | "Instances/Filter" >> RouteVerdicts(steps.STAGE_INSTANCES, "instance_rules")
-    )
+    requests = instructions | "Instances/Requests" >> beam.Map(steps.instance_request, cfg=cfg)
+    routed, instance_failed = generate_and_judge(
+        requests, "Instances", generate=generate(steps.STAGE_INSTANCES),
+        judge=functools.partial(steps.judge_instances, cfg=cfg, provenance=provenance),
+        stage=steps.STAGE_INSTANCES, filter_name="instance_rules", route_label="Filter")
+    failed.append(instance_failed)
     rejected.append(routed.rejected)
     return SelfInstructOutputs(instructions, routed.kept, rejected, failed)
