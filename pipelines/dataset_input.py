@@ -1,5 +1,6 @@
 """Existing datasets (JSONL or Parquet) as input records, for filter-only runs.
 
+Inputs are local paths or globs, or any Beam filesystem (``gs://``) for Dataflow jobs.
 The driver validates every file before the pipeline starts (a bad row is one error naming
 file, line or row, and field, and nothing is written); the pipeline then reads each file in
 one worker, streaming, so a record keeps its (file, row) position: the greedy filters' order.
@@ -12,10 +13,12 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import apache_beam as beam
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import InputConfig
 from pipelines.conversations import canonical, first_exchange, read_messages
@@ -27,10 +30,31 @@ RECIPE = "filter"
 
 
 def input_files(cfg: InputConfig) -> list[str]:
+    """The input's files in a fixed order: a local path or glob, or any Beam filesystem
+    (``gs://bucket/data/*.parquet``) so a Dataflow job's workers can read the same files."""
+    if _remote(cfg.path):
+        try:
+            matched = FileSystems.match([cfg.path])[0].metadata_list
+        except Exception as exc:  # BeamIOError and the filesystems' own errors
+            raise InputError(f"{cfg.path}: cannot list the input dataset ({exc})") from None
+        files = sorted(m.path for m in matched)
+        if not files:
+            raise InputError(f"{cfg.path}: input dataset not found")
+        return files
     files = sorted(glob.glob(cfg.path)) if any(c in cfg.path for c in "*?[") else [cfg.path]
     if not files or not all(Path(f).is_file() for f in files):
         raise InputError(f"{cfg.path}: input dataset not found")
     return files
+
+
+def _remote(path: str) -> bool:
+    return "://" in path
+
+
+def _open(path: str) -> BinaryIO:
+    if _remote(path):
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return open(path, "rb")
 
 
 def _is_parquet(path: str) -> bool:
@@ -40,17 +64,18 @@ def _is_parquet(path: str) -> bool:
 def iter_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line or row number, row) for every row; raises InputError on a bad row."""
     if _is_parquet(path):
-        try:
-            parquet = pq.ParquetFile(path)
-        except Exception as exc:  # pyarrow raises several types for a non-Parquet file
-            raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
-        number = 0
-        for batch in parquet.iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
-                number += 1
-                yield number, row
+        with _open(path) as handle:
+            try:
+                parquet = pq.ParquetFile(handle)
+            except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+                raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+            number = 0
+            for batch in parquet.iter_batches(batch_size=4096):
+                for row in batch.to_pylist():
+                    number += 1
+                    yield number, row
         return
-    with open(path, "rb") as handle:
+    with _open(path) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")

@@ -91,3 +91,24 @@ def test_filter_chain_with_novelty_and_near_duplicates(tmp_path):
     assert all(c["holds"] for c in result.manifest["accounting"])
     assert result.manifest["config"]["filters"]["near_dup"]["num_perm"] == 128
     assert result.manifest["stages"]["near_dup"]["produced"] == 3
+
+
+def test_input_on_a_remote_filesystem(tmp_path):
+    """A ``scheme://`` glob (gs:// on Dataflow) is listed and read through Beam's FileSystems."""
+    import memory_filesystem as memfs
+
+    jsonl = "".join(json.dumps(r) + "\n" for r in ROWS[:2]).encode()
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(ROWS[2:]), buffer)
+    memfs.FILES.update({"memtest://bucket/in/a.jsonl": jsonl,
+                        "memtest://bucket/in/b.parquet": buffer.getvalue().to_pybytes(),
+                        "memtest://bucket/other/c.jsonl": jsonl})
+    result = run(_config(tmp_path, "memtest://bucket/in/*"))
+    kept = read_rows(result.output_dir, "data")
+    assert sorted(r["instruction"] for r in kept) == ["Name a red fruit.",
+                                                      "Translate to French:"]
+    assert result.manifest["stages"]["input"]["produced"] == len(ROWS)
+    assert {r["origin"] for r in kept} == {"external_a"}
+
+    with pytest.raises(InputError, match="memtest://bucket/none/\\*: input dataset not found"):
+        run(_config(tmp_path, "memtest://bucket/none/*"))
