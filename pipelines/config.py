@@ -79,6 +79,10 @@ class GeneratorConfig:
     model: str = "smollm2-135m"
     base_url: str | None = None  # openai backend: an already running endpoint
     api_key_env: str | None = None  # name of the environment variable that holds the key
+    # openai backend: the served model's version (the endpoint cannot be asked for it); part
+    # of every cache key, so a new value makes cached answers of the old model unreachable.
+    # `vllm` reads it from the model files (pipelines/revision.py), `embedded` from its package.
+    revision: str | None = None
     server_args: tuple[str, ...] = DEFAULT_SERVER_ARGS
     max_concurrency: int = 16
     timeout_s: float = 120.0
@@ -94,6 +98,11 @@ class GeneratorConfig:
             _check(bool(self.base_url), "base_url", "is required for backend 'openai'")
         elif self.base_url:
             _check(False, "base_url", f"only applies to backend 'openai', not {self.backend!r}")
+        if self.revision is not None:
+            _check(self.backend == "openai", "revision",
+                   f"only applies to backend 'openai', not {self.backend!r} (vllm reads it from"
+                   " the model files; pin a hub commit with --revision in server_args)")
+            _check(bool(self.revision.strip()), "revision", "must not be empty")
 
 
 def _paper_instruction_sampling() -> SamplingConfig:

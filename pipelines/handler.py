@@ -9,6 +9,7 @@ obtained (`endpoint_for`).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -30,8 +31,11 @@ from pipelines.generation import (
     RetryPolicy,
 )
 from pipelines.progress import PROGRESS
+from pipelines.revision import UNVERSIONED, Resolution, resolve_vllm, without_arg
 
 NAMESPACE = "instructbeam"
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
 _DRIVER_TOKEN = uuid.uuid4().hex[:12]
 
 
@@ -42,6 +46,9 @@ class GeneratorIdentity:
     model: str  # provenance id, e.g. HuggingFaceTB/SmolLM2-135M-Instruct
     revision: str
     served_name: str  # the name the endpoint serves it under
+    # `vllm` from the Hugging Face cache: the hub commit the server must load, so that the
+    # recorded revision is the one that answers (without it vLLM follows `main`).
+    pin: str | None = None
 
 
 def resolve_identity(cfg: GeneratorConfig) -> GeneratorIdentity:
@@ -53,17 +60,40 @@ def resolve_identity(cfg: GeneratorConfig) -> GeneratorIdentity:
             raise ValueError(f"unknown embedded model {cfg.model!r} (known: {known})")
         entry = EMBEDDED_MODELS[cfg.model]
         return GeneratorIdentity(entry.hf_model_id, model_revision(cfg.model), cfg.model)
-    return GeneratorIdentity(cfg.model, "unversioned", cfg.model)
+    if cfg.backend == "vllm":
+        resolution = resolve_vllm(cfg.model, cfg.server_args)
+    elif cfg.revision:
+        resolution = Resolution(cfg.revision)
+    else:
+        resolution = Resolution(UNVERSIONED, warning=(
+            f"generator.revision is not set for the openai endpoint's model {cfg.model!r}: "
+            "cached answers are reused even after the endpoint serves a new version of it; "
+            "set generator.revision to the version it serves"))
+    if resolution.warning:
+        _warn_once(resolution.warning)
+    return GeneratorIdentity(cfg.model, resolution.revision, cfg.model, resolution.pin)
 
 
-def endpoint_for(cfg: GeneratorConfig, share_token: str = "local") -> str:
-    """Base URL of a server for this generator: an existing one, or one we start and own."""
+def _warn_once(message: str) -> None:
+    """Identities are resolved more than once per run (validation, then each step)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        log.warning(message)
+
+
+def endpoint_for(cfg: GeneratorConfig, share_token: str = "local", pin: str | None = None
+                 ) -> str:
+    """Base URL of a server for this generator: an existing one, or one we start and own.
+
+    `pin`: the hub commit the identity recorded (`GeneratorIdentity.pin`), resolved on the
+    driver and handed to the server wherever it starts.
+    """
     if cfg.backend == "openai":
         assert cfg.base_url is not None
         return cfg.base_url
     from apache_beam.utils.multi_process_shared import MultiProcessShared
 
-    spec = server_spec(cfg)
+    spec = server_spec(cfg, pin)
     # One server per machine for all SDK worker processes of this job (Dataflow starts one
     # per vCPU; `direct_num_workers` > 1 locally): the first process to ask hosts it.
     tag = f"instructbeam-vllm-{spec.key}-{share_token}"
@@ -83,8 +113,12 @@ class _SharedServer:
         return vllm_server.get_or_start(self._spec).base_url
 
 
-def server_spec(cfg: GeneratorConfig):  # -> vllm_server.ServerSpec (imported lazily)
-    """The server a `vllm`/`embedded` generator runs on; equal specs share one server."""
+def server_spec(cfg: GeneratorConfig, pin: str | None = None):  # -> vllm_server.ServerSpec
+    """The server a `vllm`/`embedded` generator runs on; equal specs share one server.
+
+    A `pin` replaces any `--revision` in `server_args`, so the server loads exactly the
+    commit the rows and cache keys name.
+    """
     from pipelines import vllm_server
 
     if cfg.backend == "embedded":
@@ -93,8 +127,10 @@ def server_spec(cfg: GeneratorConfig):  # -> vllm_server.ServerSpec (imported la
         model_path = str(materialize(cfg.model))
     else:
         model_path = cfg.model
-    return vllm_server.ServerSpec(
-        model=model_path, served_model_name=cfg.model, extra_args=tuple(cfg.server_args))
+    args = tuple(cfg.server_args)
+    if pin is not None:
+        args = (*without_arg(args, "--revision"), "--revision", pin)
+    return vllm_server.ServerSpec(model=model_path, served_model_name=cfg.model, extra_args=args)
 
 
 class _Session:
@@ -124,7 +160,8 @@ class _Session:
                 api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
                 retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
                 self._client = OpenAICompatClient(
-                    self._endpoint or endpoint_for(cfg, self._share_token),
+                    self._endpoint or endpoint_for(cfg, self._share_token,
+                                                   self.identity.pin),
                     self.identity.served_name,
                     api_key=api_key, timeout_s=cfg.timeout_s, retry=retry)
             return self._client
