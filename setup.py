@@ -48,7 +48,12 @@ setup(
     name="instructbeam",
     version="0.1.0",
     description="Self-Instruct and friends, faithfully, on Apache Beam with vLLM generators",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # enum.StrEnum, typing.Self
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+    ],
     packages=["schemas", "prompts", "prompts.self_instruct", "prompts.explore_instruct",
               "prompts.ensemble_instruct", "prompts.instag", "filters", "pipelines"],
     package_data={"prompts": ["*/*.jinja", "*/*.jsonl"]},
