@@ -120,14 +120,15 @@ def directory_fingerprint(model_dir: Path) -> str:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(f for f in files if not f.startswith(".")):
             path = Path(root, name)
-            stat = path.stat()  # follows symlinks: an HF snapshot links into its blobs
             rel = path.relative_to(model_dir).as_posix()
-            digest.update(f"{rel}\0{stat.st_size}\0".encode())
-            if stat.st_size <= CONTENT_HASH_MAX_BYTES:
-                digest.update(path.read_bytes())
-            else:
-                digest.update(f"mtime={stat.st_mtime_ns}".encode())
-            digest.update(b"\n")
+            try:
+                stat = path.stat()  # follows symlinks: an HF snapshot links into its blobs
+                content = path.read_bytes() if stat.st_size <= CONTENT_HASH_MAX_BYTES else (
+                    f"mtime={stat.st_mtime_ns}".encode())
+            except OSError as exc:  # a dangling link: vLLM reports it, we only must not crash
+                digest.update(f"{rel}\0unreadable:{exc.errno}\n".encode())
+                continue
+            digest.update(f"{rel}\0{stat.st_size}\0".encode() + content + b"\n")
     return digest.hexdigest()[:16]
 
 

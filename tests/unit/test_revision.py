@@ -113,6 +113,9 @@ def test_local_directory_fingerprint_follows_its_files(tmp_path):
     config.write_text('{"hidden_size": 65}')
     os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert directory_fingerprint(model) != touched
+    changed = directory_fingerprint(model)
+    (model / "extra.bin").symlink_to(model / "gone.bin")  # dangling: counted, no crash
+    assert directory_fingerprint(model) != changed
 
 
 def test_openai_revision_comes_from_config_and_its_absence_is_warned_once(caplog):
