@@ -28,10 +28,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="instructbeam",
         description="Generate and filter instruction-tuning data on Apache Beam.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="run a recipe config; extra arguments go to Beam",
-                           epilog="Example: instructbeam run configs/self_instruct_demo.yaml")
+    run_p = sub.add_parser(
+        "run", help="run a recipe config; extra arguments go to Beam",
+        epilog="An existing output_dir is replaced only when it is a complete earlier run of "
+               "instructbeam holding nothing else; otherwise the run stops before it starts "
+               "and names what is there. Example: instructbeam run "
+               "configs/self_instruct_demo.yaml")
     run_p.add_argument("config", help="YAML config file")
     run_p.add_argument("--output-dir", help="override output_dir from the config")
+    run_p.add_argument("--overwrite", action="store_true",
+                       help="replace output_dir even if it holds files this tool did not "
+                       "write (never the current or home directory, a root, or a folder "
+                       "holding the config or an input)")
     run_p.add_argument("--no-cache", action="store_true", help="do not read or write the "
                        "response cache")
     run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -45,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Example: instructbeam export out/self_instruct_demo --format sharegpt")
     export_p.add_argument("output_dir", help="a finished run's output directory")
     export_p.add_argument("--format", required=True, choices=("alpaca", "sharegpt", "openai"))
-    export_p.add_argument("--output", help="file to write (default: OUTPUT_DIR/export/"
-                          "alpaca.json, sharegpt.json or openai.jsonl)")
+    export_p.add_argument("--output", help="file to write (default: OUTPUT_DIR.export/"
+                          "alpaca.json, sharegpt.json or openai.jsonl, beside the run folder, "
+                          "so a rerun that replaces the run keeps it)")
     export_p.add_argument("--with-provenance", action="store_true",
                           help="add meta: {id, generator, prompt_ref} to every item")
     plan_p = sub.add_parser(
@@ -95,7 +104,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     print(f"instructbeam: running {cfg.recipe} on {source} -> {cfg.output_dir}",
           file=sys.stderr, flush=True)
     try:
-        result = run(cfg, beam_args)
+        result = run(cfg, beam_args, overwrite=args.overwrite, config_path=args.config)
     except RunFailed as exc:
         from pipelines.manifest import read
 

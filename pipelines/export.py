@@ -19,6 +19,8 @@ Choices, so that a reader of the file knows what they got:
   renamed into place when complete: a big export never sits in memory, and an interrupted
   one never leaves a truncated file under the final name.
 - `with_provenance` adds {"meta": {"id", "generator", "prompt_ref"}} to every item.
+- The default file goes to `<run>.export/`, beside the run folder, not inside it: rerunning
+  the config replaces the run folder, and the export must survive that.
 
 Pure: pyarrow and json only (no Beam), so it runs anywhere the Parquet files are.
 """
@@ -151,7 +153,11 @@ def write_items(path: Path, items: Iterator[dict[str, Any]], *, json_lines: bool
 
 
 def default_output(run_dir: Path, fmt: str) -> Path:
-    return run_dir / "export" / DEFAULT_FILE_NAMES[fmt]
+    """`<run>.export/<file>` beside the run folder: a rerun replaces the run folder
+    (pipelines/outputs.py) but never touches this one, and an export never passes for a
+    file the run wrote."""
+    run_dir = run_dir if run_dir.name else run_dir.resolve()
+    return run_dir.with_name(f"{run_dir.name}.export") / DEFAULT_FILE_NAMES[fmt]
 
 
 def export(run_dir: Path, fmt: str, output: Path | None = None, *,

@@ -22,6 +22,7 @@ from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines.config import RunConfig
 from pipelines.handler import NAMESPACE, GeneratorIdentity
+from pipelines.outputs import TOOL
 from schemas import SCHEMA_VERSION
 
 STAGE_PREFIX = f"{NAMESPACE}/stage/"
@@ -95,10 +96,21 @@ def generator_usage(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, 
             for ns, v in sorted(counters.items()) if ns.startswith(GENERATOR_PREFIX)}
 
 
-def read_reports(output_dir: Path) -> dict[str, Any]:
-    """Recipe reports written as reports/<name>.json (e.g. #InsTag's tag statistics)."""
+def read_reports(output_dir: Path | str) -> dict[str, Any]:
+    """Recipe reports written as reports/<name>.json (e.g. #InsTag's tag statistics), from a
+    local folder or a gs:// prefix."""
+    if isinstance(output_dir, str) and "://" in output_dir:
+        from apache_beam.io.filesystems import FileSystems
+
+        found = FileSystems.match([f"{output_dir.rstrip('/')}/reports/*.json"])[0]
+        reports = {}
+        for match in sorted(found.metadata_list, key=lambda m: m.path):
+            with FileSystems.open(match.path, compression_type="uncompressed") as handle:
+                name = match.path.rsplit("/", 1)[-1].removesuffix(".json")
+                reports[name] = json.loads(handle.read().decode("utf-8"))
+        return reports
     return {path.stem: json.loads(path.read_text(encoding="utf-8"))
-            for path in sorted((output_dir / "reports").glob("*.json"))}
+            for path in sorted((Path(output_dir) / "reports").glob("*.json"))}
 
 
 def file_table(output_dir: Path | str) -> dict[str, int]:
@@ -149,6 +161,7 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
                    "holds": rows["failed"] == written_failed,
                    "values": [rows["failed"], written_failed]})
     return {
+        "tool": TOOL,  # with "written" (added last by the run): a run this tool may replace
         "schema_version": SCHEMA_VERSION,
         "recipe": cfg.recipe,
         "config": cfg.to_dict(),
@@ -171,6 +184,12 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
             "generator_usage": generator_usage(counters),
         },
     }
+
+
+def seal(manifest: dict[str, Any], written: list[str]) -> None:
+    """Record every file the run wrote besides manifest.json (paths relative to the output);
+    with `tool` it marks an output the next run may replace (pipelines/outputs.py)."""
+    manifest["written"] = sorted(written)
 
 
 def write(output_dir: Path | str, manifest: dict[str, Any]) -> None:

@@ -1,8 +1,11 @@
 """Run one config end to end: validate, build the graph, run it, promote the output, report.
 
-Nothing touches the output location until the inputs validate. Shards are written to a
-staging directory beside it and swapped in only when the pipeline has finished, so an
-interrupted run never leaves a half-written output; `manifest.json` is written last.
+Nothing touches the output location until the inputs validate and the location may be
+replaced (pipelines/outputs.py: only an earlier complete run of this tool, or anything with
+`overwrite`; never the current or home directory, a root, or a folder holding an input).
+Shards are written to a staging directory beside it and swapped in only when the pipeline has
+finished, so an interrupted run never leaves a half-written output; `manifest.json` is
+written last.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import manifest as manifest_lib
+from pipelines import outputs
 from pipelines.audit import WriteAuditSample
 from pipelines.cache import default_cache_dir
 from pipelines.card import write_card
@@ -49,14 +54,21 @@ class RunResult:
     manifest: dict
 
 
-def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None = None
-        ) -> RunResult:
-    """Run a config; `endpoint` points every generator call at an existing server (tests)."""
+def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None = None,
+        overwrite: bool = False, config_path: str | Path | None = None) -> RunResult:
+    """Run a config; `endpoint` points every generator call at an existing server (tests).
+
+    An existing output is replaced only when it is a complete earlier run holding nothing
+    else, or with `overwrite`; `config_path` (the YAML file) is guarded like an input.
+    """
     started = time.time()
     seeds, input_rows, identity = validate_inputs(cfg)
+    reads = outputs.input_locations(cfg, config_path)
     if "://" in cfg.output_dir:
-        return _run_remote(cfg, beam_args, seeds, input_rows, identity, started)
+        return _run_remote(cfg, beam_args, seeds, input_rows, identity, started, reads,
+                           overwrite)
     output_dir = Path(cfg.output_dir).resolve()
+    outputs.check_local(output_dir, reads, overwrite)  # before anything runs or is written
     cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
     staging = _fresh_staging_dir(output_dir)
     servers_before = _running_servers()
@@ -67,7 +79,9 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
             input_rows=input_rows)
         write_card(staging, manifest)  # README.md: the dataset card, before the manifest
         _write_report(staging, manifest)  # report.html, also before the manifest
+        manifest_lib.seal(manifest, outputs.local_files(staging))
         manifest_lib.write(staging, manifest)
+        outputs.check_local(output_dir, reads, overwrite)  # it may have changed meanwhile
         _promote(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -118,34 +132,86 @@ def validate_inputs(cfg: RunConfig) -> tuple[list, int, GeneratorIdentity | None
 
 
 def _run_remote(cfg: RunConfig, beam_args: Sequence[str], seeds, input_rows: int,
-                identity: GeneratorIdentity | None, started: float) -> RunResult:
+                identity: GeneratorIdentity | None, started: float,
+                reads: Sequence[tuple[str, str]], overwrite: bool) -> RunResult:
     """A run whose output lives on gs:// (e.g. a Dataflow job).
 
-    Same staging discipline as a local run, through Beam FileSystems: shards go to a staging
-    prefix; when the job has finished, the old output is deleted, the staged objects are
-    moved under the output prefix and `manifest.json` is written last, so a reader that
-    waits for the manifest never sees a partial output. (Object stores cannot swap a
-    directory atomically; the manifest is the commit marker.)
+    Same discipline as a local run, through Beam FileSystems: the same check of what may be
+    replaced, before the job and again before the swap; shards go to a staging prefix, which
+    is deleted whatever happens. Object stores cannot swap a directory atomically, so the swap
+    moves the old output aside (its manifest first, so it stops claiming to be complete),
+    moves the staged objects in, writes `manifest.json` last (the commit marker a reader waits
+    for) and only then deletes the old output. A failure during the swap puts the old output
+    back; should even that fail, the log names the prefix that holds it.
     """
-    from apache_beam.io.filesystems import FileSystems
-
     out = cfg.output_dir.rstrip("/")
-    staging = f"{out}.staging-{time.time_ns()}"
+    outputs.check_remote(out, reads, overwrite)
+    stamp = time.time_ns()
+    staging = f"{out}.staging-{stamp}"
     cache_dir = cfg.cache.dir if cfg.cache.enabled else None
-    metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, None)
-    manifest = manifest_lib.build(cfg, identity, metrics, staging, started=started,
-                                  cache_dir=cache_dir, input_rows=input_rows)
-    write_card(staging, manifest)  # README.md moves with the shards; the manifest comes last
-    old = FileSystems.match([f"{out}/**"])[0].metadata_list
-    if old:
-        FileSystems.delete([m.path for m in old])
-    staged = [m.path for m in FileSystems.match([f"{staging}/**"])[0].metadata_list]
-    FileSystems.rename(staged, [f"{out}/{path[len(staging) + 1:]}" for path in staged])
-    manifest_lib.write(out, manifest)
+    try:
+        metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, None)
+        manifest = manifest_lib.build(cfg, identity, metrics, staging, started=started,
+                                      cache_dir=cache_dir, input_rows=input_rows)
+        write_card(staging, manifest)  # README.md and report.html move with the shards
+        _write_report(staging, manifest)
+        manifest_lib.seal(manifest, outputs.remote_files(staging))
+        outputs.check_remote(out, reads, overwrite)  # it may have changed during the job
+        _swap_remote(staging, out, f"{out}.old-{stamp}", manifest)
+    finally:
+        try:  # empty after a swap; whatever was written after a failure
+            _delete_remote(staging)
+        except Exception:  # noqa: BLE001 - must not hide the run's own error
+            log.warning("staging %s could not be deleted", staging, exc_info=True)
     problems = manifest_lib.problems(manifest, cfg.max_failure_ratio)
     if problems:
         raise RunFailed("; ".join(problems))
     return RunResult(out, manifest)
+
+
+def _swap_remote(staging: str, out: str, aside: str, manifest: dict) -> None:
+    """Replace the objects under `out` with the staged ones; see `_run_remote`."""
+    new_landed = False
+    try:
+        _move_remote(out, aside, manifest_first=True)
+        new_landed = True  # from here on every object under `out` is a new one
+        _move_remote(staging, out, manifest_first=True)
+        manifest_lib.write(out, manifest)
+    except BaseException:
+        try:
+            if new_landed:
+                _delete_remote(out)
+            _move_remote(aside, out, manifest_first=False)
+        except Exception:  # noqa: BLE001 - the original error is the one to raise
+            log.error("the previous output could not be moved back to %s; it is kept at %s",
+                      out, aside, exc_info=True)
+        raise
+    try:
+        _delete_remote(aside)
+    except Exception:  # noqa: BLE001 - the new output is complete; only space is lost
+        log.warning("the previous output at %s could not be deleted", aside, exc_info=True)
+
+
+def _move_remote(src: str, dst: str, *, manifest_first: bool) -> None:
+    """Move every object under `src/` to the same name under `dst/`, with manifest.json
+    first (taking an output apart) or last (putting one back together)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    names = outputs.remote_files(src)
+    rest = [n for n in names if n != outputs.MANIFEST]
+    batches = [[n] for n in names if n == outputs.MANIFEST]
+    batches = [*batches, rest] if manifest_first else [rest, *batches]
+    for batch in batches:
+        if batch:
+            FileSystems.rename([f"{src}/{n}" for n in batch], [f"{dst}/{n}" for n in batch])
+
+
+def _delete_remote(prefix: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    names = outputs.remote_files(prefix)
+    if names:
+        FileSystems.delete([f"{prefix}/{n}" for n in names])
 
 
 def _run_pipeline(cfg: RunConfig, seeds, identity: GeneratorIdentity | None, staging: Path,
@@ -230,13 +296,30 @@ def _promote(staging: Path, output_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_report(staging: Path, manifest: dict) -> None:
+def _write_report(staging: Path | str, manifest: dict) -> None:
     """A report bug must not cost the run (staging is deleted on error): warn and go on;
-    `instructbeam report OUT` writes it again."""
-    from pipelines.report_html import write_report
+    `instructbeam report OUT` writes it again. A remote staging prefix is copied to a local
+    temporary folder, the page is rendered there and uploaded beside the shards."""
+    from pipelines.report_html import REPORT_FILE, write_report
 
     try:
-        write_report(staging, manifest)
+        if not (isinstance(staging, str) and "://" in staging):
+            write_report(Path(staging), manifest)
+            return
+        from apache_beam.io.filesystems import FileSystems
+
+        with tempfile.TemporaryDirectory(prefix="instructbeam-report-") as tmp:
+            for name in outputs.remote_files(staging):
+                local = Path(tmp) / name
+                local.parent.mkdir(parents=True, exist_ok=True)
+                with FileSystems.open(f"{staging}/{name}",
+                                      compression_type="uncompressed") as src, \
+                        local.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            page = write_report(Path(tmp), manifest).read_bytes()
+        with FileSystems.create(f"{staging}/{REPORT_FILE}", mime_type="text/html",
+                                compression_type="uncompressed") as handle:
+            handle.write(page)
     except Exception:  # noqa: BLE001
         log.warning("report.html was not written", exc_info=True)
 

@@ -1,14 +1,16 @@
 """An in-memory Beam filesystem (``memtest://``) standing in for GCS in tests: no network here.
 
 Beam finds filesystems by subclass, so importing this module registers the scheme for every
-pipeline in the test process (FnApiRunner runs in process). Only reading is implemented.
+pipeline in the test process (FnApiRunner runs in process). Objects live in `FILES`; like GCS
+there are no directories, a file appears when its writer is closed, and rename moves objects
+one by one (a test can make it fail part way).
 """
 
 from __future__ import annotations
 
 import io
 
-from apache_beam.io.filesystem import FileMetadata, FileSystem
+from apache_beam.io.filesystem import BeamIOError, FileMetadata, FileSystem
 
 SCHEME = "memtest"
 FILES: dict[str, bytes] = {}
@@ -46,7 +48,38 @@ class MemoryFileSystem(FileSystem):
     def open(self, path, mime_type="application/octet-stream", compression_type=None):
         return io.BytesIO(FILES[path])
 
-    def _unsupported(self, *args, **kwargs):
-        raise NotImplementedError("memtest:// is read-only")
+    def create(self, path, mime_type="application/octet-stream", compression_type=None):
+        return _Writer(path)
 
-    create = copy = rename = delete = mkdirs = last_updated = checksum = _unsupported
+    def rename(self, source_file_names, destination_file_names):
+        for source, destination in zip(source_file_names, destination_file_names,
+                                       strict=True):
+            if source not in FILES:
+                raise BeamIOError("Rename operation failed", {(source, destination):
+                                                             FileNotFoundError(source)})
+            FILES[destination] = FILES.pop(source)
+
+    def delete(self, paths):
+        missing = {path: FileNotFoundError(path) for path in paths if path not in FILES}
+        for path in paths:
+            FILES.pop(path, None)
+        if missing:
+            raise BeamIOError("Delete operation failed", missing)
+
+    def _unsupported(self, *args, **kwargs):
+        raise NotImplementedError("memtest:// does not implement this")
+
+    copy = mkdirs = last_updated = checksum = _unsupported
+
+
+class _Writer(io.BytesIO):
+    """A write channel: the object exists (whole) once the writer is closed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._path = path
+
+    def close(self) -> None:
+        if not self.closed:
+            FILES[self._path] = self.getvalue()
+        super().close()

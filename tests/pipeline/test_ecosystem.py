@@ -131,8 +131,8 @@ def _read(path, fmt: str) -> list[dict]:
 def test_each_export_format_matches_the_data(finished_run, fmt, capsys):
     out, _, rows = finished_run
     assert main(["export", str(out), "--format", fmt]) == 0
-    default = out / "export" / {"alpaca": "alpaca.json", "sharegpt": "sharegpt.json",
-                                "openai": "openai.jsonl"}[fmt]
+    default = out.with_name(f"{out.name}.export") / {
+        "alpaca": "alpaca.json", "sharegpt": "sharegpt.json", "openai": "openai.jsonl"}[fmt]
     assert f"wrote {len(rows)} {fmt} records to {default}" in capsys.readouterr().out
     items = _read(default, fmt)
     assert len(items) == len(rows)  # in id order, as the rows are sorted here

@@ -4,6 +4,7 @@ incremental JSON writer; shards are written here with pyarrow, no Beam."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -118,10 +119,12 @@ def test_a_failing_export_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_writes_beside_the_run_by_default(tmp_path):
+def test_export_writes_beside_the_run_by_default(tmp_path, monkeypatch):
     run_dir = _run_dir(tmp_path, [[_record("b"), _record("a", "Sum.", "1", "1")]])
     path, count = export(run_dir, "alpaca")
-    assert path == run_dir / "export" / "alpaca.json" and count == 2
+    assert path == tmp_path / f"{run_dir.name}.export" / "alpaca.json" and count == 2
+    monkeypatch.chdir(run_dir)  # `instructbeam export .` from inside the run folder
+    assert export(Path("."), "alpaca")[0].resolve() == path
     assert json.loads(path.read_text())[0] == {"instruction": "Sum.", "input": "1", "output": "1"}
     path, _ = export(run_dir, "openai", tmp_path / "x.jsonl", with_provenance=True)
     assert [json.loads(x)["meta"]["id"] for x in path.read_text().splitlines()] == ["a", "b"]

@@ -1,0 +1,271 @@
+"""What a run may replace: only a complete earlier run of this tool, never the user's files.
+
+Filter-recipe runs (no generator) through the command line, locally and on the in-memory
+remote filesystem, including a failure injected in the middle of the remote swap.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import memory_filesystem as memfs
+import pytest
+from helpers import read_rows
+
+from pipelines.cli import main
+
+ROWS = [{"instruction": "Name a red fruit.", "input": "", "output": "Apple"},
+        {"instruction": "Say nothing.", "input": "", "output": ""}]
+
+
+def _config(tmp_path: Path, output_dir: str | Path | None = None, input_path: str | None = None
+            ) -> str:
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join([
+        "recipe: filter",
+        f"output_dir: {output_dir or tmp_path / 'out'}",
+        "audit_per_source: 1",
+        "input:",
+        f"  path: {input_path or data}",
+    ]) + "\n")
+    return str(path)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _last_error(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# -- local --------------------------------------------------------------------------------------
+
+def test_a_previous_complete_run_is_replaced_silently(tmp_path, capsys):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tool"] == "instructbeam"
+    assert "data/part-00000-of-00001.parquet" in manifest["written"]
+    assert {"README.md", "report.html", "audit/external_data.jsonl"} <= set(manifest["written"])
+    assert sorted(manifest["written"]) == sorted(set(_tree(out)) - {"manifest.json"})
+    (out / "report.html").unlink()  # `instructbeam report OUT` may write it again
+    assert main(["report", str(out)]) == 0
+    assert main(["run", config]) == 0
+    assert [r["instruction"] for r in read_rows(out, "data")] == ["Name a red fruit."]
+    assert not [p.name for p in tmp_path.iterdir() if ".old-" in p.name or ".staging-" in p.name]
+
+
+@pytest.mark.parametrize("extra", [["notes.txt"], ["notes.txt", "a/b.txt", "c.txt", "d.txt"]])
+def test_a_file_the_run_did_not_write_is_refused_and_kept(tmp_path, capsys, extra):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    for name in extra:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("mine")
+    before = _tree(out)
+    assert main(["run", config]) == 2
+    err = _last_error(capsys)
+    assert err.startswith(f"error: output dir {out} holds files this tool did not write: ")
+    assert sorted(extra)[0] in err and err.endswith("pass --overwrite to replace it")
+    assert ("(and 1 more)" in err) == (len(extra) == 4)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_a_folder_without_manifest_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "part-00000-of-00001.parquet").write_bytes(b"not ours")
+    (out / "notes.txt").write_text("mine")
+    assert main(["run", _config(tmp_path)]) == 2
+    err = _last_error(capsys)
+    assert f"output dir {out} is not a finished instructbeam run (no manifest.json)" in err
+    assert "data/part-00000-of-00001.parquet, notes.txt" in err
+    assert _tree(out) == {"data/part-00000-of-00001.parquet": b"not ours",
+                          "notes.txt": b"mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_overwrite_replaces_a_foreign_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["run", _config(tmp_path), "--overwrite"]) == 0
+    assert not (out / "notes.txt").exists() and (out / "manifest.json").exists()
+
+
+def test_an_empty_folder_is_used(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    assert main(["run", _config(tmp_path)]) == 0
+    assert (tmp_path / "out" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("where", ["cwd", "cwd_parent", "home", "root", "config_dir",
+                                   "input_dir"])
+def test_protected_folders_are_refused_even_with_overwrite(tmp_path, monkeypatch, capsys,
+                                                           where):
+    work = tmp_path / "work"
+    (work / "cwd").mkdir(parents=True)
+    (work / "cwd" / "mine.txt").write_text("mine")
+    monkeypatch.chdir(work / "cwd")
+    home = tmp_path / "users" / "home"
+    home.mkdir(parents=True)
+    (home / ".bashrc").write_text("mine")
+    monkeypatch.setenv("HOME", str(home))
+    project = tmp_path / "project"
+    inputs = project / "inputs"
+    inputs.mkdir(parents=True)
+    (inputs / "data.jsonl").write_text(json.dumps(ROWS[0]) + "\n")
+    config = _config(project, input_path=str(inputs / "*.jsonl"))
+    target, expected = {
+        "cwd": (".", "is the current directory"),
+        "cwd_parent": (str(work), "contains the current directory"),
+        "home": (str(home), "is the home directory"),
+        "root": ("/", "is a filesystem root"),
+        "config_dir": (str(project), "contains the config file"),
+        "input_dir": (str(inputs), "contains input.path"),
+    }[where]
+    before = _tree(tmp_path)
+    assert main(["run", config, "--set", f"output_dir={target}", "--overwrite"]) == 2
+    err = _last_error(capsys)
+    assert expected in err and "never replaces it (even with --overwrite)" in err
+    assert _tree(tmp_path) == before
+
+
+def test_an_output_inside_the_input_folder_of_a_previous_run_is_refused(tmp_path, capsys):
+    """The README's filter example reads a run's data/: writing over that run is refused."""
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    before = _tree(out)
+    assert main(["run", config, "--set", f"input.path={out}/data/*.parquet",
+                 "--set", "input.input_field=input", "--set", "input.output_field=output",
+                 "--overwrite"]) == 2
+    assert "contains input.path" in _last_error(capsys)
+    assert _tree(out) == before
+
+
+def test_an_output_holding_the_response_cache_is_refused(tmp_path, capsys):
+    cache = tmp_path / "out" / "cache"
+    cache.mkdir(parents=True)
+    assert main(["run", _config(tmp_path), "--set", f"cache.dir={cache}", "--overwrite"]) == 2
+    assert f"contains cache.dir ({cache})" in _last_error(capsys)
+    assert cache.is_dir()
+
+
+def test_a_rerun_keeps_the_users_export(tmp_path, capsys):
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", config]) == 0
+    assert main(["export", str(out), "--format", "alpaca"]) == 0
+    exported = tmp_path / "out.export" / "alpaca.json"
+    assert str(exported) in capsys.readouterr().out
+    text = exported.read_text()
+    assert main(["run", config]) == 0
+    assert exported.read_text() == text and json.loads(text)[0]["output"] == "Apple"
+
+
+# -- remote (memtest://, standing in for gs://) -------------------------------------------------
+
+@pytest.fixture
+def bucket():
+    memfs.FILES.clear()
+    yield memfs.FILES
+    memfs.FILES.clear()
+
+
+def _objects(files: dict[str, bytes], prefix: str) -> dict[str, bytes]:
+    return {k[len(prefix) + 1:]: v for k, v in files.items() if k.startswith(prefix + "/")}
+
+
+def _remote_manifest(files: dict[str, bytes], out: str) -> dict:
+    return json.loads(files[f"{out}/manifest.json"])
+
+
+def test_remote_run_replaces_only_a_previous_complete_run(tmp_path, bucket, capsys):
+    out = "memtest://bucket/runs/a"
+    config = _config(tmp_path, out)
+    assert main(["run", config]) == 0
+    first = _objects(bucket, out)
+    assert {"manifest.json", "report.html", "README.md",
+            "data/part-00000-of-00001.parquet"} <= set(first)
+    assert b"<!DOCTYPE html>" in first["report.html"]
+    assert sorted(_remote_manifest(bucket, out)["written"]) == sorted(
+        set(first) - {"manifest.json"})
+    assert main(["run", config]) == 0  # a complete earlier run: replaced, nothing else left
+    assert set(bucket) == {f"{out}/{name}" for name in first}
+
+    bucket[f"{out}/notes.txt"] = b"mine"
+    before = dict(bucket)
+    assert main(["run", config]) == 2
+    err = _last_error(capsys)
+    assert f"output dir {out} holds files this tool did not write: notes.txt" in err
+    assert bucket == before
+    assert main(["run", config, "--overwrite"]) == 0
+    assert f"{out}/notes.txt" not in bucket
+
+
+def test_remote_refusals(tmp_path, bucket, capsys):
+    bucket["memtest://bucket/runs/b/x.parquet"] = b"not ours"
+    config = _config(tmp_path, "memtest://bucket/runs/b")
+    assert main(["run", config]) == 2
+    assert "is not a finished instructbeam run (no manifest.json)" in _last_error(capsys)
+    assert main(["run", config, "--set", "output_dir=memtest://bucket", "--overwrite"]) == 2
+    assert "is a bucket root" in _last_error(capsys)
+    bucket["memtest://bucket/runs/in/data.jsonl"] = json.dumps(ROWS[0]).encode() + b"\n"
+    assert main(["run", config, "--set", "output_dir=memtest://bucket/runs", "--overwrite",
+                 "--set", "input.path=memtest://bucket/runs/in/*.jsonl"]) == 2
+    assert "contains input.path (memtest://bucket/runs/in/*.jsonl)" in _last_error(capsys)
+    assert set(bucket) == {"memtest://bucket/runs/b/x.parquet",
+                           "memtest://bucket/runs/in/data.jsonl"}
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3])
+def test_a_failure_during_the_remote_swap_keeps_the_old_output(tmp_path, bucket, capsys,
+                                                               monkeypatch, fail_at):
+    """Fail the n-th rename, part way (1: the old manifest aside, 2: the other old objects
+    aside, 3: the new objects in): the old output is back in place, whole, and no staging or
+    aside copy is left."""
+    out = "memtest://bucket/runs/c"
+    config = _config(tmp_path, out)
+    assert main(["run", config]) == 0
+    before = dict(bucket)
+    real_rename = memfs.MemoryFileSystem.rename
+    calls = []
+
+    def failing_rename(self, sources, destinations):
+        calls.append(list(sources))
+        if len(calls) == fail_at:
+            # move part of the batch first, as an object store that fails midway would
+            real_rename(self, sources[:1], destinations[:1])
+            raise OSError("injected failure")
+        return real_rename(self, sources, destinations)
+
+    monkeypatch.setattr(memfs.MemoryFileSystem, "rename", failing_rename)
+    with pytest.raises(OSError, match="injected failure"):
+        main(["run", config])
+    assert bucket == before
+    assert not [k for k in bucket if ".staging-" in k or ".old-" in k]
+
+
+def test_a_failing_remote_job_leaves_no_staging(tmp_path, bucket, monkeypatch, capsys):
+    out = "memtest://bucket/runs/d"
+    config = _config(tmp_path, out)
+    assert main(["run", config]) == 0
+    before = dict(bucket)
+    from pipelines import run as run_module
+
+    def broken_card(output_dir, manifest):
+        raise RuntimeError("injected after the job wrote its shards")
+
+    monkeypatch.setattr(run_module, "write_card", broken_card)
+    with pytest.raises(RuntimeError, match="injected"):
+        main(["run", config])
+    assert bucket == before
