@@ -7,6 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.instructbeam-installed
 CONFIG ?= configs/self_instruct_demo.yaml
+ARGS   ?=
 
 # The code needs Python 3.11+ (enum.StrEnum, typing.Self): say so before building a venv that
 # could only fail later with an import error. $(1) is the interpreter to check.
@@ -17,7 +18,7 @@ check_python = $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev
 .PHONY: run test install lint bench clean check-python
 
 run: $(STAMP)
-	$(BIN)/instructbeam run $(CONFIG)
+	$(BIN)/instructbeam run $(CONFIG) $(ARGS)
 
 test: $(STAMP)
 	@bash .ci/test.sh
