@@ -34,8 +34,8 @@ STAGE_CLF = "clf_identify"
 STAGE_INSTANCES = "instance_gen"
 
 PROMPT_INSTRUCTIONS = ("self_instruct", "instruction_gen", 1)
-PROMPT_CLF = ("self_instruct", "clf_identify", 1)
-PROMPT_OUTPUT_FIRST = ("self_instruct", "instance_output_first", 1)
+PROMPT_CLF = ("self_instruct", "clf_identify", 2)
+PROMPT_OUTPUT_FIRST = ("self_instruct", "instance_output_first", 2)
 PROMPT_INPUT_FIRST = ("self_instruct", "instance_input_first", 1)
 
 
