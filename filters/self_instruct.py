@@ -36,8 +36,8 @@ class InstructionRules:
     `capitalize`: the paper calls `str.capitalize()`, which also lower-cases every other
     character ("Use SQL in Python" -> "Use sql in python"). Our default, "first_letter", only
     upper-cases the first character, so names and code keep their case; every keep/drop
-    decision is still the paper's, because the prefix rule is checked on the paper's
-    capitalized form and all other rules ignore case. "paper" reproduces the stored text too.
+    decision is still the paper's, because every rule is checked on the paper's capitalized
+    form (see `check_instruction`). "paper" reproduces the stored text too.
     """
 
     min_words: int = 4  # the paper keeps 3 < words <= 150
@@ -45,8 +45,8 @@ class InstructionRules:
     blacklist: tuple[str, ...] = PAPER_BLACKLIST
     forbidden_prefix: str = "Write a program"
     capitalize: CapitalizeMode = "first_letter"
-    # Self-Instruct tests the prefix on the capitalized text; Ensemble-Instruct's code on the
-    # raw text ("write a program ..." passes there).
+    # Self-Instruct's code tests every rule on the capitalized text; Ensemble-Instruct's code
+    # on the raw text ("write a program ..." passes there). False: the former.
     prefix_case_sensitive: bool = False
     blacklist_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
@@ -78,24 +78,31 @@ def split_numbered_list(completion: str) -> list[str]:
 
 
 def check_instruction(instruction: str, rules: InstructionRules) -> Verdict:
-    """Apply the paper's instruction filters in order; the first failing rule decides."""
+    """Apply the paper's instruction filters in order; the first failing rule decides.
+
+    Unless `prefix_case_sensitive`, the rules see `str.capitalize()` of the text, as the
+    paper's code did, whatever case the stored text keeps. That makes `first_letter` decide
+    exactly like `paper` even where case matters beyond ASCII: "FİLES".lower() is "fi̇les"
+    (with a combining dot, so not the word "files"), while the regex's own case folding maps
+    "İ" to "i" and would find "files" in the uncapitalized text.
+    """
     if not instruction:
         return Verdict.drop(Reason.EMPTY_INSTRUCTION)
-    n_words = len(instruction.split())
+    text = instruction if rules.prefix_case_sensitive else instruction.capitalize()
+    n_words = len(text.split())
     if n_words < rules.min_words:
         return Verdict.drop(Reason.TOO_SHORT, f"{n_words} words < {rules.min_words}", n_words)
     if n_words > rules.max_words:
         return Verdict.drop(Reason.TOO_LONG, f"{n_words} words > {rules.max_words}", n_words)
-    hit = rules.blacklist_pattern.search(instruction)
+    hit = rules.blacklist_pattern.search(text)
     if hit:
         return Verdict.drop(Reason.BLACKLISTED_KEYWORD, hit.group(0).lower())
-    head = instruction if rules.prefix_case_sensitive else instruction.capitalize()
-    if head.startswith(rules.forbidden_prefix):
+    if text.startswith(rules.forbidden_prefix):
         return Verdict.drop(Reason.STARTS_WITH_WRITE_A_PROGRAM)
-    if instruction[0] in string.punctuation:
-        return Verdict.drop(Reason.STARTS_WITH_PUNCTUATION, instruction[0])
-    if not instruction[0].isascii():
-        return Verdict.drop(Reason.STARTS_WITH_NON_ASCII, instruction[0])
+    if text[0] in string.punctuation:
+        return Verdict.drop(Reason.STARTS_WITH_PUNCTUATION, text[0])
+    if not text[0].isascii():
+        return Verdict.drop(Reason.STARTS_WITH_NON_ASCII, text[0])
     return Verdict.ok(n_words)
 
 

@@ -106,8 +106,10 @@ class GeneratorConfig:
 
 
 def _paper_instruction_sampling() -> SamplingConfig:
-    # Paper: max_tokens 1024, T 0.7, top_p 0.5, presence 2, stop at item 16.
-    return SamplingConfig(1024, 0.7, 0.5, 2.0, 0.0, ("\n\n", "\n16", "16.", "16 ."))
+    # Paper: max_tokens 1024, T 0.7, top_p 0.5, presence 2, stop at "\n\n" and at item 16.
+    # The item stops ("\n16", "16.", "16 .") are added per request from
+    # num_prompt_instructions (self_instruct_steps.item_stops), so they follow the demo count.
+    return SamplingConfig(1024, 0.7, 0.5, 2.0, 0.0, ("\n\n",))
 
 
 def _paper_clf_sampling() -> SamplingConfig:
@@ -115,7 +117,8 @@ def _paper_clf_sampling() -> SamplingConfig:
 
 
 def _paper_instance_sampling() -> SamplingConfig:
-    # Paper: 300 (clf) / 350 tokens, greedy, presence 1.5, stop at "Example 6" and "Task:".
+    # Paper: 350 tokens (300 for classification: clf_instance_max_tokens), greedy,
+    # presence 1.5, stop at "Example 6" and "Task:".
     return SamplingConfig(350, 0.0, 0.0, 1.5, 0.0, ("Example 6", "Task:"))
 
 
@@ -138,9 +141,13 @@ class SelfInstructConfig:
     instruction_sampling: SamplingConfig = field(default_factory=_paper_instruction_sampling)
     clf_sampling: SamplingConfig = field(default_factory=_paper_clf_sampling)
     instance_sampling: SamplingConfig = field(default_factory=_paper_instance_sampling)
+    # instance_sampling's max_tokens for classification tasks (the paper: 300, others 350).
+    clf_instance_max_tokens: int = 300
 
     def __post_init__(self) -> None:
         _check(self.num_instructions >= 1, "num_instructions", "must be >= 1")
+        _check(self.clf_instance_max_tokens >= max(1, self.instance_sampling.min_tokens),
+               "clf_instance_max_tokens", "must be >= 1 and >= instance_sampling.min_tokens")
         _check(self.prompts_per_round >= 1, "prompts_per_round", "must be >= 1")
         _check(1 <= self.max_rounds <= 500, "max_rounds", "must be in [1, 500] (rounds are "
                "unrolled into the job graph)")

@@ -11,6 +11,7 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from filters.novelty import NoveltyIndex
 from filters.self_instruct import (
@@ -20,7 +21,7 @@ from filters.self_instruct import (
     parse_is_classification,
 )
 from filters.verdict import Verdict
-from pipelines.config import RunConfig, SamplingConfig
+from pipelines.config import RunConfig, SamplingConfig, SelfInstructConfig
 from pipelines.generation import GenerationOutcome, GenerationRequest
 from pipelines.handler import GeneratorIdentity
 from pipelines.seeds import SeedTask
@@ -34,8 +35,8 @@ STAGE_CLF = "clf_identify"
 STAGE_INSTANCES = "instance_gen"
 
 PROMPT_INSTRUCTIONS = ("self_instruct", "instruction_gen", 1)
-PROMPT_CLF = ("self_instruct", "clf_identify", 1)
-PROMPT_OUTPUT_FIRST = ("self_instruct", "instance_output_first", 1)
+PROMPT_CLF = ("self_instruct", "clf_identify", 2)
+PROMPT_OUTPUT_FIRST = ("self_instruct", "instance_output_first", 2)
 PROMPT_INPUT_FIRST = ("self_instruct", "instance_input_first", 1)
 
 
@@ -43,6 +44,41 @@ def derive_seed(*parts: object) -> int:
     """A 31-bit seed from named parts: RNGs and request seeds are fixed per (stage, round, slot)."""
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
     return int(digest[:8], 16) & 0x7FFFFFFF
+
+
+#: New items one instruction prompt may yield: the paper lists 8 demos, leaves item 9 open and
+#: stops at item 16, so items 9-15 (7) at most; kept for any number of demos.
+MAX_NEW_ITEMS = 7
+
+
+def item_stops(num_prompt_instructions: int) -> tuple[str, ...]:
+    """The paper's stop strings at the item after the last allowed new one.
+
+    With 8 demos that is item 16 ("\\n16", "16.", "16 ."), the paper's hard-coded strings;
+    with n demos it is item n + 1 + MAX_NEW_ITEMS, so a prompt with fewer or more demos is
+    neither cut short nor let run past the paper's 7 new instructions.
+    """
+    item = num_prompt_instructions + 1 + MAX_NEW_ITEMS
+    return (f"\n{item}", f"{item}.", f"{item} .")
+
+
+def instruction_request_sampling(si: SelfInstructConfig) -> dict[str, Any]:
+    """The request parameters of an instruction prompt: the configured stops + the item stops."""
+    sampling = si.instruction_sampling.as_request()
+    extra = [s for s in item_stops(si.num_prompt_instructions) if s not in sampling["stop"]]
+    sampling["stop"] = sampling["stop"] + extra
+    return sampling
+
+
+def instance_request_sampling(si: SelfInstructConfig, is_classification: bool) -> SamplingConfig:
+    """Instance decoding; classification tasks get their own (paper: shorter) token budget.
+
+    The paper chose 300 tokens when any of the 5 tasks in a batched request was a
+    classification task; requests here hold one task, so the choice is per task.
+    """
+    if not is_classification:
+        return si.instance_sampling
+    return replace(si.instance_sampling, max_tokens=si.clf_instance_max_tokens)
 
 
 def demo_text(instruction: str) -> str:
@@ -97,7 +133,7 @@ def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRec
     template = load_prompt(*PROMPT_INSTRUCTIONS)
     machine = [r.instruction for r in sorted(machine_pool, key=_pool_order)]
     seed_texts = [s.instruction for s in seeds]
-    sampling = si.instruction_sampling.as_request()
+    sampling = instruction_request_sampling(si)
     requests = []
     for slot in range(si.prompts_per_round):
         rng = random.Random(derive_seed(cfg.seed, STAGE_INSTRUCTIONS, round_index, slot))
@@ -186,7 +222,8 @@ def apply_clf_answer(outcome: GenerationOutcome) -> InstructionRecord:
 
 def instance_request(record: InstructionRecord, cfg: RunConfig) -> GenerationRequest:
     key = PROMPT_OUTPUT_FIRST if record.is_classification else PROMPT_INPUT_FIRST
-    return _request_for(record, STAGE_INSTANCES, key, cfg.self_instruct.instance_sampling, cfg)
+    sampling = instance_request_sampling(cfg.self_instruct, bool(record.is_classification))
+    return _request_for(record, STAGE_INSTANCES, key, sampling, cfg)
 
 
 def judge_instances(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provenance

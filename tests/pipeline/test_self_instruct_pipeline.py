@@ -82,3 +82,25 @@ def test_rounds_stop_asking_once_the_target_is_met(scripted_server, tmp_path):
     rounds = {row["round"] for row in read_rows(out, "instructions")}
     assert rounds == {1}
     assert result.manifest["stages"]["instruction_gen"]["in"] == 4  # one round of 4 prompts
+
+
+def test_classification_tasks_get_output_first_instances_and_others_input_first(
+        scripted_server, tmp_path):
+    """The scripted server answers the output-first template with "Class label:" blocks and
+    the input-first template with "Example" blocks, so each kept row shows which one it got."""
+    server = scripted_server()
+    out = tmp_path / "out"
+    run(scripted_config(server.base_url, out, None, max_rounds=2))
+    data = read_rows(out, "data")
+    clf = [row for row in data if row["is_classification"]]
+    gen = [row for row in data if not row["is_classification"]]
+    assert clf and gen, "the scripted classifier says Yes to about a third of the tasks"
+    labels = {"Positive", "Negative", "Neutral", "Yes", "No"}
+    for row in clf:
+        assert row["prompt_ref"] == "self_instruct/instance_output_first@v2"
+        assert row["output"] in labels and row["input"].startswith("Sentence: ")
+        assert json.loads(row["sampling"])["max_tokens"] == 300
+    for row in gen:
+        assert row["prompt_ref"] == "self_instruct/instance_input_first@v1"
+        assert row["output"].startswith("answer ") and row["input"].startswith("case ")
+        assert json.loads(row["sampling"])["max_tokens"] == 350

@@ -33,7 +33,9 @@ def test_good_config_loads(tmp_path):
     cfg = load_config(_write(tmp_path, GOOD))
     assert cfg.self_instruct.max_rounds == 2
     assert cfg.self_instruct.prompts_per_round == 5  # the paper's value by default
-    assert cfg.self_instruct.instruction_sampling.stop == ("\n\n", "\n16", "16.", "16 .")
+    # The item stops ("\n16", ...) are derived per request from num_prompt_instructions.
+    assert cfg.self_instruct.instruction_sampling.stop == ("\n\n",)
+    assert cfg.self_instruct.clf_instance_max_tokens == 300
 
 
 @pytest.mark.parametrize(

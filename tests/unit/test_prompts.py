@@ -28,65 +28,84 @@ EIGHT_INSTRUCTIONS = [
     "List four uses of baking soda around the house.",
 ]
 
-# (algorithm, name) -> variables used to produce the reviewed golden rendering.
-CASES: dict[tuple[str, str], dict[str, object]] = {
-    ("self_instruct", "instruction_gen"): {"instructions": EIGHT_INSTRUCTIONS},
-    ("self_instruct", "clf_identify"): {
+# (algorithm, name, version) -> variables used to produce the reviewed golden rendering. Old
+# versions stay listed while they ship: data generated with them names them in `prompt_ref`.
+CASES: dict[tuple[str, str, int], dict[str, object]] = {
+    ("self_instruct", "instruction_gen", 1): {"instructions": EIGHT_INSTRUCTIONS},
+    ("self_instruct", "clf_identify", 1): {
         "instruction": "Tell whether the given word is a noun or a verb."
     },
-    ("self_instruct", "instance_output_first"): {
+    ("self_instruct", "clf_identify", 2): {
+        "instruction": "Tell whether the given word is a noun or a verb."
+    },
+    ("self_instruct", "instance_output_first", 1): {
         "instruction": "Classify the restaurant review as positive or negative."
     },
-    ("self_instruct", "instance_input_first"): {
+    ("self_instruct", "instance_output_first", 2): {
+        "instruction": "Classify the restaurant review as positive or negative."
+    },
+    ("self_instruct", "instance_input_first", 1): {
         "instruction": "Give a synonym for the given word."
     },
-    ("ensemble_instruct", "instruction_gen"): {
+    ("ensemble_instruct", "instruction_gen", 1): {
         "instructions": EIGHT_INSTRUCTIONS + ["Sort the words by length. |EoS|"],
         "end_marker": " |EoS|",
     },
-    ("ensemble_instruct", "instance_input_output"): {
+    ("ensemble_instruct", "instance_input_output", 1): {
         "instruction": "Give a synonym for the given word."
     },
-    ("ensemble_instruct", "instance_output_only"): {
+    ("ensemble_instruct", "instance_output_only", 1): {
         "instruction": "Suggest three names for a pet goldfish."
     },
-    ("ensemble_instruct", "extra_zero_shot"): {
+    ("ensemble_instruct", "extra_zero_shot", 1): {
         "instruction": "Give a synonym for the given word.", "input": "happy"
     },
-    ("ensemble_instruct", "extra_few_shot"): {
+    ("ensemble_instruct", "extra_few_shot", 1): {
         "instruction": "Give a synonym for the given word.", "input": "happy"
     },
-    ("instag", "tag"): {
+    ("instag", "tag", 1): {
         "query": "Write a haiku about autumn leaves.\n\nMake it sad.", "assistant_cue": True
     },
 }
 
-TEMPLATE_IDS = [f"{a}/{n}" for a, n in CASES]
+TEMPLATE_IDS = [f"{a}/{n}@v{v}" for a, n, v in CASES]
 
 
-def _golden(algorithm: str, name: str) -> str:
-    path = GOLDEN_DIR / f"{algorithm}__{name}.v1.txt"
+def _golden(algorithm: str, name: str, version: int) -> str:
+    path = GOLDEN_DIR / f"{algorithm}__{name}.v{version}.txt"
     # newline="" keeps the bytes exactly as written (no universal-newline translation).
     with path.open(encoding="utf-8", newline="") as fh:
         return fh.read()
 
 
-@pytest.mark.parametrize(("algorithm", "name"), list(CASES), ids=TEMPLATE_IDS)
-def test_render_matches_golden(algorithm: str, name: str) -> None:
-    prompt = load_prompt(algorithm, name, 1)
-    assert prompt.render(**CASES[(algorithm, name)]) == _golden(algorithm, name)
+@pytest.mark.parametrize(("algorithm", "name", "version"), list(CASES), ids=TEMPLATE_IDS)
+def test_render_matches_golden(algorithm: str, name: str, version: int) -> None:
+    prompt = load_prompt(algorithm, name, version)
+    rendered = prompt.render(**CASES[(algorithm, name, version)])
+    assert rendered == _golden(algorithm, name, version)
 
 
-@pytest.mark.parametrize(("algorithm", "name"), list(CASES), ids=TEMPLATE_IDS)
-def test_templates_are_small_enough_for_a_tiny_model(algorithm: str, name: str) -> None:
-    assert len(load_prompt(algorithm, name, 1).source) < 6000
+@pytest.mark.parametrize(("algorithm", "name", "version"), list(CASES), ids=TEMPLATE_IDS)
+def test_templates_are_small_enough_for_a_tiny_model(algorithm: str, name: str,
+                                                     version: int) -> None:
+    assert len(load_prompt(algorithm, name, version).source) < 6000
 
 
-@pytest.mark.parametrize(("algorithm", "name"), list(CASES), ids=TEMPLATE_IDS)
-def test_extra_variables_are_ignored(algorithm: str, name: str) -> None:
-    prompt = load_prompt(algorithm, name, 1)
-    variables = CASES[(algorithm, name)]
+@pytest.mark.parametrize(("algorithm", "name", "version"), list(CASES), ids=TEMPLATE_IDS)
+def test_extra_variables_are_ignored(algorithm: str, name: str, version: int) -> None:
+    prompt = load_prompt(algorithm, name, version)
+    variables = CASES[(algorithm, name, version)]
     assert prompt.render(**variables, unused="x") == prompt.render(**variables)
+
+
+def test_every_shipped_template_has_a_golden_render() -> None:
+    shipped = {
+        (path.parent.name, *path.name.removesuffix(".jinja").rsplit(".v", 1))
+        for path in builtin_path(BUILTIN_SEED_TASKS).parents[1].glob("*/*.jinja")
+    }
+    listed = {(a, n, str(v)) for a, n, v in CASES}
+    explore = {(a, n, v) for a, n, v in shipped if a == "explore_instruct"}
+    assert shipped - explore == listed  # explore_instruct has its own golden test
 
 
 def test_ref_format() -> None:
@@ -164,35 +183,42 @@ def test_instruction_gen_does_not_normalize_instructions() -> None:
     assert f"\n1. {raw}\n2." in prompt.render(instructions=[raw])
 
 
-def test_clf_identify_structure() -> None:
-    source = load_prompt("self_instruct", "clf_identify", 1).source
+# The paper's templates (yizhongw/self-instruct, self_instruct/templates/), counted: the
+# classification prompt's 31 answers in order, and the number of "Class label:" blocks of each
+# of the output-first prompt's 16 tasks (0 field lines in tasks 13 and 16: no input).
+PAPER_CLF_ANSWERS = "YNNYNYNYNNYNYNYNNNNYYNNYNNYNYNN"
+PAPER_OUTPUT_FIRST_LABELS = [3, 2, 2, 2, 2, 2, 4, 2, 3, 2, 2, 2, 1, 2, 2, 1]
+PAPER_OUTPUT_FIRST_NO_INPUT = [13, 16]
+
+
+def test_clf_identify_has_the_papers_demos_in_the_papers_order() -> None:
+    source = load_prompt("self_instruct", "clf_identify", 2).source
     demos = re.findall(r"^Task: .+\nIs it classification\? (Yes|No)$", source, flags=re.MULTILINE)
-    assert len(demos) >= 24
-    assert demos.count("Yes") >= 8
-    assert demos.count("No") >= 12
+    assert len(PAPER_CLF_ANSWERS) == 31
+    assert (demos.count("Yes"), demos.count("No")) == (12, 19)
+    assert "".join(d[0] for d in demos) == PAPER_CLF_ANSWERS
+    assert source.count("Task: ") == 32  # 31 demos + the task to classify
     assert source.endswith("\n\nTask: {{ instruction }}\nIs it classification?")
 
 
-def test_instance_output_first_structure() -> None:
-    source = load_prompt("self_instruct", "instance_output_first", 1).source
+def test_instance_output_first_has_the_papers_tasks() -> None:
+    source = load_prompt("self_instruct", "instance_output_first", 2).source
     blocks = source.split("\n\n")
     demos = blocks[1:-1]
-    assert len(demos) >= 8
-    for demo in demos:
-        assert demo.startswith("Task: ")
-        assert "\nClass label: " in demo
-    # At least one demo takes no input: its label blocks have no field line.
-    assert any(
-        all(line.startswith(("Task: ", "Class label: ")) for line in demo.split("\n"))
-        for demo in demos
-    )
+    assert len(demos) == 16
+    assert all(demo.startswith("Task: ") and "\nClass label: " in demo for demo in demos)
+    assert [demo.count("\nClass label: ") for demo in demos] == PAPER_OUTPUT_FIRST_LABELS
+    no_input = [i for i, demo in enumerate(demos, start=1)
+                if all(line.startswith(("Task: ", "Class label: "))
+                       for line in demo.split("\n"))]
+    assert no_input == PAPER_OUTPUT_FIRST_NO_INPUT
     assert source.endswith("\n\nTask: {{ instruction }}\n")
 
 
 def test_instance_input_first_structure() -> None:
     source = load_prompt("self_instruct", "instance_input_first", 1).source
     demos = source.split("\n\n")[1:-1]
-    assert len(demos) >= 8
+    assert len(demos) == 11  # the paper's count
     for demo in demos:
         assert demo.startswith("Task: ")
         assert "Output:" in demo

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from filters.rouge import tokenize
 from filters.self_instruct import (
+    PAPER_BLACKLIST,
     InstructionRules,
     check_instruction,
     normalize_instruction,
@@ -12,6 +16,7 @@ from filters.self_instruct import (
     parse_instruction_response,
     parse_is_classification,
 )
+from filters.verdict import Verdict
 from schemas import Reason
 
 RULES = InstructionRules()
@@ -159,3 +164,55 @@ def test_classification_instances() -> None:
 
 def test_classification_without_labels_has_no_instances() -> None:
     assert parse_instances("Positive and negative.", "stop", is_classification=True) == []
+
+
+# --- capitalize: first_letter keeps the text's case but decides exactly like the paper ------
+
+def _parsed(completion: str, mode: str):
+    return parse_instruction_response(completion, "stop", InstructionRules(capitalize=mode))
+
+
+def test_first_letter_decides_like_str_capitalize_on_dotted_capital_i() -> None:
+    # str.capitalize() turns "FİLES" into "fi̇les": "i" + U+0307, not the word "files", so the
+    # paper keeps this instruction; the regex's own case folding maps "İ" to "i" and would
+    # find "files" in the text as we store it.
+    text = " Show me the FİLES in this folder now"
+    paper, ours = _parsed(text, "paper")[0], _parsed(text, "first_letter")[0]
+    assert paper.text == "Show me the fi\u0307les in this folder now"
+    assert len(paper.text) == len(ours.text) + 1  # one code point more in the paper's text
+    assert ours.text == "Show me the FİLES in this folder now"
+    assert paper.verdict == ours.verdict == Verdict.ok(8)
+    # Novelty sees the same tokens too (rouge-score lower-cases before tokenizing).
+    assert tokenize(paper.text) == tokenize(ours.text) == (
+        "show", "me", "the", "fi", "les", "in", "this", "folder", "now")
+
+
+def _case_sensitive_chars() -> list[str]:
+    """Every code point whose case mapping or regex case folding touches an ASCII letter."""
+    chars = []
+    for code in range(0x110000):
+        c = chr(code)
+        if 0xD800 <= code < 0xE000 or c.isascii():
+            continue
+        mapped = c.lower() + c.upper() + c.title()
+        if any(a.isascii() and a.isalpha() for a in mapped) or re.fullmatch(
+                "[a-z]", c, re.IGNORECASE):
+            chars.append(c)
+    return chars
+
+
+def test_first_letter_and_paper_decide_alike_for_every_case_mapping_that_reaches_ascii() -> None:
+    chars = _case_sensitive_chars()
+    assert {"İ", "ı", "\u212a", "ſ", "ﬁ"} <= set(chars)
+    texts = []
+    for c in chars:
+        texts.append(f" {c}xplain the rules of chess")  # first-character rules
+        for word in PAPER_BLACKLIST:
+            for j in range(len(word)):
+                spelled = word[:j] + c + word[j + 1:]
+                texts.append(f" Please explain the {spelled} here now")
+                texts.append(f" Please explain the {spelled.upper()} here now")
+    for text in texts:
+        paper, ours, raw = (_parsed(text, m)[0] for m in ("paper", "first_letter", "none"))
+        assert paper.verdict == ours.verdict == raw.verdict, text
+        assert tokenize(paper.text) == tokenize(ours.text), text
