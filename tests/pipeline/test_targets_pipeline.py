@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 from ensemble_fakes import EnsembleScriptedServer
+from explore_fakes import ExploreScript, ExploreServer
 from helpers import read_rows
+from instag_fakes import ScriptedTagger
 
 from pipelines.cli import STRICT_TARGETS_EXIT, main
 from pipelines.config import (
@@ -21,11 +23,18 @@ from pipelines.config import (
     EnsembleInstructConfig,
     EnsembleOutputOnlyTasksConfig,
     EnsembleTasksConfig,
+    ExploreExampleConfig,
+    ExploreInstructConfig,
     ExtraGeneratorConfig,
+    FiltersConfig,
     GeneratorConfig,
+    InputConfig,
+    InsTagConfig,
+    RulesConfig,
     RunConfig,
     SamplingConfig,
 )
+from pipelines.run import run
 from pipelines.targets import outcome
 
 SI = "self_instruct.num_instructions"
@@ -184,3 +193,60 @@ def test_ensemble_instruct_reports_each_type_target(ensemble_config, tmp_path, c
     assert err[-1] == (f"error: --strict-targets: not met: {TYPE_B} (wanted 50, "
                        f"got {missed['got']})")
     assert json.loads((strict_out / "manifest.json").read_text())["targets"] == targets
+
+
+def test_instag_sample_larger_than_the_pool_is_exhausted(tmp_path):
+    queries = ["Write a poem about the sea.", "Multiply 6 by 7.", "GARBLE this one, please.",
+               "Translate this email to French.", "Explain how tides work?", "Sort it."]
+    path = tmp_path / "queries.jsonl"
+    path.write_text("".join(json.dumps({"query": q}) + "\n" for q in queries))
+    tagger = ScriptedTagger()
+    tagger.start()
+    try:
+        manifest = run(RunConfig(
+            recipe="instag", output_dir=str(tmp_path / "out"), num_shards=1,
+            input=InputConfig(path=str(path), instruction_field="query", input_field=None,
+                              output_field=None),
+            generator=GeneratorConfig(backend="openai", base_url=tagger.base_url,
+                                      model="scripted", timeout_s=5.0),
+            filters=FiltersConfig(rules=RulesConfig(illegal_words=("tides",),
+                                                    require_output=False)),
+            instag=InsTagConfig(sample_size=10, min_tag_count=1, embedding_model="char-trigram",
+                                semantic_eps=0.5, min_support=2),
+            cache=CacheConfig(enabled=False))).manifest
+    finally:
+        tagger.stop()
+    stages = manifest["stages"]
+    got = stages["instag_sample"]["kept"]
+    assert got == manifest["rows"]["data"] < 10
+    assert stages["rules"]["rejected"] == {"illegal_word": 1}
+    assert stages["instag_tag"]["rejected"] == {"unparsable_response": 1}  # GARBLE
+    assert manifest["targets"] == {"instag.sample_size": {
+        "wanted": 10, "got": got, "met": False,
+        "why": f"pool exhausted: only {got} taggable queries reached Cf-D (6 input rows; "
+               "1 dropped by the filters, 1 with unusable tag answers)"}}
+
+
+def test_explore_sample_reports_its_target(tmp_path):
+    server = ExploreServer(ExploreScript())
+    server.start()
+    root = ExploreExampleConfig("Say the same thing in other words.", "The bus was late.",
+                                "Again the bus came late.")
+    try:
+        manifest = run(RunConfig(
+            recipe="explore_instruct", output_dir=str(tmp_path / "out"), num_shards=1,
+            generator=GeneratorConfig(backend="openai", base_url=server.base_url,
+                                      model="scripted", timeout_s=5.0),
+            cache=CacheConfig(enabled=False),
+            explore_instruct=ExploreInstructConfig(
+                root_task="Rewriting", root_examples=(root,), max_depth=1, extend_nums=(2,),
+                enrich_nums=(0, 4), max_enrich_rounds=1, sample_size=500, api="chat"))
+        ).manifest
+    finally:
+        server.stop()
+    sample = manifest["stages"]["explore_sample"]
+    target = manifest["targets"]["explore_instruct.sample_size"]
+    assert target["wanted"] == 500 and target["got"] == sample["kept"] < 500
+    assert not target["met"]
+    assert target["why"].startswith(f"pool exhausted: only {sample['produced']} examples "
+                                    "eligible for the sample")
