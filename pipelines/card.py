@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from pipelines.targets import missed, outcome
 from prompts import BUILTIN_SEED_TASKS, builtin_path
 from schemas import RECORD_SCHEMA
 
@@ -182,6 +183,19 @@ def _recipe_section(config: dict[str, Any]) -> dict[str, Any]:
             "filters": config["filters"]}
 
 
+def _targets(manifest: dict[str, Any]) -> list[str]:
+    """The sizes the config asked for, near the top: a short dataset must not look complete."""
+    found = manifest.get("targets", {})
+    if not found:
+        return []
+    lines = ["## Targets", ""]
+    if missed(manifest):
+        lines += ["**Not every target was met**: this dataset is smaller than its config asked "
+                  "for.", ""]
+    return lines + [f"- `{name}`: {outcome(t)}"
+                    for name, t in found.items()] + [""]
+
+
 def render(manifest: dict[str, Any], output_dir: Path | str) -> str:
     config, rows = manifest["config"], manifest["rows"]
     out = config["output_dir"]
@@ -191,7 +205,7 @@ def render(manifest: dict[str, Any], output_dir: Path | str) -> str:
              f"{PAPERS.get(manifest['recipe'], manifest['recipe'])}. Every row says which model, "
              "prompt and seed produced it; every dropped row is in `rejected/` with its reason "
              "code and the score that decided it. The full config, versions and accounting are "
-             "in `manifest.json`.", "", "## Recipe", "",
+             "in `manifest.json`.", "", *_targets(manifest), "## Recipe", "",
              f"- Seed data: {seed_licence(config)}",
              f"- Schema version {manifest['schema_version']}, {config['num_shards']} shard(s).",
              "", "<details><summary>Recipe settings (from manifest.json)</summary>", "",

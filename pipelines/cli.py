@@ -11,6 +11,8 @@ import yaml
 
 from pipelines.errors import InputError, RunFailed
 
+STRICT_TARGETS_EXIT = 3  # 1: the run failed its checks; 2: bad input
+
 
 def _parse_set(items: list[str]) -> dict[str, object]:
     overrides: dict[str, object] = {}
@@ -44,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                        "response cache")
     run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set self_instruct.max_rounds=2")
+    run_p.add_argument("--strict-targets", action="store_true",
+                       help="exit 3 (after writing the outputs) when a target such as "
+                       "self_instruct.num_instructions was not met")
     inspect_p = sub.add_parser("inspect", help="print the summary of a finished run")
     inspect_p.add_argument("output_dir")
     report_p = sub.add_parser("report", help="(re)write a finished run's report.html")
@@ -92,6 +97,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.progress import PROGRESS
     from pipelines.report import format_summary
     from pipelines.run import run
+    from pipelines.targets import missed
 
     overrides = _parse_set(args.set)
     if args.output_dir:
@@ -114,6 +120,12 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         return 1
     PROGRESS.finish()
     print(format_summary(result.manifest, result.output_dir))
+    short = missed(result.manifest)
+    if short and args.strict_targets:
+        print("error: --strict-targets: not met: " + "; ".join(
+            f"{name} (wanted {t['wanted']}, got {t['got']})" for name, t in short.items()),
+            file=sys.stderr)
+        return STRICT_TARGETS_EXIT
     return 0
 
 

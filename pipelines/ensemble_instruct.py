@@ -23,6 +23,7 @@ import apache_beam as beam
 
 from filters.ensemble_instructions import paper_rules
 from pipelines import ensemble_instruct_steps as steps
+from pipelines import targets
 from pipelines.config import ExtraGeneratorConfig, GeneratorConfig, RunConfig
 from pipelines.errors import InputError
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
@@ -123,6 +124,7 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
                              f"ensemble_instruct.type_{'a' if kind == steps.TYPE_A else 'b'}"
                              f".num_instructions: 0 to skip the type")
         pool = p | f"{kind}/EmptyPool" >> beam.Create([])
+        target = targets.ensemble_target("type_a" if kind == steps.TYPE_A else "type_b")
         for r in range(1, tc.max_rounds + 1):
             pool, round_failed, round_rejected = bootstrap_round(
                 p, f"{kind}/Round{r:03d}", r, pool,
@@ -132,7 +134,8 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
                 judge=functools.partial(steps.judge_instruction_response, rules=rules,
                                         provenance=provenance, eos_suffix=ei.eos_suffix),
                 greedy=functools.partial(steps.novelty, seeds=seeds, kind=kind, cfg=cfg),
-                instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY)
+                instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
+                target=target)
             failed.append(round_failed)
             rejected.extend(round_rejected)
         pools.append(pool)

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 
+from pipelines import targets as targets_lib
 from pipelines.config import RunConfig
 from pipelines.handler import NAMESPACE, GeneratorIdentity
 from pipelines.outputs import TOOL
@@ -173,6 +174,8 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
         "rows": rows,
         "files": files,
         "accounting": checks,
+        # Sizes the config asked for, what came, and why (pipelines/targets.py).
+        **({"targets": found} if (found := targets_lib.compute(cfg, stages, counters)) else {}),
         **({"reports": reports} if (reports := read_reports(output_dir)) else {}),
         "run": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.manifest import failure_ratio
+from pipelines.targets import describe
 
 
 def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
@@ -46,6 +47,9 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
     lines += ["", "  accounting: " + ("OK (in = ok + failed, produced = kept + rejected)"
                                       if not broken else f"BROKEN {broken}")]
     lines.append(f"  failure ratio: {failure_ratio(manifest):.3f}")
+    if manifest.get("targets"):  # one line per target; a missed one says why
+        lines += ["", "  targets:"]
+        lines += [f"    {describe(name, t)}" for name, t in manifest["targets"].items()]
     rows = manifest["rows"]
     lines.append("")
     for kind in ("data", *sorted(set(rows) - {"data", "rejected", "failed"}), "rejected",

@@ -21,6 +21,7 @@ from pipelines import report_svg as svg
 from pipelines.manifest import failure_ratio
 from pipelines.report_style import CSS
 from pipelines.report_svg import Bar, Segment
+from pipelines.targets import missed, outcome
 from schemas import Reason
 
 REPORT_FILE = "report.html"
@@ -86,8 +87,23 @@ def _header(m: dict[str, Any]) -> str:
         f"failure ratio {failure_ratio(m):.3f}" if "stages" in m else "") if x)
     card_html = "".join(f'<div class="card"><b>{escape(_num(v))}</b><span>{escape(k)}</span>'
                         f"</div>" for k, v in cards)
-    return (f"<header><h1>instructbeam · {escape(str(m.get('recipe', '?')))} {status}</h1>"
-            f'<p class="meta">{meta}</p><div class="cards">{card_html}</div></header>')
+    goals, goal_list = _targets(m)
+    return (f"<header><h1>instructbeam · {escape(str(m.get('recipe', '?')))} {status}{goals}"
+            f'</h1><p class="meta">{meta}</p><div class="cards">{card_html}</div>{goal_list}'
+            "</header>")
+
+
+def _targets(m: dict[str, Any]) -> tuple[str, str]:
+    """(a pill for the title, one line per target) — a missed target is said at the top."""
+    found = m.get("targets", {})
+    if not found:
+        return "", ""
+    short = missed(m)
+    pill = (f'<span class="pill bad">{len(short)} target{"s" * (len(short) > 1)} not met'
+            "</span>" if short else '<span class="pill ok">targets met</span>')
+    items = "".join(f'<li class="{"miss" if not t["met"] else "met"}"><code>{escape(name)}'
+                    f"</code>: {escape(outcome(t))}</li>" for name, t in found.items())
+    return " " + pill, f'<ul class="targets">{items}</ul>'
 
 
 def _num(value: Any) -> str:

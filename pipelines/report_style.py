@@ -39,4 +39,5 @@ padding:10px 12px}
 table{border-collapse:collapse;font-size:13px;width:100%}
 th,td{text-align:right;padding:4px 8px;border-bottom:1px solid var(--line)}
 th:first-child,td:first-child{text-align:left}th{color:var(--mute);font-weight:600}
+ul.targets{margin:12px 0 0;padding-left:18px;font-size:13px}ul.targets .miss{color:var(--f)}
 """

@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 
-from pipelines.transforms import Generate, Judged, Routed, RouteVerdicts
+from pipelines import targets
+from pipelines.transforms import Generate, Judged, Routed, RouteVerdicts, count_target
 from schemas import InstructionRecord
 
 
@@ -52,29 +53,51 @@ def bootstrap_round(
     greedy: Callable[[Iterable[InstructionRecord], Sequence[InstructionRecord]], list[Judged]],
     instruction_stage: str,
     novelty_stage: str,
+    target: str,
 ) -> RoundOutputs:
     """Wire round ``round_number``.
 
     ``prompts(round_number, machine_pool=...)`` yields the round's requests; ``judge(answer)``
     yields (record, heuristic verdict) pairs; ``greedy(candidates, machine_pool)`` returns
-    (record, novelty verdict) pairs in its decision order.
+    (record, novelty verdict) pairs in its decision order. The pool's size is the config
+    value named ``target``; what each step sent and decided is counted under that name, so
+    the manifest can say why a target was missed (pipelines/targets.py).
     """
+
+    def counted_prompts(r: int, machine_pool: Sequence[InstructionRecord]) -> list[Any]:
+        requests = list(prompts(r, machine_pool=machine_pool))
+        count_target(target, targets.PROMPTS, len(requests))
+        count_target(target, targets.ROUNDS, int(bool(requests)))
+        return requests
+
+    def counted_judge(answer: Any) -> Iterable[Judged]:
+        count_target(target, targets.ANSWERS)
+        for record, verdict in judge(answer):
+            count_target(target, targets.CANDIDATES if verdict.keep else targets.DROPPED)
+            yield record, verdict
+
+    def counted_greedy(candidates: Iterable[InstructionRecord],
+                       machine_pool: Sequence[InstructionRecord]) -> list[Judged]:
+        judged = greedy(candidates, machine_pool)
+        for _, verdict in judged:
+            count_target(target, targets.NOVEL if verdict.keep else targets.NOT_NOVEL)
+        return judged
+
     requests = (
         p
         | f"{prefix}/Start" >> beam.Create([round_number])
-        | f"{prefix}/Prompts" >> beam.FlatMap(
-            lambda r, machine_pool: prompts(r, machine_pool=machine_pool),
-            machine_pool=beam.pvalue.AsList(pool))
+        | f"{prefix}/Prompts" >> beam.FlatMap(counted_prompts,
+                                              machine_pool=beam.pvalue.AsList(pool))
     )
     heuristics, failed = generate_and_judge(
-        requests, prefix, generate=generate, judge=judge, stage=instruction_stage,
+        requests, prefix, generate=generate, judge=counted_judge, stage=instruction_stage,
         filter_name="heuristics", route_label="Heuristics")
     novelty = (
         heuristics.kept
         | f"{prefix}/KeyForGreedy" >> beam.Map(lambda rec: (rec.round, rec))
         | f"{prefix}/Gather" >> beam.GroupByKey()
         | f"{prefix}/Greedy" >> beam.FlatMap(
-            lambda kv, machine_pool: greedy(kv[1], machine_pool),
+            lambda kv, machine_pool: counted_greedy(kv[1], machine_pool),
             machine_pool=beam.pvalue.AsList(pool))
         | f"{prefix}/Novelty" >> RouteVerdicts(novelty_stage, "rouge_l")
     )

@@ -16,6 +16,7 @@ import apache_beam as beam
 
 from filters.self_instruct import InstructionRules
 from pipelines import self_instruct_steps as steps
+from pipelines import targets
 from pipelines.config import RunConfig
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler
 from pipelines.rounds import bootstrap_round, generate_and_judge
@@ -57,7 +58,8 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
             greedy=functools.partial(steps.novelty_round, seeds=seeds,
                                      threshold=si.rouge_threshold,
                                      exact_scores=si.exact_novelty_scores),
-            instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY)
+            instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
+            target=targets.SELF_INSTRUCT)
         failed.append(round_failed)
         rejected.extend(round_rejected)
 

@@ -2,7 +2,9 @@
 
 Stages report to counters in namespace `instructbeam/stage/<stage>` with names `in`, `ok`,
 `failed` (input units) and `produced`, `kept`, `rejected/<reason>` (output units); the
-manifest reads them back and checks in = ok + failed and produced = kept + rejected.
+manifest reads them back and checks in = ok + failed and produced = kept + rejected. Targets
+(e.g. `self_instruct.num_instructions`) count in `instructbeam/target/<name>`
+(pipelines/targets.py says what).
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ FAILED = "failed"
 def count(stage: str, name: str, value: int = 1) -> None:
     if value:
         Metrics.counter(f"{NAMESPACE}/stage/{stage}", name).inc(value)
+
+
+def count_target(target: str, name: str, value: int = 1) -> None:
+    if value:
+        Metrics.counter(f"{NAMESPACE}/target/{target}", name).inc(value)
 
 
 Judged = tuple[InstructionRecord, Verdict]
