@@ -18,7 +18,10 @@ _FENCE_OPEN = re.compile(r"[ \t]*(`{3,}(?=[^`]*$)|~{3,})")  # ``` info strings h
 # markers and list markers with the spaces after them. Kept byte for byte.
 _PREFIX = re.compile(r"[ \t\u00a0]*(?:>[ \t]*)*(?:(?:[-*+]|\d{1,9}[.)])[ \t]+)?")
 _TRAILING = re.compile(r"[ \t\u00a0]+$")
-_SPACE_RUN = re.compile(r" {2,}")
+# A run of spaces between two words of prose: after a word or sentence punctuation, before a
+# letter. Runs next to other characters ("x  = 1", "[Y|N]    |", table padding) are left
+# alone: in real data they are unfenced code or alignment far more often than stray spaces.
+_SPACE_RUN = re.compile(r"(?<=[\w.,;:!?)]) {2,}(?=[^\W\d_])")
 _TICKS = re.compile(r"`+")
 
 _PROSE, _FENCED, _INDENTED, _BLANK = "prose", "fenced", "indented", "blank"
@@ -80,7 +83,7 @@ def _classify(lines: list[str]) -> list[str]:
 
 
 def _collapse_spaces(text: str) -> str:
-    """Runs of spaces -> one space, except inside inline `code` spans (kept byte for byte)."""
+    """Runs of spaces between words -> one space, except inside inline `code` spans."""
     out: list[str] = []
     pos = 0
     ticks = list(_TICKS.finditer(text))
@@ -122,8 +125,10 @@ def normalize_whitespace(text: str) -> str:
     * fenced blocks (``` or ~~~, fence lines included) and indented code (four columns or
       more, with the blank lines inside it) are kept byte for byte, trailing spaces included;
     * every other line keeps its indentation (spaces, tabs, NBSPs) and its blockquote and list
-      markers byte for byte; after them NBSP becomes a space and runs of spaces become one,
-      except inside inline `code` spans; tabs inside a line stay;
+      markers byte for byte; after them NBSP becomes a space, and a run of spaces between two
+      words ("end.  Next") becomes one, except inside inline `code` spans; tabs inside a line
+      stay, and so do runs next to symbols: code pasted without a fence at less than four
+      columns reads as prose here, and its string literals and alignment must survive;
     * trailing whitespace is removed, except that two or more trailing spaces before a
       non-blank line become exactly two: in Markdown that is a hard line break, so removing it
       would join two lines the author kept apart;

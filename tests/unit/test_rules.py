@@ -24,10 +24,12 @@ def _rec(instruction: str = "Say hi.", inp: str = "", out: str = "Hi!") -> Instr
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("a  \t b  ", "a \t b"), ("a\r\nb\rc", "a\nb\nc"), ("a\n\n\n\nb", "a\n\nb"),
+    [("a  b\tc  ", "a b\tc"), ("a\r\nb\rc", "a\nb\nc"), ("a\n\n\n\nb", "a\n\nb"),
      ("line one \n   line two", "line one\n   line two"), ("x\u00a0y", "x y"), ("", ""),
      ("\n \n  First.  Second.\n\n", "  First. Second."),
-     ("Use `a   b`  here", "Use `a   b` here"),  # inline code spans keep their spaces
+     ("Say  it: `a   b` now  please", "Say it: `a   b` now please"),  # `code` spans kept
+     # runs next to symbols stay: unfenced code and alignment
+     ('echo "Usage: [Y|N]    | dry"\nx  = 1', 'echo "Usage: [Y|N]    | dry"\nx  = 1'),
      ("Roses  \nare red.   \n\nEnd.  ", "Roses  \nare red.\n\nEnd."),  # hard break kept
      ("> quoted   text\n>  - item   one", "> quoted text\n>  - item one")],
 )
