@@ -118,8 +118,9 @@ def node_rows(tree: Iterable[TaskNode], counts: Mapping[tuple[str, str], int],
     return rows
 
 
-def tree_summary(rows: Sequence[NodeRow]) -> dict[str, Any]:
-    """Per-depth counts: what the run's note reports (nodes, attempts, examples)."""
+def tree_summary(rows: Sequence[NodeRow], sample_size: int | None = None) -> dict[str, Any]:
+    """Per-depth counts: what the run's note reports (nodes, attempts, examples); with
+    `sample_size`, also what the sample delivered and its shortfall (too few candidates)."""
     depths: dict[int, Counter] = defaultdict(Counter)
     for row in rows:
         c = depths[row.depth]
@@ -133,12 +134,18 @@ def tree_summary(rows: Sequence[NodeRow]) -> dict[str, Any]:
             c[key] += getattr(row, key)
     per_depth = {str(d): dict(sorted(c.items())) for d, c in sorted(depths.items())}
     total: Counter = sum(depths.values(), Counter())
-    return {"depths": per_depth, "total": dict(sorted(total.items()))}
+    summary: dict[str, Any] = {"depths": per_depth, "total": dict(sorted(total.items()))}
+    if sample_size is not None:
+        sampled = total["examples_sampled"]
+        summary["sample"] = {"requested": sample_size, "sampled": sampled,
+                             "shortfall": max(sample_size - sampled, 0)}
+    return summary
 
 
 class _WriteTreeFn(beam.DoFn):
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, sample_size: int | None) -> None:
         self._directory = directory
+        self._sample_size = sample_size
 
     def process(self, element: tuple[int, Iterable[tuple[str, Any]]]) -> Iterable[str]:
         nodes: list[TaskNode] = []
@@ -155,7 +162,7 @@ class _WriteTreeFn(beam.DoFn):
                        for r in sorted(v, key=example_order)] for k, v in examples.items()}
         rows.sort(key=lambda r: r.level_order)
         files = dump_tree(nodes, by_node, [r.task_name for r in rows if r.pruned])
-        files[SUMMARY_FILE] = json.dumps(tree_summary(rows), indent=2) + "\n"
+        files[SUMMARY_FILE] = json.dumps(tree_summary(rows, self._sample_size), indent=2) + "\n"
         for name, text in sorted(files.items()):
             path = FileSystems.join(self._directory, name)
             with FileSystems.create(path, mime_type="application/json") as handle:
@@ -165,14 +172,16 @@ class _WriteTreeFn(beam.DoFn):
 
 class WriteTree(beam.PTransform):
     """Write ("node", TaskNode) / ("row", NodeRow) / ("example", record) elements as the
-    paper's tree directory (examples: those kept by the per-node filter), plus summary.json."""
+    paper's tree directory (examples: those kept by the per-node filter), plus summary.json
+    (with `sample_size`: requested, sampled and the shortfall)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, sample_size: int | None = None) -> None:
         super().__init__()
         self._directory = directory
+        self._sample_size = sample_size
 
     def expand(self, items: beam.PCollection) -> beam.PCollection:
         return (items
                 | "One" >> beam.Map(lambda item: (0, item))
                 | "Gather" >> beam.GroupByKey()
-                | "Write" >> beam.ParDo(_WriteTreeFn(self._directory)))
+                | "Write" >> beam.ParDo(_WriteTreeFn(self._directory, self._sample_size)))

@@ -7,14 +7,16 @@ created (and all peers: they were created one level up); its candidates are plac
 deterministic step (GroupByKey on one key, sorted), which keeps task names unique across the
 tree. Nodes that have their children, or are full, send nothing in later attempts. Then every
 node is enriched depth by depth (parents first, as the paper's pre-order walk), in up to
-`max_enrich_rounds` rounds; the examples are filtered per node, names pruned, and the sample
-drawn in level order. Every Generate step uses the same handler and model_identifier, so the
+`max_enrich_rounds` rounds; the configured filters (`clean`: the rules, optionally novelty
+and near duplicates) run over all examples, then they are filtered per node, names pruned,
+and the sample drawn in level order: nothing drops a sampled row afterwards, so `data/` is
+the sample the tree records. Every Generate step uses the same handler and model_identifier, so the
 levels share one generator server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -32,6 +34,8 @@ from pipelines.transforms import Generate, RouteVerdicts, count
 from schemas import InstructionRecord, RejectedRecord
 
 EXAMPLES = "examples"
+# The run's filter chain over the example pool: (kept examples, rejected collections).
+Clean = Callable[[beam.PCollection], tuple[beam.PCollection, list[beam.PCollection]]]
 
 
 @dataclass
@@ -109,7 +113,8 @@ def _one_key(item: Any) -> tuple[int, Any]:
 
 
 def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandler,
-                           identity: GeneratorIdentity) -> ExploreOutputs:
+                           identity: GeneratorIdentity, clean: Clean | None = None
+                           ) -> ExploreOutputs:
     ei = cfg.explore_instruct
     provenance = Provenance(identity)
     model_identifier = f"instructbeam-{identity.served_name}"
@@ -191,7 +196,11 @@ def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorM
         enriched_above = enriched | f"Enrich/D{depth}/ByNode" >> beam.Map(
             lambda r: (r.node_id, r))
 
-    filtered = (pool | "Filter/Pool" >> beam.Flatten()
+    examples = pool | "Filter/Pool" >> beam.Flatten()
+    if clean is not None:
+        examples, dropped = clean(examples)
+        rejected += dropped
+    filtered = (examples
                 | "Filter/ByNode" >> beam.Map(lambda r: (r.node_id, r))
                 | "Filter/Gather" >> beam.GroupByKey()
                 | "Filter/Greedy" >> beam.FlatMap(lambda kv: finish.filter_node(kv[1], cfg))

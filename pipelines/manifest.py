@@ -64,6 +64,10 @@ def stage_table(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]
         kept_by = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("kept/")}
         if kept_by:  # e.g. Ensemble-Instruct's consensus: kept rows per path
             row["kept_by"] = dict(sorted(kept_by.items()))
+        normalized = {k.split("/", 1)[1]: v for k, v in values.items()
+                      if k.startswith("normalized/")}
+        if normalized:  # the rules stage: records whose field whitespace normalization changed
+            row["normalized"] = dict(sorted(normalized.items()))
         stages[stage] = row
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
     # "extra_output/<model>" sorts with "extra_output".

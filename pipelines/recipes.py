@@ -2,11 +2,13 @@
 
 A recipe yields its dataset (the records that become `data/`), extra tables (e.g. the
 accepted instructions), and its rejected and failed collections. The configured filters
-(rules, novelty, near duplicates) then run over the dataset of any recipe, in that order.
+(rules, novelty, near duplicates) then run over the dataset of any recipe, in that order;
+recipes that sample (Explore-Instruct, #InsTag) run them first, so nothing drops a sampled row.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +57,14 @@ def build_recipe(p: beam.Pipeline, cfg: RunConfig, seeds: list[SeedTask],
         from pipelines.explore_finish import WriteTree
         from pipelines.explore_instruct import build_explore_instruct
 
-        ex = build_explore_instruct(p, cfg, handler, identity)
-        outputs = RecipeOutputs(ex.dataset, {"nodes": ex.nodes}, list(ex.rejected),
-                                list(ex.failed), files={"tree": (ex.tree_items, WriteTree)})
+        def clean(pool: beam.PCollection) -> tuple[beam.PCollection, list[beam.PCollection]]:
+            cleaned = apply_filters(RecipeOutputs(pool), cfg)
+            return cleaned.dataset, cleaned.rejected
+
+        ex = build_explore_instruct(p, cfg, handler, identity, clean)
+        write_tree = functools.partial(WriteTree, sample_size=cfg.explore_instruct.sample_size)
+        return RecipeOutputs(ex.dataset, {"nodes": ex.nodes}, list(ex.rejected),
+                             list(ex.failed), files={"tree": (ex.tree_items, write_tree)})
     elif cfg.recipe == "ensemble_instruct":
         assert handler is not None and identity is not None
         from pipelines.ensemble_instruct import build_ensemble_instruct

@@ -33,6 +33,12 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
     if kept_by:
         lines += ["", "  kept by path:"]
         lines += [f"    {stage}/{path}: {n}" for stage, path, n in kept_by]
+    normalized = [(stage, name, n) for stage, row in manifest["stages"].items()
+                  for name, n in row.get("normalized", {}).items()]
+    if normalized:
+        lines += ["", "  whitespace normalized (records whose field changed):"]
+        lines += [f"    {stage}/{name}: {n} of {manifest['stages'][stage].get('produced', 0)}"
+                  for stage, name, n in normalized]
     usage = manifest["run"].get("generator_usage", {})
     if usage:
         lines += ["", "  generator calls (cache hits / real calls / failed, tokens out):"]

@@ -4,8 +4,10 @@ depth limit, bounded attempts, lineage, and byte-identical reruns."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,7 +20,9 @@ from pipelines.config import (
     ExploreExampleConfig,
     ExploreInstructConfig,
     ExploreSubtaskConfig,
+    FiltersConfig,
     GeneratorConfig,
+    RulesConfig,
     RunConfig,
 )
 from pipelines.run import run
@@ -190,3 +194,50 @@ def test_same_answers_give_byte_identical_output(explore_server, tmp_path):
     assert shard_digests(first) == shard_digests(second)
     for path in sorted((first / "tree").iterdir()):
         assert path.read_bytes() == (second / "tree" / path.name).read_bytes(), path.name
+
+
+def _with_rules(cfg: RunConfig, *words: str) -> RunConfig:
+    return dataclasses.replace(cfg, filters=FiltersConfig(rules=RulesConfig(illegal_words=words)))
+
+
+def test_rules_run_before_sampling_so_data_is_what_the_tree_sampled(explore_server, tmp_path):
+    """Examples the rules reject never reach the sample: data/ holds sample_size rows, and
+    they are exactly the examples the nodes table and tree/ say were sampled."""
+    server = explore_server()
+    out = tmp_path / "out"
+    manifest = run(_with_rules(_config(server, out), "tone")).manifest
+    assert all(c["holds"] for c in manifest["accounting"]), manifest["accounting"]
+    assert manifest["stages"]["rules"]["rejected"]["illegal_word"] > 0
+
+    data = read_rows(out, "data")
+    assert len(data) == 50
+    assert not [r for r in data if re.search(r"\btone\b", _text(r), re.IGNORECASE)]
+    nodes = _nodes(out)
+    assert Counter(r["node_id"] for r in data) == Counter(
+        {n["id"]: n["examples_sampled"] for n in nodes if n["examples_sampled"]})
+    summary = json.loads((out / "tree" / "summary.json").read_text())
+    assert summary["total"]["examples_sampled"] == len(data)
+    assert summary["sample"] == {"requested": 50, "sampled": 50, "shortfall": 0}
+    # tree/ holds the filtered examples (the rules passed): every sampled row is among them.
+    path_of = {n["task_name"]: n["path"] for n in nodes}
+    tree_examples = {(path_of[node.task_name], e.instruction, e.input, e.output)
+                     for node in read_tree(out / "tree") for e in node.examples}
+    assert all(not re.search(r"\btone\b", " ".join(t[1:]), re.IGNORECASE)
+               for t in tree_examples)
+    assert {(r["node_path"], r["instruction"], r["input"], r["output"]) for r in data} <= \
+        tree_examples
+
+
+def test_sample_shortfall_is_reported(explore_server, tmp_path):
+    server = explore_server()
+    out = tmp_path / "out"
+    run(_with_rules(_config(server, out, sample_size=5000), "tone"))
+    data = read_rows(out, "data")
+    summary = json.loads((out / "tree" / "summary.json").read_text())
+    assert 0 < len(data) < 5000
+    assert summary["sample"] == {"requested": 5000, "sampled": len(data),
+                                 "shortfall": 5000 - len(data)}
+
+
+def _text(row: dict) -> str:
+    return " ".join((row["instruction"], row["input"], row["output"]))
