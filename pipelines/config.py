@@ -366,7 +366,10 @@ class EnsembleInstructConfig:
 class InputConfig:
     """An existing dataset for filter-only runs."""
 
-    path: str  # a file or a glob; JSON Lines or .parquet
+    # A file or a glob: JSON Lines, .parquet, or .json (one JSON array of rows); a Beam
+    # filesystem path (gs://); or pkg://<package>/<file> for a data file shipped inside an
+    # installed Python package (e.g. a corpus from the package index).
+    path: str
     instruction_field: str = "instruction"
     input_field: str | None = "input"  # None: the dataset has no input column
     output_field: str | None = "output"
@@ -376,6 +379,11 @@ class InputConfig:
     # (ShareGPT) messages, or that list as a JSON string. When set, the instruction, input
     # and output fields are not read: instruction = first user turn, output = first reply.
     messages_field: str | None = None
+    max_rows_per_file: int | None = None  # read only the first N rows of each file (a slice)
+
+    def __post_init__(self) -> None:
+        _check(self.max_rows_per_file is None or self.max_rows_per_file >= 1,
+               "max_rows_per_file", "must be >= 1")
 
 
 @dataclass(frozen=True)

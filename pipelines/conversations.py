@@ -41,8 +41,9 @@ def read_messages(row: dict[str, Any], name: str, where: str) -> list[dict[str, 
         if not isinstance(content, str):
             raise InputError(f"{where}: field '{name}' message {i} has no text content")
         messages.append({"role": _ROLES[role.lower()], "content": content})
-    if not any(m["role"] == "user" and m["content"].strip() for m in messages):
-        raise InputError(f"{where}: field '{name}' has no user turn")
+    # No user text (an empty conversation, or only replies: real corpora such as ShareGPT
+    # have them) is not malformed input: like an empty instruction column, the rules filter
+    # rejects the row as `empty_instruction` and InsTag has nothing to tag.
     return messages
 
 
@@ -51,8 +52,11 @@ def canonical(messages: list[dict[str, str]]) -> str:
 
 
 def first_exchange(messages: list[dict[str, str]]) -> tuple[str, str]:
-    """(first user turn, first assistant reply after it): the row's single-turn view."""
+    """(first user turn, first assistant reply after it): the row's single-turn view;
+    ("", "") when the conversation has no user turn."""
     users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    if not users:
+        return "", ""
     first = users[0]
     reply = next((m["content"] for m in messages[first + 1:] if m["role"] == "assistant"), "")
     return messages[first]["content"], reply

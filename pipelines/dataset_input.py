@@ -1,6 +1,9 @@
-"""Existing datasets (JSONL or Parquet) as input records, for filter-only runs.
+"""Existing datasets (JSONL, Parquet or a JSON array) as input records, for filter-only runs.
 
-Inputs are local paths or globs, or any Beam filesystem (``gs://``) for Dataflow jobs.
+Inputs are local paths or globs, any Beam filesystem (``gs://``) for Dataflow jobs, or
+``pkg://<package>/<file>``: a data file shipped inside an installed Python package (a corpus
+installed from the package index, e.g. the filter demo's ShareGPT conversations), resolved on
+the machine that reads it. ``max_rows_per_file`` reads a slice: the first N rows of each file.
 The driver validates every file before the pipeline starts (a bad row is one error naming
 file, line or row, and field, and nothing is written); the pipeline then reads each file in
 one worker, streaming, so a record keeps its (file, row) position: the greedy filters' order.
@@ -9,6 +12,8 @@ one worker, streaming, so a record keeps its (file, row) position: the greedy fi
 from __future__ import annotations
 
 import glob
+import importlib.resources
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -32,6 +37,9 @@ RECIPE = "filter"
 def input_files(cfg: InputConfig) -> list[str]:
     """The input's files in a fixed order: a local path or glob, or any Beam filesystem
     (``gs://bucket/data/*.parquet``) so a Dataflow job's workers can read the same files."""
+    if _packaged(cfg.path):
+        _package_file(cfg.path)  # raises when the package or its file is missing
+        return [cfg.path]
     if _remote(cfg.path):
         try:
             matched = FileSystems.match([cfg.path])[0].metadata_list
@@ -47,11 +55,34 @@ def input_files(cfg: InputConfig) -> list[str]:
     return files
 
 
+PACKAGE_SCHEME = "pkg://"
+
+
+def _packaged(path: str) -> bool:
+    return path.startswith(PACKAGE_SCHEME)
+
+
+def _package_file(path: str) -> Path:
+    """``pkg://<package>/<file>`` -> the file inside the installed package (a real file: pip
+    installs packages unpacked); one InputError when the package or the file is missing."""
+    package, _, inner = path.removeprefix(PACKAGE_SCHEME).partition("/")
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        raise InputError(f"{path}: Python package '{package}' is not installed") from None
+    resource = root.joinpath(*inner.split("/")) if inner else root
+    if not inner or not resource.is_file():
+        raise InputError(f"{path}: no such file in package '{package}'")
+    return Path(str(resource))
+
+
 def _remote(path: str) -> bool:
-    return "://" in path
+    return "://" in path and not _packaged(path)
 
 
 def _open(path: str) -> BinaryIO:
+    if _packaged(path):
+        return open(_package_file(path), "rb")
     if _remote(path):
         return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     return open(path, "rb")
@@ -61,8 +92,35 @@ def _is_parquet(path: str) -> bool:
     return path.endswith(".parquet")
 
 
-def iter_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line or row number, row) for every row; raises InputError on a bad row."""
+def _is_json_array(path: str) -> bool:
+    return path.endswith(".json")
+
+
+def _where(path: str, number: int) -> str:
+    """How an error names a row: line of a JSON Lines file, row of Parquet, item of an array."""
+    if _is_parquet(path):
+        return f"{path} row {number}"
+    if _is_json_array(path):
+        return f"{path} item {number}"
+    return f"{path}:{number}"
+
+
+def iter_rows(path: str, limit: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line, row or item number, row) for every row, or for the first `limit` rows
+    (the rest of the file is never read); raises InputError on a bad row."""
+    rows = _iter_all_rows(path)
+    if limit is None:
+        yield from rows
+        return
+    for _, item in zip(range(limit), rows, strict=False):
+        yield item
+
+
+def _iter_all_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    if _is_json_array(path):
+        with _open(path) as handle:
+            yield from _json_array_rows(handle, path)
+        return
     if _is_parquet(path):
         with _open(path) as handle:
             try:
@@ -93,6 +151,71 @@ def iter_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, row
 
 
+_CHUNK = 1 << 20
+
+
+def _json_array_rows(handle: BinaryIO, path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects of one top-level JSON array, decoded one at a time from a buffered stream,
+    so a slice of a large file (ShareGPT's is 125 MB) costs only the bytes up to its end."""
+    reader = io.TextIOWrapper(handle, encoding="utf-8")
+    decoder = json.JSONDecoder()
+    buf, pos, eof = "", 0, False
+
+    def fill() -> None:
+        nonlocal buf, pos, eof
+        try:
+            chunk = reader.read(_CHUNK)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+        eof = not chunk
+        buf, pos = buf[pos:] + chunk, 0
+
+    def next_char() -> str:
+        """The next non-blank character (not consumed); '' at the end of the file."""
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf):
+                return buf[pos]
+            if eof:
+                return ""
+            fill()
+
+    if next_char() != "[":
+        raise InputError(f"{path}: expected a JSON array of rows")
+    pos += 1
+    if next_char() == "]":
+        return
+    number = 0
+    while True:
+        number += 1
+        next_char()  # raw_decode does not skip blanks
+        while True:  # an item may span several chunks: decode again once more text is in
+            try:
+                row, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as exc:
+                if eof:
+                    raise InputError(f"{_where(path, number)}: malformed JSON ({exc.msg})"
+                                     ) from None
+                fill()
+                continue
+            if end < len(buf) or eof:
+                break
+            fill()  # the value ends at the buffer's end: a number may go on in the next chunk
+        pos = end
+        if not isinstance(row, dict):
+            raise InputError(f"{_where(path, number)}: expected a JSON object")
+        yield number, row
+        after = next_char()
+        if after == "]":
+            return
+        if after != ",":
+            raise InputError(f"{_where(path, number + 1)}: malformed JSON (expected ',' or "
+                             f"']' after item {number})")
+        pos += 1
+
+
 def _text(row: dict[str, Any], name: str | None, where: str) -> str:
     if name is None:
         return ""
@@ -109,7 +232,7 @@ def _text(row: dict[str, Any], name: str | None, where: str) -> str:
 
 def to_record(row: dict[str, Any], cfg: InputConfig, path: str, file_index: int,
               number: int) -> InstructionRecord:
-    where = f"{path}:{number}" if not _is_parquet(path) else f"{path} row {number}"
+    where = _where(path, number)
     conversation = None
     if cfg.messages_field:  # multi-turn: the first exchange is the row's single-turn view
         messages = read_messages(row, cfg.messages_field, where)
@@ -143,7 +266,7 @@ def validate(cfg: InputConfig) -> int:
     rows = 0
     seen: set[str] = set()
     for file_index, path in enumerate(input_files(cfg)):
-        for number, row in iter_rows(path):
+        for number, row in iter_rows(path, cfg.max_rows_per_file):
             record = to_record(row, cfg, path, file_index, number)
             if cfg.id_field and record.id in seen:
                 raise InputError(f"{path}:{number}: field '{cfg.id_field}' repeats "
@@ -168,7 +291,7 @@ class ReadDataset(beam.PTransform):
 
         def read(item: tuple[int, str]) -> Iterator[InstructionRecord]:
             index, path = item
-            for number, row in iter_rows(path):
+            for number, row in iter_rows(path, cfg.max_rows_per_file):
                 yield to_record(row, cfg, path, index, number)
 
         return (pbegin | "Files" >> beam.Create(files) | "Spread" >> beam.Reshuffle()

@@ -4,6 +4,10 @@ Each dataclass below has a matching `pyarrow.Schema` built from the same field t
 Parquet files, the in-memory records and the tests can never drift apart (a parity test checks
 it). New features add nullable fields at the end and never rename or drop one; the
 `SCHEMA_VERSION` travels in every file's metadata and in the manifest.
+
+One union schema serves every recipe (a recipe leaves the columns it does not use null) on
+purpose: one run's output is the next run's input, shards of any runs concatenate without type
+reconciliation, and every Beam step and Parquet writer has one fixed type on Dataflow.
 """
 
 from __future__ import annotations
