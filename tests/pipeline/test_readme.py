@@ -38,9 +38,12 @@ CLI = ".venv/bin/instructbeam"
 COMMAND_START = re.compile(r"^(make|docker|pip|python3?|\.|\.venv/bin/\S+|instructbeam)(\s|$)")
 
 EXCLUDED: dict[str, str] = {
-    r"^make (run|test)( (PYTHON|CONFIG)=\S+)?$":
+    r"^make (run|test)( (PYTHON|CONFIG|ARGS)=\S+)?$":
         "installs the venv and runs a demo on a real vLLM server: tests/e2e run every demo "
         "config, tests/unit/test_makefile_python.py the interpreter check",
+    rf"^{re.escape(CLI)} run CONFIG --(overwrite|strict-targets)$":
+        "a run on a real model; tests/pipeline/test_outputs.py and test_targets_pipeline.py run "
+        "both flags through the CLI",
     r"^make install$": "installs the venv: the first half of `make run`",
     r"^make bench$": "benchmarks take minutes; run by hand",
     r"^(python3|\.venv/bin/(instructbeam|python))$": "names a program, runs nothing",
