@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.config import load_config
+    from pipelines.dataflow import check_run_options
     from pipelines.progress import PROGRESS
     from pipelines.report import format_summary
     from pipelines.run import run
@@ -105,6 +106,7 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
     if args.no_cache:
         overrides["cache.enabled"] = False
     cfg = load_config(args.config, overrides)
+    check_run_options(cfg, beam_args)  # a bad option is one line, before "running"
     source = (f"{cfg.input.path if cfg.input else '?'} (no generator)" if cfg.recipe == "filter"
               else f"{cfg.generator.backend}:{cfg.generator.model}")
     print(f"instructbeam: running {cfg.recipe} on {source} -> {cfg.output_dir}",
@@ -136,6 +138,10 @@ def _plan(args: argparse.Namespace, beam_args: list[str]) -> int:
     cfg = load_config(args.config, _parse_set(args.set))
     plan = plan_job(cfg, beam_args)
     print(f"Dataflow job for {args.config}: {plan.summary()}")
+    problems = plan.limit_problems()
+    if problems:
+        print(f"error: Dataflow would refuse this job: {'; '.join(problems)}", file=sys.stderr)
+        return 1
     return 0
 
 

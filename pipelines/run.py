@@ -28,6 +28,7 @@ from pipelines.audit import WriteAuditSample
 from pipelines.cache import default_cache_dir
 from pipelines.card import write_card
 from pipelines.config import RunConfig
+from pipelines.dataflow import check_run_options
 from pipelines.dataset_input import validate as validate_input
 from pipelines.errors import RunFailed
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
@@ -62,6 +63,7 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
     else, or with `overwrite`; `config_path` (the YAML file) is guarded like an input.
     """
     started = time.time()
+    check_run_options(cfg, beam_args)  # before any file, model or network is touched
     seeds, input_rows, identity = validate_inputs(cfg)
     reads = outputs.input_locations(cfg, config_path)
     if "://" in cfg.output_dir:
