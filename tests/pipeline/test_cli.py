@@ -72,6 +72,15 @@ def test_unknown_key_is_one_clear_error(tmp_path, capsys):
     assert "config.yaml:12: field 'max_failure_rate' is not a known key" in err
 
 
+def test_set_typo_names_the_option_and_suggests_the_key(tmp_path, capsys):
+    config = _config(tmp_path, "http://127.0.0.1:9/v1")
+    assert main(["run", config, "--set", "self_instruct.max_round=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: --set self_instruct.max_round: not a known key; did you mean "
+                       "`max_rounds`?")
+    assert not (tmp_path / "out").exists()
+
+
 def test_manifest_records_no_secret(scripted_server, tmp_path, monkeypatch, capsys):
     secret = "sk-test-0123456789abcdef"
     monkeypatch.setenv("INSTRUCTBEAM_TEST_KEY", secret)
