@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     run_p = sub.add_parser("run", help="run a recipe config; extra arguments go to Beam",
                            epilog="Example: instructbeam run configs/self_instruct_demo.yaml")
     run_p.add_argument("config", help="YAML config file")
-    run_p.add_argument("--output-dir", help="override output_dir from the config")
+    run_p.add_argument("--output-dir", metavar="DIR",
+                       help="write the run to DIR (a path or gs:// prefix) instead of the "
+                            "config's output_dir; same as --set output_dir=DIR")
     run_p.add_argument("--no-cache", action="store_true", help="do not read or write the "
                        "response cache")
     run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

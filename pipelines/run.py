@@ -26,6 +26,7 @@ from pipelines.config import RunConfig
 from pipelines.dataset_input import validate as validate_input
 from pipelines.errors import RunFailed
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
+from pipelines.progress import PROGRESS
 from pipelines.recipes import build_recipe, rule_config
 from pipelines.seeds import read_seed_tasks
 from pipelines.shards import WriteShards
@@ -52,7 +53,7 @@ class RunResult:
 def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None = None
         ) -> RunResult:
     """Run a config; `endpoint` points every generator call at an existing server (tests)."""
-    started = time.time()
+    started = PROGRESS.start()  # one clock for the progress line and the manifest
     seeds, input_rows, identity = validate_inputs(cfg)
     if "://" in cfg.output_dir:
         return _run_remote(cfg, beam_args, seeds, input_rows, identity, started)
