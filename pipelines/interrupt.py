@@ -87,8 +87,9 @@ def catch_interrupt(since: float) -> Iterator[Interrupt]:
         yield state  # signal handlers can only be installed from the main thread
         return
     mute = _MuteAfterInterrupt(state)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(mute)  # stays: Beam may log the interrupt again while exiting
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(mute)
 
     def on_sigint(signum: int, frame: object) -> None:
         if state.requested:
@@ -103,3 +104,6 @@ def catch_interrupt(since: float) -> Iterator[Interrupt]:
         # After a Ctrl-C, one more ends the process at once (while it waits for requests in
         # flight): the default action kills it silently with the shell's usual status 130.
         signal.signal(signal.SIGINT, signal.SIG_DFL if state.requested else previous)
+        if not state.requested:  # after a Ctrl-C the filter stays: Beam may log it again
+            for handler in handlers:
+                handler.removeFilter(mute)
