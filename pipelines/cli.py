@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from pipelines.errors import InputError, RunFailed
+from pipelines.interrupt import EXIT_INTERRUPTED, Interrupt, catch_interrupt
 
 STRICT_TARGETS_EXIT = 3  # 1: the run failed its checks; 2: bad input
 
@@ -37,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                "and names what is there. Example: instructbeam run "
                "configs/self_instruct_demo.yaml")
     run_p.add_argument("config", help="YAML config file")
-    run_p.add_argument("--output-dir", help="override output_dir from the config")
+    run_p.add_argument("--output-dir", metavar="DIR",
+                       help="write the run to DIR (a path or gs:// prefix) instead of the "
+                            "config's output_dir; same as --set output_dir=DIR")
     run_p.add_argument("--overwrite", action="store_true",
                        help="replace output_dir even if it holds files this tool did not "
                        "write (never the current or home directory, a root, or a folder "
@@ -86,13 +90,25 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(args, beam_args)
         if beam_args and not all(a.startswith("--") for a in beam_args):
             parser.error(f"unexpected arguments: {' '.join(beam_args)}")
-        return _run(args, beam_args)
+        with catch_interrupt(time.time()) as interrupt:
+            try:
+                return _run(args, beam_args, interrupt)
+            except BaseException:
+                if not interrupt.requested:
+                    raise
+                from pipelines.progress import PROGRESS
+
+                PROGRESS.finish()  # end an in-place progress line
+                # run() has removed its staging directory and stopped its servers.
+                print(interrupt.message(), file=sys.stderr, flush=True)
+                return EXIT_INTERRUPTED
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
+def _run(args: argparse.Namespace, beam_args: list[str], interrupt: Interrupt) -> int:
+    from pipelines.cache import default_cache_dir
     from pipelines.config import load_config
     from pipelines.dataflow import check_run_options
     from pipelines.progress import PROGRESS
@@ -107,6 +123,8 @@ def _run(args: argparse.Namespace, beam_args: list[str]) -> int:
         overrides["cache.enabled"] = False
     cfg = load_config(args.config, overrides)
     check_run_options(cfg, beam_args)  # a bad option is one line, before "running"
+    interrupt.caching = cfg.cache.enabled
+    interrupt.cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
     source = (f"{cfg.input.path if cfg.input else '?'} (no generator)" if cfg.recipe == "filter"
               else f"{cfg.generator.backend}:{cfg.generator.model}")
     print(f"instructbeam: running {cfg.recipe} on {source} -> {cfg.output_dir}",

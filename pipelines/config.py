@@ -7,6 +7,7 @@ default). Defaults are the papers' values unless a comment says otherwise.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 import types
@@ -576,6 +577,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
     try:
         config = _build(RunConfig, data, ())
     except _PathError as exc:
+        if _from_override(exc.path, overrides or {}, lines):
+            raise InputError(f"--set {'.'.join(exc.path)}: {exc.problem.removeprefix('is ')}"
+                             ) from None
         line = lines.get(exc.path) or lines.get(exc.path[:-1]) or 1
         raise InputError(f"{path}:{line}: field '{'.'.join(exc.path)}' {exc.problem}") from None
     return _resolve_paths(config, config_dir)
@@ -603,9 +607,23 @@ def _resolve_paths(config: RunConfig, base: Path) -> RunConfig:
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
-    for key in keys[:-1]:
+    for depth, key in enumerate(keys[:-1], 1):
         data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise InputError(f"--set {dotted}: '{'.'.join(keys[:depth])}' is a value, not a "
+                             "section")
     data[keys[-1]] = value
+
+
+def _from_override(error: tuple[str, ...], overrides: dict[str, Any],
+                   lines: dict[tuple[str, ...], int]) -> bool:
+    """Whether a problem at `error` was brought in by `--set` rather than the YAML file: an
+    override set that key or a section above it, or created the unknown section itself."""
+    for dotted in overrides:
+        key = tuple(dotted.split("."))
+        if error[:len(key)] == key or (key[:len(error)] == error and error not in lines):
+            return True
+    return False
 
 
 class _PathError(Exception):
@@ -622,8 +640,10 @@ def _build(cls: type, data: Any, path: tuple[str, ...]) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise _PathError(path + (str(unknown[0]),),
-                         f"is not a known key (known: {', '.join(sorted(known))})")
+        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else \
+            f" (known: {', '.join(sorted(known))})"
+        raise _PathError(path + (str(unknown[0]),), f"is not a known key{hint}")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, path + (name,))

@@ -146,6 +146,7 @@ class _Session:
         self._endpoint = endpoint
         self._share_token = share_token
         self._client: OpenAICompatClient | None = None
+        self._no_endpoint: Exception | None = None  # why the endpoint could not be had
         self._lock = threading.Lock()
         self.identity = identity
         self.cache = cache
@@ -156,13 +157,21 @@ class _Session:
     def client(self) -> OpenAICompatClient:
         with self._lock:
             if self._client is None:
+                # The threads queued behind a failed (or aborted) server start must not each
+                # start it again: a model load can take minutes.
+                if self._no_endpoint is not None:
+                    raise self._no_endpoint
                 cfg = self._cfg
+                try:
+                    endpoint = self._endpoint or endpoint_for(cfg, self._share_token,
+                                                                self.identity.pin)
+                except Exception as exc:
+                    self._no_endpoint = exc
+                    raise
                 api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
                 retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
                 self._client = OpenAICompatClient(
-                    self._endpoint or endpoint_for(cfg, self._share_token,
-                                                   self.identity.pin),
-                    self.identity.served_name,
+                    endpoint, self.identity.served_name,
                     api_key=api_key, timeout_s=cfg.timeout_s, retry=retry)
             return self._client
 

@@ -21,7 +21,7 @@ class _Progress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stages: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
-        self._start = time.monotonic()
+        self._start = time.time()  # wall clock, as the manifest's start and duration_s
         self._last = 0.0
         self._tty = sys.stderr.isatty()
         self._enabled = os.environ.get("INSTRUCTBEAM_PROGRESS", "1") != "0"
@@ -37,7 +37,7 @@ class _Progress:
             if now - self._last < (0.5 if self._tty else 15.0):
                 return
             self._last = now
-            line = self._line(now)
+            line = self._line(time.time())
         end = "\r" if self._tty else "\n"
         print(f"{line[:200]:<200}" if self._tty else line, end=end, file=sys.stderr, flush=True)
 
@@ -59,13 +59,23 @@ class _Progress:
                 parts.append(f"{stage}: {' '.join(bits)}")
         return f"[{elapsed:5.0f}s] " + " | ".join(parts)
 
+    def start(self) -> float:
+        """Start a run's clock and return it (time.time()): the progress line and the
+        summary's duration are measured from this one instant, not from when the module
+        was imported or the last run finished."""
+        with self._lock:
+            self._stages.clear()
+            self._start = time.time()
+            self._last = 0.0
+            return self._start
+
     def finish(self) -> None:
         """End the in-place line so the summary starts on a fresh one."""
         with self._lock:
             if self._tty and self._last:
                 print(file=sys.stderr, flush=True)
             self._stages.clear()
-            self._start = time.monotonic()
+            self._start = time.time()
             self._last = 0.0
 
 

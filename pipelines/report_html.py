@@ -70,7 +70,7 @@ def _section(title: str, intro: str, *figures: str, grid: bool = False) -> str:
 def _header(m: dict[str, Any]) -> str:
     gen = m.get("generator")
     run = m.get("run", {})
-    who = f"{gen['model']} ({gen.get('backend', '?')})" if gen else "no generator"
+    who = f"generator {gen['model']} ({gen.get('backend', '?')})" if gen else "no generator"
     rows = m.get("rows", {})
     usage = run.get("generator_usage", {})
     cards = [("dataset rows", rows.get("data", 0)),
@@ -82,7 +82,7 @@ def _header(m: dict[str, Any]) -> str:
     status = ('<span class="pill ok">accounting OK</span>' if not broken else
               f'<span class="pill bad">accounting broken at {len(broken)} check(s)</span>')
     meta = " · ".join(escape(str(x)) for x in (
-        f"generator {who}", f"started {run.get('started', '?')}",
+        who, f"started {run.get('started', '?')}",
         f"{run['duration_s']} s" if "duration_s" in run else "",
         f"failure ratio {failure_ratio(m):.3f}" if "stages" in m else "") if x)
     card_html = "".join(f'<div class="card"><b>{escape(_num(v))}</b><span>{escape(k)}</span>'

@@ -32,6 +32,7 @@ from pipelines.dataflow import check_run_options
 from pipelines.dataset_input import validate as validate_input
 from pipelines.errors import RunFailed
 from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
+from pipelines.progress import PROGRESS
 from pipelines.recipes import build_recipe, rule_config
 from pipelines.seeds import read_seed_tasks
 from pipelines.shards import WriteShards
@@ -62,7 +63,7 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
     An existing output is replaced only when it is a complete earlier run holding nothing
     else, or with `overwrite`; `config_path` (the YAML file) is guarded like an input.
     """
-    started = time.time()
+    started = PROGRESS.start()  # one clock for the progress line and the manifest
     check_run_options(cfg, beam_args)  # before any file, model or network is touched
     seeds, input_rows, identity = validate_inputs(cfg)
     reads = outputs.input_locations(cfg, config_path)

@@ -167,6 +167,7 @@ class VLLMServer:
         self._pid_file: Path | None = None
         self._owner_pid = os.getpid()
         self._lock = threading.Lock()
+        self._abort = threading.Event()
         self.startup_seconds: float | None = None
 
     # -- public properties -------------------------------------------------------------------
@@ -292,6 +293,9 @@ class VLLMServer:
         while True:
             guard = self._guard
             assert guard is not None
+            if self._abort.is_set():
+                raise VLLMServerError(
+                    f"start of the vLLM server for {self.spec.served_model_name!r} aborted")
             code = guard.poll()
             if code is not None:
                 raise VLLMServerError(
@@ -316,6 +320,11 @@ class VLLMServer:
             return False
         ids = [m.get("id") for m in body.get("data", []) if isinstance(m, dict)]
         return self.spec.served_model_name in ids
+
+    def abort_start(self) -> None:
+        """Make a start() in progress in another thread fail within 0.5 s; that thread then
+        stops the server under its lock. A Ctrl-C while a model loads must not wait for it."""
+        self._abort.set()
 
     def stop(self) -> None:
         """Terminate the server's whole process group (SIGTERM, 15 s grace, SIGKILL).
@@ -364,6 +373,7 @@ class VLLMServer:
 
 # -- process-wide registry ------------------------------------------------------------------
 _REGISTRY: dict[str, VLLMServer] = {}
+_STARTING: dict[str, VLLMServer] = {}  # being started by get_or_start, not yet ready
 _REGISTRY_LOCK = threading.Lock()
 _KEY_LOCKS: dict[str, threading.Lock] = {}
 
@@ -383,9 +393,23 @@ def get_or_start(spec: ServerSpec, log_dir: Path | str | None = None) -> VLLMSer
         if server is not None:
             server.stop()
         server = VLLMServer(spec, log_dir=log_dir)
-        server.start()
         with _REGISTRY_LOCK:
-            _REGISTRY[spec.key] = server
+            _STARTING[spec.key] = server  # so that stop_all can abort a long model load
+        try:
+            server.start()
+        except BaseException:
+            with _REGISTRY_LOCK:
+                del _STARTING[spec.key]
+            raise
+        with _REGISTRY_LOCK:
+            del _STARTING[spec.key]
+            aborted = server._abort.is_set()  # stop_all came just as it became ready
+            if not aborted:
+                _REGISTRY[spec.key] = server
+        if aborted:
+            server.stop()
+            raise VLLMServerError(f"start of the vLLM server for {spec.served_model_name!r} "
+                                  "aborted")
         return server
 
 
@@ -406,6 +430,9 @@ def stop_all(keep: frozenset[str] = frozenset()) -> None:
         for key in list(_REGISTRY):
             if key not in keep:
                 del _REGISTRY[key]
+        starting = [server for key, server in _STARTING.items() if key not in keep]
+    for server in starting:
+        server.abort_start()  # its starting thread stops it and never registers it
     for server in servers:
         server.stop()
 
@@ -414,6 +441,7 @@ def _reset_after_fork() -> None:
     # The child owns none of the parent's servers and may have inherited held locks.
     global _REGISTRY_LOCK
     _REGISTRY.clear()
+    _STARTING.clear()
     _KEY_LOCKS.clear()
     _REGISTRY_LOCK = threading.Lock()
 

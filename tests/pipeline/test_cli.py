@@ -4,6 +4,7 @@ leaves the output directory untouched."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -70,6 +71,43 @@ def test_unknown_key_is_one_clear_error(tmp_path, capsys):
     assert main(["run", config]) == 2
     err = capsys.readouterr().err
     assert "config.yaml:12: field 'max_failure_rate' is not a known key" in err
+
+
+def test_progress_clock_and_summary_duration_agree(scripted_server, tmp_path, capsys,
+                                                  monkeypatch):
+    """Both count from the run's start, however long ago the module was imported (here: a
+    clock that would otherwise have started 100 s before the run)."""
+    from pipelines.progress import PROGRESS
+
+    monkeypatch.setattr(PROGRESS, "_enabled", True)
+    monkeypatch.setattr(PROGRESS, "_tty", True)  # a line at the first update, then every 0.5 s
+    monkeypatch.setattr(PROGRESS, "_start", PROGRESS._start - 100)
+    server = scripted_server()
+    assert main(["run", _config(tmp_path, server.base_url), "--no-cache"]) == 0
+    printed = capsys.readouterr()
+    clock = [int(s) for s in re.findall(r"\[\s*(\d+)s\]", printed.err)]
+    duration = float(re.search(r", ([\d.]+) s$", printed.out.splitlines()[0]).group(1))
+    assert clock and max(clock) <= duration + 0.5, (clock, duration)
+
+
+def test_every_run_option_is_documented_in_the_readme(capsys):
+    from conftest import ROOT
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    options = set(re.findall(r"(--[a-z][a-z-]+)", capsys.readouterr().out)) - {"--help"}
+    assert {"--output-dir", "--no-cache", "--set"} <= options
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [o for o in sorted(options) if f"`{o}" not in readme and f" {o} " not in readme] == []
+
+
+def test_set_typo_names_the_option_and_suggests_the_key(tmp_path, capsys):
+    config = _config(tmp_path, "http://127.0.0.1:9/v1")
+    assert main(["run", config, "--set", "self_instruct.max_round=5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: --set self_instruct.max_round: not a known key; did you mean "
+                       "`max_rounds`?")
+    assert not (tmp_path / "out").exists()
 
 
 def test_manifest_records_no_secret(scripted_server, tmp_path, monkeypatch, capsys):

@@ -42,7 +42,10 @@ def test_good_config_loads(tmp_path):
     ("text", "expected"),
     [
         (GOOD.replace("  max_rounds: 2", "  max_round: 2"),
-         ":8: field 'self_instruct.max_round' is not a known key"),
+         ":8: field 'self_instruct.max_round' is not a known key; did you mean `max_rounds`?"),
+        (GOOD.replace("generator:", "generater:"),
+         ":3: field 'generater' is not a known key; did you mean `generator`?"),
+        (GOOD + "zzz: 1\n", ":9: field 'zzz' is not a known key (known: audit_per_source, "),
         (GOOD.replace("num_instructions: 10", "num_instructions: ten"),
          ":7: field 'self_instruct.num_instructions' must be int"),
         (GOOD.replace("max_rounds: 2", "max_rounds: 0"),
@@ -62,6 +65,33 @@ def test_bad_config_names_line_and_field(tmp_path, text, expected):
         load_config(path)
     assert str(path) in str(err.value)
     assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"self_instruct.max_round": 5},
+         "--set self_instruct.max_round: not a known key; did you mean `max_rounds`?"),
+        ({"self_instruct.max_rounds": "five"},
+         "--set self_instruct.max_rounds: must be int, got str 'five'"),
+        ({"self_instruct.max_rounds": 0}, "--set self_instruct.max_rounds: must be in [1, 500]"),
+        ({"generater.model": "x"}, "--set generater: not a known key; did you mean `generator`?"),
+        ({"self_instruct.max_rounds.x": 1},
+         "--set self_instruct.max_rounds.x: 'self_instruct.max_rounds' is a value, not a section"),
+    ],
+)
+def test_bad_override_is_reported_against_set_not_the_file(tmp_path, overrides, expected):
+    """A typo in --set used to be reported at a line of the YAML file that has no typo."""
+    with pytest.raises(InputError) as err:
+        load_config(_write(tmp_path, GOOD), overrides)
+    assert str(err.value) == expected or str(err.value).startswith(expected)
+    assert "c.yaml" not in str(err.value)
+
+
+def test_file_errors_stay_with_the_file_when_overrides_are_given(tmp_path):
+    text = GOOD.replace("  max_rounds: 2", "  max_round: 2")
+    with pytest.raises(InputError, match=r"c\.yaml:8: field 'self_instruct\.max_round'"):
+        load_config(_write(tmp_path, text), {"self_instruct.num_instructions": 5})
 
 
 def test_missing_and_non_utf8_config(tmp_path):

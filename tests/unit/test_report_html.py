@@ -108,6 +108,16 @@ def test_empty_run_shows_notes_not_empty_charts(tmp_path):
     assert "Tags" not in html and "Explore-Instruct tree" not in html
 
 
+def test_header_names_the_generator_or_says_there_is_none(tmp_path, fake_run):
+    out, manifest = fake_run
+    meta = re.search(r'<p class="meta">(.*?)</p>', render(out, manifest)).group(1)
+    assert meta.startswith(f"generator {escape(HOSTILE)} (")
+    filtered = {"recipe": "filter", "generator": None, "stages": {}, "rows": {"data": 0},
+                "accounting": [], "run": {"started": "2024-01-01T00:00:00Z"}}
+    meta = re.search(r'<p class="meta">(.*?)</p>', render(tmp_path, filtered)).group(1)
+    assert meta.startswith("no generator · started") and "generator no generator" not in meta
+
+
 def test_stages_without_data_rows_skip_the_optional_sections(fake_run):
     out, manifest = fake_run
     for sub in ("nodes",):

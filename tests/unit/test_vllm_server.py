@@ -227,5 +227,33 @@ def test_registry_shares_one_server_per_spec(
     assert _wait_gone(pids, 2) == []
 
 
+def test_stop_all_aborts_a_server_that_is_still_starting(
+    fake_launcher: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A Ctrl-C while a model loads: stop_all must not wait for the load to finish."""
+    spec = _spec(fake_launcher, "--slow", "60", timeout=90)
+    errors: list[BaseException] = []
+
+    def starter() -> None:
+        try:
+            vllm_server.get_or_start(spec, log_dir=tmp_path)
+        except VLLMServerError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=starter)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not vllm_server.find_leftover_servers(owner_pid=os.getpid()):
+        assert time.monotonic() < deadline, "the fake server never started"
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    vllm_server.stop_all()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - t0 < 20
+    assert len(errors) == 1 and "aborted" in str(errors[0])
+    assert vllm_server.running_keys() == frozenset()
+    assert _wait_gone(vllm_server.find_leftover_servers(owner_pid=os.getpid()), 5) == []
+
+
 def test_guard_requires_command() -> None:
     assert vllm_server._guard_main(["--guard-parent", "1"]) == 2
