@@ -112,7 +112,8 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
     env = dict(os.environ, INSTRUCTBEAM_PROGRESS="1")
     if backend == "openai":
         slow = scripted_server(faults=SLOW)
-        config = _config(tmp_path, ["backend: openai", f"base_url: {slow.base_url}"])
+        config = _config(tmp_path, ["backend: openai", f"base_url: {slow.base_url}",
+                                    "revision: scripted-v1"])
         calls_made = lambda: slow.stats.requests  # noqa: E731
     else:
         calls_file = tmp_path / "fake_calls.txt"
@@ -123,7 +124,9 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
     out.mkdir()
     (out / "keep.txt").write_text("previous run")
 
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(config)],
+    # --overwrite: the run may replace the folder, but only once it has finished
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", str(config),
+                             "--overwrite"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.monotonic() + 180
@@ -139,7 +142,9 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
     assert "Traceback" not in printed and "Error" not in printed, printed[-3000:]
     lines = printed.splitlines()
     assert lines[0].startswith("instructbeam: running self_instruct")
-    assert all(line.startswith("[") for line in lines[1:-1]), printed  # progress only
+    # progress only, and the one-time warning that the fake vLLM model has no local revision
+    assert all(line.startswith(("[", "WARNING pipelines.handler: generator model"))
+               for line in lines[1:-1]), printed
     match = LINE.match(lines[-1])
     assert match, lines[-1]
     cached = int(match.group(1))
@@ -157,7 +162,8 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
     else:
         env["FAKE_VLLM_DELAY_S"] = "0"
         calls_file.write_text("")
-    rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(config)],
+    rerun = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(config),
+                            "--overwrite"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())

@@ -53,7 +53,7 @@ EXCLUDED: dict[str, str] = {
     rf"^{re.escape(CLI)} run \S+ .*(--runner=DataflowRunner|--generation_accelerator=)":
         "submits a Dataflow job (Google Cloud); `plan` checks the same job offline",
 }
-CONFIG = rf"^{re.escape(CLI)} run configs/\S+\.yaml( --set \S+)+$"
+CONFIG = rf"^{re.escape(CLI)} run configs/\S+\.yaml( --output-dir \S+)?( --set \S+)+$"
 RUN = rf"^{re.escape(CLI)} (inspect|export|plan) "
 # Placeholders of the Dataflow steps, replaced by values that need no cloud.
 PLACEHOLDERS = {"CONFIG": "configs/self_instruct_demo.yaml", "P": "readme-project",
