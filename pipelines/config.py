@@ -90,9 +90,21 @@ class GeneratorConfig:
     max_attempts: int = 4
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
+    # timeout_s is the floor: with adaptive_timeout, a request may wait longer when the server
+    # measurably needs longer for its max_tokens (a slow machine), so finished work is kept.
+    adaptive_timeout: bool = True
+    # Local servers (embedded, vllm): "auto" lets the machine decide for embedded models
+    # (float32 unless the CPU has native bf16); cpu_threads None: all CPUs of a small machine.
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         _check(self.max_concurrency >= 1, "max_concurrency", "must be >= 1")
+        _check(self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads",
+               "must be >= 1 (or left out: automatic)")
+        _check(self.dtype == "auto" or not any(
+            a == "--dtype" or a.startswith("--dtype=") for a in self.server_args), "dtype",
+            "conflicts with --dtype in server_args; set only one of them")
         _check(self.max_attempts >= 1, "max_attempts", "must be >= 1")
         _check(self.timeout_s > 0, "timeout_s", "must be > 0")
         if self.backend == "openai":

@@ -29,10 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pipelines.progress import PROGRESS
+
 CONVERTER_VERSION = "1"
 """Bump when the conversion output changes; it is part of every cache folder name."""
 
 COMPLETE_MARKER = "instructbeam-embedded.json"
+STORAGE_DTYPES = ("float32", "bfloat16")
 """Written inside the folder before it is renamed into place: its presence means complete."""
 
 
@@ -63,8 +66,9 @@ class EmbeddedModel:
     instruct: bool
     has_chat_template: bool
     dtype: Literal["float32", "bfloat16"]
-    """Storage dtype. vLLM's CPU build downcasts float32 checkpoints to bfloat16 anyway (on
-    CPUs with avx512_bf16), so bfloat16 halves the folder at no cost."""
+    """Storage dtype when the server's dtype is left to vLLM (which serves float32 checkpoints
+    as bfloat16 anyway). Otherwise the folder is converted in the dtype the server computes
+    in (`pipelines.server_settings`), so float32 serving gets the exact dequantized weights."""
     pip_install: str
 
     def gguf_sha256(self) -> str:
@@ -77,9 +81,9 @@ class EmbeddedModel:
         """Provenance string: ``<package>==<version>+gguf-sha256:<12 hex>``."""
         return f"{self.package}=={_version(self)}+gguf-sha256:{self.gguf_sha256()[:12]}"
 
-    def cache_key(self) -> str:
+    def cache_key(self, dtype: str | None = None) -> str:
         """Hash of everything that determines the converted folder's content."""
-        blob = f"{self.revision()}|{self.dtype}|converter={CONVERTER_VERSION}"
+        blob = f"{self.revision()}|{dtype or self.dtype}|converter={CONVERTER_VERSION}"
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -134,18 +138,24 @@ def default_cache_root() -> Path:
     return root / "models"
 
 
-def materialize(name: str, cache_dir: Path | None = None) -> Path:
+def materialize(name: str, cache_dir: Path | None = None, dtype: str | None = None) -> Path:
     """Return a Hugging Face model folder for embedded model ``name``, converting it once.
 
     ``cache_dir`` is the folder that holds converted models (default
-    :func:`default_cache_root`); the result is ``<cache_dir>/<name>-<cache key>``.
+    :func:`default_cache_root`); the result is ``<cache_dir>/<name>-<cache key>``. ``dtype``
+    (``float32``/``bfloat16``; default the model's storage dtype) is the weights' dtype: the
+    one the server computes in, so serving never re-rounds the weights.
     Conversion happens in a temporary sibling folder that is renamed into place only when
     complete, under an exclusive ``fcntl`` lock, so concurrent callers (Beam workers, parallel
     tests) convert once and never see a half-written folder. Idempotent.
     """
     model = get_model(name)
+    dtype = dtype or model.dtype
+    if dtype not in STORAGE_DTYPES:
+        raise EmbeddedModelError(f"cannot convert {name} to {dtype!r}; "
+                                 f"known: {', '.join(STORAGE_DTYPES)}")
     root = Path(cache_dir) if cache_dir is not None else default_cache_root()
-    final = root / f"{model.name}-{model.cache_key()}"
+    final = root / f"{model.name}-{model.cache_key(dtype)}"
     if _is_complete(final):
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -157,13 +167,16 @@ def materialize(name: str, cache_dir: Path | None = None) -> Path:
         if final.exists():  # incomplete without marker: cannot be trusted
             shutil.rmtree(final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
+        PROGRESS.note(f"converting {name} to a {dtype} model folder (once; cached in {root})")
+        t0 = time.monotonic()
         try:
-            _convert(model, tmp)
+            _convert(model, tmp, dtype)
             _make_readable(tmp)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        PROGRESS.note(f"converted {name} in {time.monotonic() - t0:.0f} s")
     return final
 
 
@@ -261,7 +274,7 @@ def _gguf_path(model: EmbeddedModel, scratch: Path) -> Iterator[Path]:
         target.unlink(missing_ok=True)
 
 
-def _convert(model: EmbeddedModel, out: Path) -> None:
+def _convert(model: EmbeddedModel, out: Path, dtype_name: str) -> None:
     """Dequantize the GGUF into a plain model folder at ``out``.
 
     ``from_pretrained(gguf_file=...)`` gives a model flagged as GGUF-quantized, which
@@ -273,7 +286,7 @@ def _convert(model: EmbeddedModel, out: Path) -> None:
 
     t0 = time.monotonic()
     revision = model.revision()
-    dtype = getattr(torch, model.dtype)
+    dtype = getattr(torch, dtype_name)
     with (
         tempfile.TemporaryDirectory(dir=out, prefix=".gguf-") as scratch,  # swept if killed
         _gguf_path(model, Path(scratch)) as gguf,
@@ -284,7 +297,7 @@ def _convert(model: EmbeddedModel, out: Path) -> None:
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.dtype = model.dtype
+    config.dtype = dtype_name
     plain = AutoModelForCausalLM.from_config(config, dtype=dtype)
     missing, unexpected = plain.load_state_dict(
         {k: v.to(dtype) for k, v in loaded.state_dict().items()}, strict=False
@@ -306,7 +319,7 @@ def _convert(model: EmbeddedModel, out: Path) -> None:
         "revision": revision,
         "hf_model_id": model.hf_model_id,
         "gguf_file": model.gguf_file,
-        "dtype": model.dtype,
+        "dtype": dtype_name,
         "converter_version": CONVERTER_VERSION,
         "instruct": model.instruct,
         "has_chat_template": model.has_chat_template,

@@ -29,9 +29,11 @@ from pipelines.generation import (
     GenerationRequest,
     OpenAICompatClient,
     RetryPolicy,
+    TimeoutPolicy,
 )
 from pipelines.progress import PROGRESS
 from pipelines.revision import UNVERSIONED, Resolution, resolve_vllm, without_arg
+from pipelines.server_settings import ServerSettings, choose_server_settings, read_machine_facts
 
 NAMESPACE = "instructbeam"
 log = logging.getLogger(__name__)
@@ -110,7 +112,19 @@ class _SharedServer:
     def base_url(self) -> str:
         from pipelines import vllm_server
 
-        return vllm_server.get_or_start(self._spec).base_url
+        return vllm_server.get_or_start(self._spec, on_event=PROGRESS.note).base_url
+
+
+def server_settings(cfg: GeneratorConfig) -> ServerSettings | None:
+    """How this machine runs the generator's server (dtype, CPU threads); None for `openai`.
+
+    Evaluated where the server starts (a Beam worker), so each machine decides for itself.
+    """
+    if cfg.backend == "openai":
+        return None
+    return choose_server_settings(read_machine_facts(), embedded=cfg.backend == "embedded",
+                                  dtype=cfg.dtype, cpu_threads=cfg.cpu_threads,
+                                  server_args=cfg.server_args)
 
 
 def server_spec(cfg: GeneratorConfig, pin: str | None = None):  # -> vllm_server.ServerSpec
@@ -121,16 +135,40 @@ def server_spec(cfg: GeneratorConfig, pin: str | None = None):  # -> vllm_server
     """
     from pipelines import vllm_server
 
+    settings = server_settings(cfg)
+    assert settings is not None, "the openai backend has no server of ours"
     if cfg.backend == "embedded":
-        from pipelines.embedded import materialize
+        from pipelines.embedded import STORAGE_DTYPES, materialize
 
-        model_path = str(materialize(cfg.model))
+        # The weights are stored in the dtype the server computes in (conversion and serving
+        # agree); a dtype we do not convert to (e.g. float16 in server_args) reads the default.
+        storage = settings.dtype if settings.dtype in STORAGE_DTYPES else None
+        model_path = str(materialize(cfg.model, dtype=storage))
     else:
         model_path = cfg.model
     args = tuple(cfg.server_args)
     if pin is not None:
         args = (*without_arg(args, "--revision"), "--revision", pin)
-    return vllm_server.ServerSpec(model=model_path, served_model_name=cfg.model, extra_args=args)
+    return vllm_server.ServerSpec(
+        model=model_path, served_model_name=cfg.model,
+        extra_args=(*args, *settings.extra_args), env=settings.env,
+        label=settings.label())
+
+
+_TIMEOUT_POLICIES: dict[tuple[str, str, float, bool], TimeoutPolicy] = {}
+_TIMEOUT_POLICIES_LOCK = threading.Lock()
+
+
+def _timeout_policy(base_url: str, served_name: str, cfg: GeneratorConfig) -> TimeoutPolicy:
+    """One policy per server and process: every stage (and round) that calls the same model
+    shares what was measured about its speed, so a later stage does not start cold."""
+    key = (base_url, served_name, cfg.timeout_s, cfg.adaptive_timeout)
+    with _TIMEOUT_POLICIES_LOCK:
+        policy = _TIMEOUT_POLICIES.get(key)
+        if policy is None:
+            policy = _TIMEOUT_POLICIES[key] = TimeoutPolicy(cfg.timeout_s,
+                                                            adaptive=cfg.adaptive_timeout)
+        return policy
 
 
 class _Session:
@@ -172,7 +210,8 @@ class _Session:
                 retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
                 self._client = OpenAICompatClient(
                     endpoint, self.identity.served_name,
-                    api_key=api_key, timeout_s=cfg.timeout_s, retry=retry)
+                    api_key=api_key, timeout_s=cfg.timeout_s, retry=retry,
+                    timeouts=_timeout_policy(endpoint, self.identity.served_name, cfg))
             return self._client
 
 
@@ -244,6 +283,7 @@ def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
     if caching:
         _count(stage, "cache_misses")
     _count(stage, "retries", max(outcome.attempts - 1, 0))
+    _count(stage, "timeouts", outcome.timeouts)
     if outcome.completion is None:
         _count(stage, "failed")
         return
@@ -259,10 +299,11 @@ def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOu
         if hit is not None:
             return GenerationOutcome(request, hit, cached=True, attempts=0)
     try:
-        completion, attempts = session.client.generate(request)
+        completion, attempts, timeouts = session.client.generate(request)
     except GenerationFailed as exc:
         return GenerationOutcome(request, None, attempts=exc.attempts,
-                                 error_class=exc.kind, error_message=str(exc))
+                                 error_class=exc.kind, error_message=str(exc),
+                                 timeouts=exc.timeouts)
     if session.cache is not None:
         session.cache.put(key, completion)
-    return GenerationOutcome(request, completion, attempts=attempts)
+    return GenerationOutcome(request, completion, attempts=attempts, timeouts=timeouts)

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines import targets as targets_lib
-from pipelines.config import RunConfig
-from pipelines.handler import NAMESPACE, GeneratorIdentity
+from pipelines.config import GeneratorConfig, RunConfig
+from pipelines.handler import NAMESPACE, GeneratorIdentity, server_settings
 from pipelines.outputs import TOOL
 from schemas import SCHEMA_VERSION
 
@@ -136,6 +136,30 @@ def file_table(output_dir: Path | str) -> dict[str, int]:
     return files
 
 
+def generator_settings(cfg: RunConfig, output_dir: Path | str) -> dict[str, Any]:
+    """How the generators ran: request timeouts, and for each server we start, the dtype and
+    CPU threads chosen for this machine with the reasons (`pipelines.server_settings`).
+
+    For a gs:// output (Dataflow) the settings shown are this machine's; every worker
+    decides for its own machine by the same rule.
+    """
+    gens: list[GeneratorConfig] = [cfg.generator]
+    if cfg.recipe == "ensemble_instruct":
+        gens += [extra.generator for extra in cfg.ensemble_instruct.extra_generators]
+    servers: dict[str, Any] = {}
+    for gen in gens:
+        settings = server_settings(gen)
+        if settings is not None:
+            servers.setdefault(gen.model, settings.record())
+    out: dict[str, Any] = {"timeout": {"floor_s": cfg.generator.timeout_s,
+                                       "adaptive": cfg.generator.adaptive_timeout}}
+    if servers:
+        out["servers"] = servers
+        if isinstance(output_dir, str) and "://" in output_dir:
+            out["decided_on"] = "the launching machine; each worker decides for itself"
+    return out
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for dist in ("instructbeam", "apache-beam", "pyarrow", "rouge-score", "rapidfuzz",
@@ -189,6 +213,7 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
             "versions": _versions(),
             "cache_dir": cache_dir,
             "generator_usage": generator_usage(counters),
+            **({"generator": generator_settings(cfg, output_dir)} if identity else {}),
         },
     }
 

@@ -69,6 +69,16 @@ class _Progress:
             self._last = 0.0
             return self._start
 
+    def note(self, message: str) -> None:
+        """One line about a slow one-off step (model conversion, server start), printed at
+        once: a newcomer sees what the first minute is spent on. On a terminal it replaces
+        the in-place progress line, which is redrawn below it on the next update."""
+        if not self._enabled:
+            return
+        with self._lock:
+            prefix = "\r\x1b[2K" if self._tty and self._last else ""
+            print(f"{prefix}instructbeam: {message}", file=sys.stderr, flush=True)
+
     def finish(self) -> None:
         """End the in-place line so the summary starts on a fresh one."""
         with self._lock:

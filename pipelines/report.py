@@ -41,10 +41,13 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
                   for stage, name, n in normalized]
     usage = manifest["run"].get("generator_usage", {})
     if usage:
-        lines += ["", "  generator calls (cache hits / real calls / failed, tokens out):"]
+        lines += ["", "  generator calls (cache hits / real calls / failed; retries, timeouts; "
+                      "tokens out):"]
         for stage, u in usage.items():
             lines.append(f"    {stage:<{w}}{u.get('cache_hits', 0)} / {u.get('calls', 0)} / "
-                         f"{u.get('failed', 0)}, {u.get('completion_tokens', 0)} tokens")
+                         f"{u.get('failed', 0)}; {u.get('retries', 0)} retries, "
+                         f"{u.get('timeouts', 0)} timeouts; "
+                         f"{u.get('completion_tokens', 0)} tokens")
     if "instag" in manifest.get("reports", {}):
         from pipelines.instag_steps import format_report
 

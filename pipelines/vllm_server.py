@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -71,7 +71,8 @@ class ServerSpec:
 
     ``key`` identifies a server so that every step that uses the same model and server flags
     shares one process. ``startup_timeout_s`` is left out of the key on purpose: waiting longer
-    does not make a different server.
+    does not make a different server; so is ``label``, a few words on how it runs (e.g.
+    ``float32 on CPUs 0-1``) for the start-up line, derived from what is in the key.
     ``launcher`` is the command before ``--model``; tests point it at a fake server.
     """
 
@@ -82,6 +83,7 @@ class ServerSpec:
     startup_timeout_s: float = 600.0
     max_model_len: int | None = None
     launcher: tuple[str, ...] = field(default_factory=_default_launcher)
+    label: str = ""
 
     @property
     def key(self) -> str:
@@ -158,8 +160,12 @@ class VLLMServer:
     only when the caller wants sole ownership (e.g. tests), preferably as a context manager.
     """
 
-    def __init__(self, spec: ServerSpec, log_dir: Path | str | None = None) -> None:
+    def __init__(self, spec: ServerSpec, log_dir: Path | str | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        """``on_event`` receives one line when the server starts (with its log path) and
+        when it is ready, so a caller can show what a slow start-up is doing."""
         self.spec = spec
+        self._on_event = on_event
         self._log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.gettempdir())
         self._guard: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
@@ -222,6 +228,11 @@ class VLLMServer:
             for attempt in range(1, attempts + 1):
                 try:
                     self._launch()
+                    label = f", {self.spec.label}" if self.spec.label else ""
+                    self._emit(("starting the vLLM server" if attempt == 1 else
+                                "port taken; starting the vLLM server again")
+                               + f" for {self.spec.served_model_name}{label} "
+                               f"(log: {self.log_path})")
                     self._wait_ready(t0 + self.spec.startup_timeout_s)
                 except VLLMServerError as exc:
                     self._stop_locked()
@@ -230,7 +241,13 @@ class VLLMServer:
                     raise
                 break
             self.startup_seconds = time.monotonic() - t0
+            self._emit(f"server ready after {self.startup_seconds:.0f} s "
+                       f"({self.spec.served_model_name} at {self.base_url})")
             return self
+
+    def _emit(self, message: str) -> None:
+        if self._on_event is not None:
+            self._on_event(message)
 
     def _launch(self) -> None:
         self._log_dir.mkdir(parents=True, exist_ok=True)
@@ -378,7 +395,8 @@ _REGISTRY_LOCK = threading.Lock()
 _KEY_LOCKS: dict[str, threading.Lock] = {}
 
 
-def get_or_start(spec: ServerSpec, log_dir: Path | str | None = None) -> VLLMServer:
+def get_or_start(spec: ServerSpec, log_dir: Path | str | None = None,
+                 on_event: Callable[[str], None] | None = None) -> VLLMServer:
     """The one running server for ``spec.key`` in this process, started if needed.
 
     Thread-safe; a per-key lock lets different models start concurrently while callers of the
@@ -392,7 +410,7 @@ def get_or_start(spec: ServerSpec, log_dir: Path | str | None = None) -> VLLMSer
             return server
         if server is not None:
             server.stop()
-        server = VLLMServer(spec, log_dir=log_dir)
+        server = VLLMServer(spec, log_dir=log_dir, on_event=on_event)
         with _REGISTRY_LOCK:
             _STARTING[spec.key] = server  # so that stop_all can abort a long model load
         try:

@@ -22,6 +22,7 @@ from fakes import FaultPlan
 from helpers import read_rows, scripted_config, shard_digests
 
 from pipelines.errors import RunFailed
+from pipelines.report import format_summary
 from pipelines.run import run
 
 FAULTS = FaultPlan(p_500=0.08, p_429=0.08, p_delay=0.04, p_drop=0.06, p_garbled=0.06,
@@ -46,7 +47,9 @@ def test_faults_are_retried_or_recorded_and_a_rerun_pays_only_for_failures(
     cache = tmp_path / "cache"
     out = tmp_path / "out"
     cfg = replace(scripted_config(flaky.base_url, out, cache), max_failure_ratio=1.0)
-    cfg = replace(cfg, generator=replace(cfg.generator, timeout_s=1.0, max_attempts=2))
+    # A delay here stands for a hung server: a fixed timeout, whatever the measured speed.
+    cfg = replace(cfg, generator=replace(cfg.generator, timeout_s=1.0, max_attempts=2,
+                                         adaptive_timeout=False))
     manifest = run(cfg).manifest
 
     injected = flaky.stats.total_faults
@@ -72,6 +75,28 @@ def test_faults_are_retried_or_recorded_and_a_rerun_pays_only_for_failures(
           f"{dict(flaky.stats.faults)}, {retries} retries, {failed} failed, 0 lost; rerun: "
           f"{healthy.stats.answered} calls, {_usage_total(rerun.manifest, 'cache_hits')} "
           f"answered from the cache")
+
+
+def test_a_slow_server_keeps_its_finished_work(scripted_server, tmp_path):
+    """Every answer takes 1.5 s, longer than the 1 s timeout (a slow machine). A fixed
+    timeout abandons every attempt and the run fails; here a retry waits twice as long and
+    the measured speed sizes every later wait, so nothing fails, most calls never time out,
+    and the summary shows retries and timeouts per stage."""
+    slow = scripted_server(faults=FaultPlan(p_delay=1.0, delay_s=1.5, max_faults=10_000))
+    out = tmp_path / "out"
+    cfg = scripted_config(slow.base_url, out, None, num_instructions=12, max_rounds=2)
+    cfg = replace(cfg, generator=replace(cfg.generator, timeout_s=1.0, max_attempts=2))
+    manifest = run(cfg).manifest
+    usage = manifest["run"]["generator_usage"]
+    calls, timeouts = _usage_total(manifest, "calls"), _usage_total(manifest, "timeouts")
+    assert _usage_total(manifest, "failed") == 0, usage
+    assert 0 < timeouts <= calls // 2, usage
+    assert _usage_total(manifest, "retries") == timeouts
+    assert manifest["run"]["generator"]["timeout"] == {"floor_s": 1.0, "adaptive": True}
+    calls_table = format_summary(manifest, out).split("generator calls", 1)[1]
+    for stage, u in usage.items():
+        row = calls_table.split(f"    {stage} ", 1)[1].splitlines()[0]
+        assert f"; {u.get('retries', 0)} retries, {u.get('timeouts', 0)} timeouts;" in row
 
 
 def test_failure_ratio_above_the_limit_fails_after_writing(scripted_server, tmp_path):

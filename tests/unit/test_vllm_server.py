@@ -257,3 +257,40 @@ def test_stop_all_aborts_a_server_that_is_still_starting(
 
 def test_guard_requires_command() -> None:
     assert vllm_server._guard_main(["--guard-parent", "1"]) == 2
+
+
+def test_start_reports_log_path_once_then_ready(
+    fake_launcher: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A newcomer sees the server start at once, where its log is, and when it is ready;
+    the settings chosen for the machine reach the server's environment."""
+    spec = ServerSpec(model="fake-model", served_model_name="fake", extra_args=(),
+                      env=(("VLLM_CPU_OMP_THREADS_BIND", "0-1"),), launcher=fake_launcher,
+                      label="float32 on CPUs 0-1")
+    events: list[str] = []
+    with VLLMServer(spec, log_dir=tmp_path, on_event=events.append) as server:
+        env = psutil.Process(server.server_pid).environ()
+        assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+        log = str(server.log_path)
+    assert events[0] == f"starting the vLLM server for fake, float32 on CPUs 0-1 (log: {log})"
+    assert events[1].startswith("server ready after ") and log not in events[1]
+    assert len(events) == 2
+    assert spec.key == ServerSpec(model="fake-model", served_model_name="fake", extra_args=(),
+                                  env=spec.env, launcher=fake_launcher).key  # label: no key
+
+
+def test_shared_server_prints_progress_lines(
+    fake_launcher: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.handler import _SharedServer
+    from pipelines.progress import PROGRESS
+
+    monkeypatch.setattr(PROGRESS, "_enabled", True)
+    try:
+        url = _SharedServer(_spec(fake_launcher)).base_url()
+    finally:
+        vllm_server.stop_all()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("instructbeam: starting the vLLM server for fake (log: ")
+    assert err[1].startswith("instructbeam: server ready after ") and url in err[1]
