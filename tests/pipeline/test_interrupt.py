@@ -142,8 +142,10 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
     assert "Traceback" not in printed and "Error" not in printed, printed[-3000:]
     lines = printed.splitlines()
     assert lines[0].startswith("instructbeam: running self_instruct")
-    # progress only, and the one-time warning that the fake vLLM model has no local revision
-    assert all(line.startswith(("[", "WARNING pipelines.handler: generator model"))
+    # progress and server-start lines only, and the one-time warning that the fake vLLM model
+    # has no local revision
+    allowed = ("[", "instructbeam: ", "WARNING pipelines.handler: generator model")
+    assert all(line.startswith(allowed)
                for line in lines[1:-1]), printed
     match = LINE.match(lines[-1])
     assert match, lines[-1]
