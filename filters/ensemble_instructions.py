@@ -25,7 +25,6 @@ Source: `IBM/ensemble-instruct` `gen_instructions.py` (reference/seed-algorithms
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,6 +34,7 @@ from filters.self_instruct import (
     InstructionRules,
     ParsedInstruction,
     check_instruction,
+    normalize_instruction,
     split_numbered_list,
 )
 from filters.verdict import Verdict
@@ -50,7 +50,6 @@ __all__ = [
 
 EOS_SUFFIX = " |EoS|"
 _EOS = "|EoS|"
-_WHITESPACE = re.compile(r"\s+")
 
 
 def paper_rules(min_words: int = 4, max_words: int = 150) -> InstructionRules:
@@ -72,7 +71,7 @@ def parse_instruction_response(completion: str, rules: InstructionRules, *,
     for piece in split_numbered_list(completion):
         if not eos_suffix:
             piece = piece.split(_EOS, 1)[0]
-        text = _WHITESPACE.sub(" ", piece).strip()
+        text = normalize_instruction(piece, "none")  # whitespace collapsed, case kept
         if text:
             pieces.append(text)
     if not pieces:

@@ -16,10 +16,10 @@ Where we differ from the paper's code, on purpose:
 from __future__ import annotations
 
 import re
-import string
+import sys
 from dataclasses import dataclass, field
 
-from filters.self_instruct import PAPER_BLACKLIST, InstructionRules
+from filters.self_instruct import PAPER_BLACKLIST, InstructionRules, check_instruction
 from filters.verdict import Verdict
 from schemas.reasons import Reason
 from schemas.tree import Example, formalize_taskname
@@ -41,11 +41,16 @@ class DomainRules:
     box_answers: bool  # math: "Answer: $x$" -> "Answer: $\boxed{x}$"
     min_words: int = 3  # the paper drops < 3 words (Self-Instruct: <= 3)
     max_words: int = 150
+    # Self-Instruct's instruction rules as this domain's code applies them: on the raw text, no
+    # empty rule of its own, the length rule only where the domain has one.
     rules: InstructionRules = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rules", InstructionRules(
-            min_words=0, max_words=10**9, blacklist=self.blacklist, capitalize="none"))
+            min_words=self.min_words if self.length_filter else 0,
+            max_words=self.max_words if self.length_filter else sys.maxsize,
+            blacklist=self.blacklist, capitalize="none", prefix_case_sensitive=True,
+            empty_first=False))
 
 
 DOMAINS: dict[str, DomainRules] = {
@@ -83,28 +88,18 @@ _ANSWER = re.compile(r"Answer:\s*\$(?P<inner>.+)\$(?P<tail>\.?)\s*$", re.DOTALL)
 
 
 def check_example(example: Example, domain: DomainRules) -> tuple[Example, Verdict]:
-    """The paper's per-example filters, first failing rule decides; returns the cleaned example."""
+    """The paper's per-example filters, first failing rule decides; returns the cleaned example.
+
+    The instruction rules are Self-Instruct's (``check_instruction`` under ``domain.rules``);
+    the wrapped-input rule is Explore-Instruct's own. A kept example carries no score.
+    """
     inst = example.instruction
     inp = "" if example.input.strip().lower() == "<noinput>" else example.input
     out = _box_answer(example.output) if domain.box_answers else example.output
     cleaned = Example(inst, inp, out)
-    if domain.length_filter:
-        n = len(inst.split())
-        if n < domain.min_words:
-            return cleaned, Verdict.drop(Reason.TOO_SHORT, f"{n} words < {domain.min_words}", n)
-        if n > domain.max_words:
-            return cleaned, Verdict.drop(Reason.TOO_LONG, f"{n} words > {domain.max_words}", n)
-    hit = domain.rules.blacklist_pattern.search(inst) if domain.blacklist else None
-    if hit:
-        return cleaned, Verdict.drop(Reason.BLACKLISTED_KEYWORD, hit.group(0).lower())
-    if inst.startswith("Write a program"):
-        return cleaned, Verdict.drop(Reason.STARTS_WITH_WRITE_A_PROGRAM)
-    if not inst:
-        return cleaned, Verdict.drop(Reason.EMPTY_INSTRUCTION)
-    if inst[0] in string.punctuation:
-        return cleaned, Verdict.drop(Reason.STARTS_WITH_PUNCTUATION, inst[0])
-    if not inst[0].isascii():
-        return cleaned, Verdict.drop(Reason.STARTS_WITH_NON_ASCII, inst[0])
+    verdict = check_instruction(inst, domain.rules)
+    if not verdict.keep:
+        return cleaned, verdict
     if (inp.startswith("<") and inp.endswith(">")) or (inp.startswith("(") and inp.endswith(")")):
         return cleaned, Verdict.drop(Reason.WRAPPED_INPUT, inp[:40])
     return cleaned, Verdict.ok()

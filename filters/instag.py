@@ -18,9 +18,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
+from filters.stemming import porter_stem
 from schemas import Reason
 
 TagMap = dict[str, str]  # tag -> tag it becomes; a tag missing from the map is dropped
@@ -203,13 +203,6 @@ def frequency_step(counts: Mapping[str, int], min_count: float) -> tuple[TagMap,
 
 # --- step 2: rule aggregation ---------------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    from nltk.stem.porter import PorterStemmer
-
-    return PorterStemmer()
-
-
 def rule_form(tag: str) -> str:
     """Lowercase, every special character (not a letter or digit) to a space, spaces collapsed.
 
@@ -224,7 +217,7 @@ def rule_key(tag: str, stem: bool = True) -> str:
     """The rule-aggregation key: `rule_form`, each word Porter-stemmed (NLTK's default)."""
     words = rule_form(tag).split()
     if stem:
-        words = [_stemmer().stem(w) for w in words]
+        words = [porter_stem(w) for w in words]
     return " ".join(words)
 
 

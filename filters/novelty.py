@@ -26,6 +26,9 @@ O(n^2) pure-Python LCS tables; here it is exact but fast:
 * Surviving pairs get their exact LCS from ``rapidfuzz`` (compiled, bit-parallel) and their
   F-measure from the same float expression rouge-score uses.
 
+The length-only bounds (``need``, partner lengths, prefix lengths) are ``filters.prefix_bounds``,
+shared with the distributed join (``filters.novelty_join``), so both prune the same pairs.
+
 The rarity order only affects speed, never decisions: it is frozen between rebuilds (document
 frequencies of the pool plus an optional ``order_hint``) and rebuilt when the pool doubles.
 """
@@ -33,8 +36,6 @@ frequencies of the pool plus an optional ``order_hint``) and rebuilt when the po
 from __future__ import annotations
 
 import bisect
-import math
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -44,13 +45,11 @@ from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
 from filters import rouge
+from filters.prefix_bounds import PrefixBounds
 from filters.rouge import rouge_l_from_counts, tokenize
 
 __all__ = ["NoveltyIndex", "NoveltyVerdict", "greedy_novelty"]
 
-# Bounds are compared against threshold - _MARGIN so that float rounding in rouge-score's
-# 2PR/(P+R) (a few 1e-16) can never turn a pruned pair into a rejecting one.
-_MARGIN = 1e-9
 # Element (token id t, occurrence k >= 1) is encoded as (k - 1) << _OCC_SHIFT | t, so a
 # first occurrence is the token id itself.
 _OCC_SHIFT = 40
@@ -135,12 +134,10 @@ class NoveltyIndex:
         prune: bool = True,
         order_hint: Iterable[str] = (),
     ) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
+        self._limits = PrefixBounds(threshold)  # validates the threshold
         self.threshold = threshold
         self.exact_scores = exact_scores
         self.prune = prune
-        self._half = (threshold - _MARGIN) / 2  # need(la, lb) = max(1, ceil(half * (la + lb)))
         self._vocab: dict[str, int] = {}
         self._str_codes = True  # False once the vocabulary outgrows the code-point space
         self._texts: list[str] = []
@@ -210,32 +207,15 @@ class NoveltyIndex:
             prep.code = list(prep.ids)  # prepared before the switch to int lists
         return prep.code
 
-    def _need(self, la: int, lb: int) -> int:
-        """Least LCS with which a pair of these lengths could score ``> threshold``."""
-        return max(1, math.ceil(self._half * (la + lb)))
-
-    def _longest_partner(self, length: int, budget: int) -> int:
-        """Longest partner length ``x`` with ``need(length, x) <= budget``."""
-        limit = budget / self._half if self._half > 0 else math.inf
-        if limit > 1e15:
-            return sys.maxsize
-        x = max(0, math.floor(limit) - length + 2)
-        while self._need(length, x) > budget:
-            x -= 1
-        return x
-
     def _bounds(self, length: int) -> _Bounds:
         """Length-only bounds for a text of ``length`` tokens, cached (see ``_Bounds``)."""
         cached = self._bounds_cache.get(length)
         if cached is not None:
             return cached
-        lo = 1
-        while self._need(length, lo) > lo:
-            lo += 1
-        prefix = length - self._need(length, lo) + 1
-        reach = tuple(self._longest_partner(length, length - i) for i in range(prefix))
-        short = length - self._need(length, length) + 1
-        bounds = _Bounds(lo, reach, short)
+        limits = self._limits
+        reach = tuple(limits.longest_partner(length, length - i)
+                      for i in range(limits.prefix_length(length)))
+        bounds = _Bounds(limits.shortest_partner(length), reach, limits.short_prefix(length))
         self._bounds_cache[length] = bounds
         return bounds
 

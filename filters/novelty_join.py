@@ -11,7 +11,7 @@ distributed runner can spread out, with identical decisions:
 2. ``prepare`` + ``postings``: each text emits its *prefix* elements under that order. Prefix
    filtering: if two texts share at least ``alpha`` elements, their smallest shared element
    lies among the first ``len - alpha + 1`` elements of each. A pair can only score
-   ``> threshold`` when its LCS reaches ``need(la, lb)`` (``JoinBounds``), so a prefix of
+   ``> threshold`` when its LCS reaches ``need(la, lb)`` (``PrefixBounds``), so a prefix of
    ``len - need(len, shortest feasible partner) + 1`` elements finds every pair that can decide.
 3. ``verify_group``: the texts sharing one prefix element meet in one group. A pair is verified
    only in the group of its *smallest* shared element (so exactly once, no duplicate work or
@@ -22,9 +22,10 @@ distributed runner can spread out, with identical decisions:
    a record is rejected iff it has an edge to an earlier record that was accepted; a record with
    no edge at all is accepted without being looked at, so the scan needs only the edges.
 
-Bounds are compared with ``threshold - 1e-9`` (as in ``filters.novelty``): rouge-score's
-``2PR/(P+R)`` differs from ``2*lcs/(la+lb)`` by a few ulps, so no pair that could score
-``> threshold`` in floating point is ever pruned; the decision itself uses the exact float.
+Bounds are compared with ``threshold - 1e-9`` (``filters.prefix_bounds``, shared with
+``filters.novelty``): rouge-score's ``2PR/(P+R)`` differs from ``2*lcs/(la+lb)`` by a few ulps,
+so no pair that could score ``> threshold`` in floating point is ever pruned; the decision
+itself uses the exact float.
 
 Hot elements: a group's cost is quadratic in its size, and texts made of common words (or a
 tiny vocabulary) put the same elements in many prefixes. ``split_plan`` splits an element with
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +48,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
 from filters import rouge
+from filters.prefix_bounds import PrefixBounds
 from filters.rouge import rouge_l_from_counts, tokenize
 
 __all__ = [
@@ -72,8 +73,10 @@ __all__ = [
     "verify_group",
 ]
 
-# Same margin as filters.novelty: bounds use threshold - MARGIN, decisions the exact float.
-MARGIN = 1e-9
+# The bounds are shared with filters.novelty (same pruning, same decisions); the old name stays
+# for importers (pipelines.novelty).
+JoinBounds = PrefixBounds
+
 # Node kinds; a node is (kind, name). Pool texts sort before every record and are never judged.
 POOL, RECORD = 0, 1
 # Below this many partners a Python loop of LCS calls beats one batched cdist call.
@@ -177,59 +180,8 @@ class RarityOrder:
         return "".join(map(chr, ids))
 
 
-class JoinBounds:
-    """Length-only facts for threshold ``t``: which pairs could still score ``> t``."""
-
-    def __init__(self, threshold: float) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
-        self.threshold = threshold
-        self._half = (threshold - MARGIN) / 2
-        self._prefix: dict[int, int] = {}
-        self._reach: dict[tuple[int, int], int] = {}
-
-    def need(self, la: int, lb: int) -> int:
-        """Least LCS with which lengths (la, lb) could score ``> threshold``.
-
-        ``F <= 2*lcs/(la+lb)`` (up to ulps, covered by the margin), so ``lcs`` must reach
-        ``(threshold - 1e-9) * (la + lb) / 2``; and ``F > 0`` needs ``lcs >= 1``.
-        """
-        return max(1, math.ceil(self._half * (la + lb)))
-
-    def shortest_partner(self, length: int) -> int:
-        """Shortest partner length that can decide against a text of ``length`` tokens."""
-        lo = 1
-        while self.need(length, lo) > lo:
-            lo += 1
-        return lo
-
-    def prefix_length(self, length: int) -> int:
-        """How many rarest elements a text must file so every deciding pair meets once."""
-        cached = self._prefix.get(length)
-        if cached is None:
-            cached = length - self.need(length, self.shortest_partner(length)) + 1
-            self._prefix[length] = cached
-        return cached
-
-    def longest_partner(self, length: int, budget: int) -> int:
-        """Longest partner ``x`` with ``need(length, x) <= budget`` (need grows with ``x``)."""
-        key = (length, budget)
-        cached = self._reach.get(key)
-        if cached is not None:
-            return cached
-        limit = budget / self._half if self._half > 0 else math.inf
-        if limit > 1e15:
-            x = sys.maxsize
-        else:
-            x = max(0, math.floor(limit) - length + 2)
-            while x > 0 and self.need(length, x) > budget:
-                x -= 1
-        self._reach[key] = x
-        return x
-
-
 def prepare(node: Node, order: Any, text: str, rarity: RarityOrder,
-            bounds: JoinBounds) -> Prepared | None:
+            bounds: PrefixBounds) -> Prepared | None:
     """Tokenize once; ``None`` for a text with no token (it scores 0 with everything)."""
     tokens = tokenize(text)
     if not tokens:
@@ -270,7 +222,7 @@ def postings(prep: Prepared, splits: Mapping[int, int]) -> Iterator[tuple[GroupK
 
 
 def verify_group(key: GroupKey, group: Iterable[Posting],
-                 bounds: JoinBounds) -> Iterator[ScoredPair]:
+                 bounds: PrefixBounds) -> Iterator[ScoredPair]:
     """Exact scores for the pairs this group owns (see the module docstring).
 
     Members are sorted by length; for member ``x`` only partners at least as long and at most

@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
 from rapidfuzz.distance import LCSseq
+
+from filters.stemming import porter_stem
 
 __all__ = [
     "MAX_CODE_IDS",
@@ -38,24 +39,6 @@ _VALID_TOKEN_RE = re.compile(r"^[a-z0-9]+$")
 MAX_CODE_IDS = 0x110000
 
 
-_STEMMER: Any = None
-
-
-def _stemmer() -> Any:
-    """The Porter stemmer rouge-score uses (``nltk.stem.porter.PorterStemmer()``), built once."""
-    global _STEMMER
-    if _STEMMER is None:
-        from nltk.stem import porter  # imported lazily: only stemmed ROUGE needs nltk
-
-        _STEMMER = porter.PorterStemmer()
-    return _STEMMER
-
-
-@lru_cache(maxsize=1 << 16)
-def _stem(word: str) -> str:
-    return str(_stemmer().stem(word))
-
-
 @lru_cache(maxsize=1 << 16)
 def tokenize(text: str, stem: bool = False) -> tuple[str, ...]:
     """Tokens exactly as ``rouge_score.tokenize.tokenize`` returns them (as a tuple).
@@ -68,7 +51,7 @@ def tokenize(text: str, stem: bool = False) -> tuple[str, ...]:
     text = _NON_ALPHANUM_RE.sub(" ", text.lower())
     tokens = _SPACES_RE.split(text)
     if stem:
-        tokens = [_stem(t) if len(t) > 3 else t for t in tokens]
+        tokens = [porter_stem(t) if len(t) > 3 else t for t in tokens]
     return tuple(t for t in tokens if _VALID_TOKEN_RE.match(t))
 
 

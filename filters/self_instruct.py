@@ -46,8 +46,13 @@ class InstructionRules:
     forbidden_prefix: str = "Write a program"
     capitalize: CapitalizeMode = "first_letter"
     # Self-Instruct's code tests every rule on the capitalized text; Ensemble-Instruct's code
-    # on the raw text ("write a program ..." passes there). False: the former.
+    # (and Explore-Instruct's) on the raw text ("write a program ..." passes there). False: the
+    # former.
     prefix_case_sensitive: bool = False
+    # Self-Instruct's code drops an empty piece before any rule. Explore-Instruct's code has no
+    # empty rule: an empty instruction meets its length rule (or, without one, our guard before
+    # the first-character rules). False: the latter order.
+    empty_first: bool = True
     blacklist_pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +91,7 @@ def check_instruction(instruction: str, rules: InstructionRules) -> Verdict:
     (with a combining dot, so not the word "files"), while the regex's own case folding maps
     "İ" to "i" and would find "files" in the uncapitalized text.
     """
-    if not instruction:
+    if not instruction and rules.empty_first:
         return Verdict.drop(Reason.EMPTY_INSTRUCTION)
     text = instruction if rules.prefix_case_sensitive else instruction.capitalize()
     n_words = len(text.split())
@@ -99,6 +104,8 @@ def check_instruction(instruction: str, rules: InstructionRules) -> Verdict:
         return Verdict.drop(Reason.BLACKLISTED_KEYWORD, hit.group(0).lower())
     if text.startswith(rules.forbidden_prefix):
         return Verdict.drop(Reason.STARTS_WITH_WRITE_A_PROGRAM)
+    if not text:
+        return Verdict.drop(Reason.EMPTY_INSTRUCTION)
     if text[0] in string.punctuation:
         return Verdict.drop(Reason.STARTS_WITH_PUNCTUATION, text[0])
     if not text[0].isascii():

@@ -13,6 +13,8 @@ from filters.explore_parse import (
     parse_enrich_response,
     parse_extend_response,
 )
+from filters.self_instruct import check_instruction
+from filters.verdict import Verdict
 from schemas import Reason
 from schemas.tree import Example
 
@@ -143,3 +145,34 @@ def test_three_words_are_enough_and_domains_differ():
 def test_math_answers_get_boxed_only_when_shaped_like_latex(output, boxed):
     example, verdict = check_example(Example("Compute the sum.", "", output), MATH)
     assert example.output == boxed and verdict.keep
+
+
+INSTRUCTIONS = ["", "  ", "Fix it", "Fix the grammar.", " ".join(["word"] * 151),
+                "Draw the logo in a new style.", "Plan a map route.", "Describe this diagram.",
+                "Write a program that sorts words.", "write a program that sorts words.",
+                "- list three synonyms", ".", "Ünderline the nouns in this.", "İmage the FİLES now"]
+
+
+@pytest.mark.parametrize("name", sorted(DOMAINS))
+def test_instruction_rules_are_self_instructs_under_the_domain_rules(name):
+    """Explore's instruction filters are `check_instruction` with the domain's parameters."""
+    domain = DOMAINS[name]
+    for instruction in INSTRUCTIONS:
+        _, verdict = check_example(Example(instruction, "", "o"), domain)
+        theirs = check_instruction(instruction, domain.rules)
+        assert verdict == (theirs if not theirs.keep else Verdict.ok()), instruction
+
+
+@pytest.mark.parametrize(("domain", "instruction", "expected"), [
+    # No empty rule in the paper's code: the length rule decides first, where there is one.
+    (REWRITE, "", Verdict.drop(Reason.TOO_SHORT, "0 words < 3", 0)),
+    (MATH, "", Verdict.drop(Reason.EMPTY_INSTRUCTION)),
+    # Rules see the raw text, not its capitalize() (Self-Instruct's): lower case passes.
+    (BRAIN, "write a program that sorts words.", Verdict.ok()),
+    (REWRITE, "Write a program that sorts words.",
+     Verdict.drop(Reason.STARTS_WITH_WRITE_A_PROGRAM)),
+    (MATH, "Fix it", Verdict.ok()),
+    (BRAIN, "Fix it", Verdict.drop(Reason.TOO_SHORT, "2 words < 3", 2)),
+])
+def test_instruction_verdicts_keep_the_papers_order(domain, instruction, expected):
+    assert check_example(Example(instruction, "", "o"), domain)[1] == expected

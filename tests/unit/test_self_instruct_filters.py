@@ -216,3 +216,13 @@ def test_first_letter_and_paper_decide_alike_for_every_case_mapping_that_reaches
         paper, ours, raw = (_parsed(text, m)[0] for m in ("paper", "first_letter", "none"))
         assert paper.verdict == ours.verdict == raw.verdict, text
         assert tokenize(paper.text) == tokenize(ours.text), text
+
+
+def test_empty_rule_position_is_a_parameter():
+    """Self-Instruct drops an empty piece before any rule; Explore-Instruct's order (no empty
+    rule of its own) lets the length rule decide first and guards the first-character rules."""
+    assert check_instruction("", RULES).reason == Reason.EMPTY_INSTRUCTION
+    later = InstructionRules(empty_first=False)
+    assert check_instruction("", later) == Verdict.drop(Reason.TOO_SHORT, "0 words < 4", 0)
+    no_length = InstructionRules(min_words=0, empty_first=False)
+    assert check_instruction("", no_length) == Verdict.drop(Reason.EMPTY_INSTRUCTION)
