@@ -2,7 +2,7 @@
 
 The paper released no code; this is the reference implementation of §3.2 as described in
 reference/seed-algorithms.md §4. Everything here is a plain function over tag strings and
-counts, so the Beam shell (`pipelines/instag.py`) and the small-data helper
+counts, so the Beam shell (`pipelines/recipes/instag/build.py`) and the small-data helper
 `filters.instag_normalize.normalize_tag_sets` run the very same decisions.
 
 A *count* of a tag is the number of queries (conversations, for multi-turn input) whose tag set

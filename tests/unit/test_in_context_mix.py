@@ -13,16 +13,16 @@ import re
 
 import pytest
 
-from pipelines import ensemble_instruct_steps as ens
-from pipelines import self_instruct_steps as si_steps
-from pipelines.config import (
+from pipelines.config import RunConfig
+from pipelines.recipes.ensemble_instruct import steps as ens
+from pipelines.recipes.ensemble_instruct.config import (
     EnsembleInstructConfig,
     EnsembleOutputOnlyTasksConfig,
     ExtraGeneratorConfig,
-    RunConfig,
-    SelfInstructConfig,
 )
-from pipelines.seeds import SeedTask
+from pipelines.recipes.self_instruct import steps as si_steps
+from pipelines.recipes.self_instruct.config import SelfInstructConfig
+from pipelines.recipes.self_instruct.seeds import SeedTask
 from schemas import InstructionRecord
 
 SEEDS_A = [SeedTask(f"a{k}", f"Seed with input number {k} here.", (("some input", "out"),),
