@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from nltk.stem.porter import PorterStemmer
+
 from schemas import Reason
 
 TagMap = dict[str, str]  # tag -> tag it becomes; a tag missing from the map is dropped
@@ -178,7 +180,7 @@ class StepStats:
                 "examples": [list(e) for e in self.examples]}
 
 
-def _stats(step: str, vocab: Iterable[str], mapping: TagMap, params: dict[str, Any]
+def step_stats(step: str, vocab: Iterable[str], mapping: TagMap, params: dict[str, Any]
            ) -> StepStats:
     vocab = list(vocab)
     after = set(mapping.values())
@@ -198,15 +200,13 @@ def most_frequent(tags: Iterable[str], counts: Mapping[str, int]) -> str:
 def frequency_step(counts: Mapping[str, int], min_count: float) -> tuple[TagMap, StepStats]:
     """Drop tags seen in fewer than `min_count` queries (α = 20 in the paper)."""
     mapping = {t: t for t, c in counts.items() if c >= min_count}
-    return mapping, _stats("frequency", counts, mapping, {"min_count": min_count})
+    return mapping, step_stats("frequency", counts, mapping, {"min_count": min_count})
 
 
 # --- step 2: rule aggregation ---------------------------------------------------------------
 
 @lru_cache(maxsize=1)
 def _stemmer() -> Any:
-    from nltk.stem.porter import PorterStemmer
-
     return PorterStemmer()
 
 
@@ -243,7 +243,7 @@ def rule_step(counts: Mapping[str, int], stem: bool = True) -> tuple[TagMap, Ste
     for members in groups.values():
         label = rule_form(most_frequent(members, counts))
         mapping.update({t: label for t in members})
-    return mapping, _stats("rule", counts, mapping, {"stem": stem})
+    return mapping, step_stats("rule", counts, mapping, {"stem": stem})
 
 
 # --- applying mappings ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from nltk.stem import porter
 from rapidfuzz.distance import LCSseq
 
 __all__ = [
@@ -45,8 +46,6 @@ def _stemmer() -> Any:
     """The Porter stemmer rouge-score uses (``nltk.stem.porter.PorterStemmer()``), built once."""
     global _STEMMER
     if _STEMMER is None:
-        from nltk.stem import porter  # imported lazily: only stemmed ROUGE needs nltk
-
         _STEMMER = porter.PorterStemmer()
     return _STEMMER
 

@@ -19,7 +19,9 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from apache_beam.io.filesystems import FileSystems
 
+from pipelines.generators.embedded import EMBEDDED_MODELS
 from pipelines.outputs.targets import missed, outcome
 from pipelines.recipes.base import CONFIG_ROOT
 from pipelines.recipes.registry import REGISTRY
@@ -66,8 +68,6 @@ _SIZES: Final = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
 
 def model_licence(names: tuple[str, ...], backend: str) -> tuple[str, str | None]:
     """(licence text, Hugging Face id or None when unknown) of a model known by `names`."""
-    from pipelines.generators.embedded import EMBEDDED_MODELS
-
     for name, entry in EMBEDDED_MODELS.items():
         if {name, entry.hf_model_id} & set(names) and name in EMBEDDED_LICENCES:
             return EMBEDDED_LICENCES[name]
@@ -107,8 +107,6 @@ def models(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 def _generator_columns(output_dir: Path | str) -> list[pa.Table]:
     columns = ["generator", "generator_revision"]
     if isinstance(output_dir, str) and "://" in output_dir:  # gs://: through Beam FileSystems
-        from apache_beam.io.filesystems import FileSystems
-
         found = FileSystems.match([f"{output_dir.rstrip('/')}/data/*.parquet"])[0]
         tables = []
         for path in sorted(m.path for m in found.metadata_list):
@@ -247,8 +245,6 @@ def write_card(output_dir: Path | str, manifest: dict[str, Any]) -> str:
     """Write README.md into the (staging) output directory (local or gs://); its path."""
     text = render(manifest, output_dir)
     if isinstance(output_dir, str) and "://" in output_dir:
-        from apache_beam.io.filesystems import FileSystems
-
         remote = f"{output_dir.rstrip('/')}/README.md"
         with FileSystems.create(remote, mime_type="text/markdown",
                                 compression_type="uncompressed") as handle:

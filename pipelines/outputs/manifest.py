@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines.config import RunConfig
@@ -106,8 +107,6 @@ def read_reports(output_dir: Path | str) -> dict[str, Any]:
     """Recipe reports written as reports/<name>.json (e.g. #InsTag's tag statistics), from a
     local folder or a gs:// prefix."""
     if isinstance(output_dir, str) and "://" in output_dir:
-        from apache_beam.io.filesystems import FileSystems
-
         found = FileSystems.match([f"{output_dir.rstrip('/')}/reports/*.json"])[0]
         reports = {}
         for match in sorted(found.metadata_list, key=lambda m: m.path):
@@ -123,8 +122,6 @@ def file_table(output_dir: Path | str) -> dict[str, int]:
     """Row count of every Parquet file under a run directory (local, or gs:// via Beam)."""
     files = {}
     if isinstance(output_dir, str) and "://" in output_dir:
-        from apache_beam.io.filesystems import FileSystems
-
         prefix = output_dir.rstrip("/") + "/"
         for match in FileSystems.match([prefix + "**.parquet"])[0].metadata_list:
             with FileSystems.open(match.path, compression_type="uncompressed") as handle:
@@ -227,8 +224,6 @@ def seal(manifest: dict[str, Any], written: list[str]) -> None:
 def write(output_dir: Path | str, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     if isinstance(output_dir, str) and "://" in output_dir:
-        from apache_beam.io.filesystems import FileSystems
-
         path = output_dir.rstrip("/") + "/manifest.json"
         with FileSystems.create(path, compression_type="uncompressed") as handle:
             handle.write(text.encode("utf-8"))

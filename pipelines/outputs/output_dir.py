@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from apache_beam.io.filesystems import FileSystems
+
 from pipelines.config import RunConfig
 from pipelines.errors import InputError
 from pipelines.generators.cache import default_cache_dir
@@ -168,15 +170,11 @@ def check_local(out: Path, reads: Sequence[tuple[str, str]], overwrite: bool) ->
 
 def remote_files(prefix: str) -> list[str]:
     """Every object under `prefix/` as a path relative to it."""
-    from apache_beam.io.filesystems import FileSystems
-
     base = prefix.rstrip("/") + "/"
     return sorted(m.path[len(base):] for m in FileSystems.match([base + "**"])[0].metadata_list)
 
 
 def _read_remote_manifest(prefix: str) -> Any:
-    from apache_beam.io.filesystems import FileSystems
-
     path = f"{prefix}/{MANIFEST}"
     if not FileSystems.exists(path):
         return None

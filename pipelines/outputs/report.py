@@ -7,6 +7,7 @@ from typing import Any
 
 from pipelines.outputs.manifest import failure_ratio
 from pipelines.outputs.targets import describe
+from pipelines.recipes.instag.steps import format_report
 
 
 def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
@@ -49,8 +50,6 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
                          f"{u.get('timeouts', 0)} timeouts; "
                          f"{u.get('completion_tokens', 0)} tokens")
     if "instag" in manifest.get("reports", {}):
-        from pipelines.recipes.instag.steps import format_report
-
         lines += format_report(manifest["reports"]["instag"])
     broken = [c for c in manifest["accounting"] if not c["holds"]]
     lines += ["", "  accounting: " + ("OK (in = ok + failed, produced = kept + rejected)"

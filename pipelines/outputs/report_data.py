@@ -20,6 +20,7 @@ import pyarrow.dataset as ds
 
 from pipelines.outputs.report_svg import TreeRow, nice_step
 from schemas import Reason
+from schemas.tree_format import read_tree
 
 MAX_ROWS = 200_000  # rows read per table; larger tables are sampled evenly
 MAX_TREE_ROWS = 400
@@ -174,8 +175,6 @@ def tree_rows(output_dir: Path) -> tuple[list[TreeRow], str, int] | None:
     meta = output_dir / "tree" / "tree_meta_info.json"
     if not meta.is_file():
         return None
-    from schemas.tree_format import read_tree
-
     tree = sorted(read_tree(meta.parent), key=lambda n: n.order)  # order tuples sort pre-order
     index = {n.node_id: i for i, n in enumerate(tree)}
     rows = [TreeRow(depth=n.depth, label=n.task_name, value=len(n.examples), background=0,

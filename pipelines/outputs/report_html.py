@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 
 from pipelines.outputs import report_data as data
 from pipelines.outputs import report_svg as svg
-from pipelines.outputs.manifest import failure_ratio
+from pipelines.outputs.manifest import failure_ratio, read
 from pipelines.outputs.report_style import CSS
 from pipelines.outputs.report_svg import Bar, Segment
 from pipelines.outputs.targets import missed, outcome
@@ -34,8 +34,6 @@ def write_report(output_dir: Path, manifest: dict[str, Any] | None = None) -> Pa
     passes its manifest dict, because manifest.json is written after the report)."""
     output_dir = Path(output_dir)
     if manifest is None:
-        from pipelines.outputs.manifest import read
-
         manifest = read(output_dir)
     path = output_dir / REPORT_FILE
     tmp = output_dir / (REPORT_FILE + ".tmp")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import apache_beam as beam
-
-from pipelines.recipes.base import BuildContext, Inputs, Recipe, RecipeOutputs, no_generators
+from pipelines.recipes.base import Inputs, Recipe, no_generators
+from pipelines.recipes.filter.build import build
 from pipelines.transforms.dataset_input import validate as validate_input
-from pipelines.transforms.filter_chain import apply_filters, read_input
 
 if TYPE_CHECKING:
     from pipelines.config import RunConfig
@@ -17,11 +15,6 @@ if TYPE_CHECKING:
 def validate(cfg: RunConfig) -> Inputs:
     assert cfg.input is not None
     return Inputs(validate_input(cfg.input), None)
-
-
-def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
-    assert ctx.cfg.input is not None
-    return RecipeOutputs(*apply_filters(read_input(p, ctx.cfg.input), ctx.cfg.filters))
 
 
 RECIPE = Recipe(

@@ -7,6 +7,7 @@ Source: Wang et al. 2023, `bootstrap_instructions.py`, `identify_clf_or_not.py`,
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -112,8 +113,6 @@ class Provenance:
 
 
 def _canonical(sampling: dict) -> str:
-    import json
-
     return json.dumps(sampling, sort_keys=True, separators=(",", ":"))
 
 
