@@ -53,7 +53,8 @@ def _openai(generator: dict, base_url: str) -> dict:
     return {**{k: v for k, v in generator.items() if k not in ("server_args", "dtype",
                                                                 "cpu_threads")},
             "backend": "openai", "base_url": base_url, "revision": REVISION,
-            "max_attempts": 2, "backoff_s": 0.01, "max_backoff_s": 0.02}
+            "timeout_s": 120.0, "max_attempts": 6, "backoff_s": 0.05,
+            "max_backoff_s": 0.5}  # no failed request: those are retried, not cached
 
 
 def _prepare(config: Path, base_url: str, out: Path, cache: Path) -> Path:

@@ -10,4 +10,5 @@ from pipelines.transforms.filter_chain import apply_filters, read_input
 
 def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     assert ctx.cfg.input is not None
-    return RecipeOutputs(*apply_filters(read_input(p, ctx.cfg.input), ctx.cfg.filters))
+    dataset, rejected = apply_filters(read_input(p, ctx.cfg.input), ctx.cfg.filters)
+    return RecipeOutputs(dataset, rejected=rejected)

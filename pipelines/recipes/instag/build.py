@@ -182,7 +182,8 @@ def build_instag(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandle
     assert cfg.input is not None
     ig = cfg.instag
     records = read_input(p, cfg.input)
-    outputs = RecipeOutputs(*apply_filters(records, cfg.filters))  # cleaning first (DESIGN)
+    dataset, rejected = apply_filters(records, cfg.filters)  # cleaning first, as in DESIGN
+    outputs = RecipeOutputs(dataset, rejected=rejected)
     tagged = outputs.dataset | "InsTag/Tag" >> TagQueries(handler, identity, ig, cfg.seed)
     outputs.rejected.append(tagged.rejected)
     outputs.failed.append(tagged.failed)
