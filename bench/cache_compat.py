@@ -85,7 +85,7 @@ def run_all(dest: Path, cache_from: Path | None) -> dict:
         shutil.rmtree(cache, ignore_errors=True)
         shutil.copytree(cache_from / "cache", cache)
     summary = {}
-    for config in sorted((ROOT / "configs").glob("*.yaml")):
+    for config in sorted((ROOT / "configs").glob("[!.]*.yaml")):  # not our temporary copies
         recipe = yaml.safe_load(config.read_text(encoding="utf-8"))["recipe"]
         server = _server(recipe)
         server.start()
@@ -111,6 +111,8 @@ def run_all(dest: Path, cache_from: Path | None) -> dict:
 def compare(before: Path, after: Path) -> bool:
     old = json.loads((before / "summary.json").read_text())
     new = json.loads((after / "summary.json").read_text())
+    old = {k: v for k, v in old.items() if not k.startswith(".")}
+    new = {k: v for k, v in new.items() if not k.startswith(".")}
     ok = set(old) == set(new)
     for name in sorted(old):
         o, n = old[name], new.get(name, {})

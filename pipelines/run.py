@@ -32,10 +32,10 @@ from pipelines.generators.cache import default_cache_dir
 from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.outputs import manifest as manifest_lib
 from pipelines.outputs import output_dir as outputs
+from pipelines.outputs import report_html
 from pipelines.outputs.audit import WriteAuditSample
 from pipelines.outputs.card import write_card
 from pipelines.outputs.progress import PROGRESS
-from pipelines.outputs.report_html import REPORT_FILE, write_report
 from pipelines.outputs.shards import WriteShards
 from pipelines.recipes.base import BuildContext, Inputs
 from pipelines.recipes.registry import REGISTRY
@@ -280,7 +280,7 @@ def _write_report(staging: Path | str, manifest: dict) -> None:
     temporary folder, the page is rendered there and uploaded beside the shards."""
     try:
         if not (isinstance(staging, str) and "://" in staging):
-            write_report(Path(staging), manifest)
+            report_html.write_report(Path(staging), manifest)
             return
         with tempfile.TemporaryDirectory(prefix="instructbeam-report-") as tmp:
             for name in outputs.remote_files(staging):
@@ -290,8 +290,8 @@ def _write_report(staging: Path | str, manifest: dict) -> None:
                                       compression_type="uncompressed") as src, \
                         local.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
-            page = write_report(Path(tmp), manifest).read_bytes()
-        with FileSystems.create(f"{staging}/{REPORT_FILE}", mime_type="text/html",
+            page = report_html.write_report(Path(tmp), manifest).read_bytes()
+        with FileSystems.create(f"{staging}/{report_html.REPORT_FILE}", mime_type="text/html",
                                 compression_type="uncompressed") as handle:
             handle.write(page)
     except Exception:  # noqa: BLE001

@@ -14,12 +14,8 @@ from pipelines.config import RunConfig
 from pipelines.generators.cache import cache_key
 from pipelines.generators.generation import GenerationRequest
 from pipelines.recipes.self_instruct.seeds import SeedTask
-from pipelines.recipes.self_instruct.steps import (
-    clf_request,
-    derive_seed,
-    instance_request,
-    seed_record,
-)
+from pipelines.recipes.self_instruct.steps import clf_request, instance_request, seed_record
+from pipelines.transforms.provenance import derive_seed
 from schemas.records import stable_id
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -30,9 +30,9 @@ from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.ensemble_instruct import steps
 from pipelines.recipes.ensemble_instruct.config import ExtraGeneratorConfig
 from pipelines.recipes.self_instruct.seeds import SeedTask
-from pipelines.recipes.self_instruct.steps import Provenance
 from pipelines.settings import GeneratorConfig
 from pipelines.transforms.filter_chain import apply_filters
+from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
 from pipelines.transforms.route import FAILED, Generate, RouteVerdicts, count
 from schemas import FailureRecord

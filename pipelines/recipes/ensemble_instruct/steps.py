@@ -27,7 +27,7 @@ from pipelines.recipes.ensemble_instruct.config import (
     ExtraGeneratorConfig,
 )
 from pipelines.recipes.self_instruct.seeds import SeedTask
-from pipelines.recipes.self_instruct.steps import Provenance, demo_text, derive_seed, novelty_round
+from pipelines.transforms.provenance import Provenance, demo_text, derive_seed, novelty_round
 from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, content_hash, stable_id
 

@@ -29,8 +29,8 @@ from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.explore_instruct import enrich, finish, steps
-from pipelines.recipes.self_instruct.steps import Provenance
 from pipelines.transforms.filter_chain import apply_filters
+from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.route import Generate, RouteVerdicts, count
 from schemas import InstructionRecord, RejectedRecord
 

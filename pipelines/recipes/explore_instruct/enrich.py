@@ -26,7 +26,7 @@ from pipelines.recipes.explore_instruct.steps import (
     example_record,
     primer,
 )
-from pipelines.recipes.self_instruct.steps import Provenance, derive_seed
+from pipelines.transforms.provenance import Provenance, derive_seed
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, stable_id
 from schemas.tree import Example, TaskNode, TreeView

@@ -22,7 +22,7 @@ from filters.verdict import Verdict
 from pipelines.errors import InputError
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.recipes.explore_instruct.config import ExploreExampleConfig
-from pipelines.recipes.self_instruct.steps import Provenance, derive_seed
+from pipelines.transforms.provenance import Provenance, derive_seed
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
 from schemas.tree import Example, TaskNode, TreeView, formalize_taskname, unique_task_name

@@ -17,8 +17,8 @@ from filters.instag_normalize import NormalizeParams, Plan, association_rows
 from filters.verdict import Verdict
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.recipes.instag.config import InsTagConfig
-from pipelines.recipes.self_instruct.steps import derive_seed
 from pipelines.transforms.conversations import user_turns
+from pipelines.transforms.provenance import derive_seed
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, stable_id
 

@@ -23,6 +23,7 @@ from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.self_instruct import steps
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.transforms.filter_chain import apply_filters
+from pipelines.transforms.provenance import Provenance, novelty_round
 from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
 from pipelines.transforms.route import Generate
 
@@ -53,7 +54,7 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
     si = cfg.self_instruct
     rules = InstructionRules(min_words=si.min_words, max_words=si.max_words,
                              capitalize=si.capitalize)
-    provenance = steps.Provenance(identity)
+    provenance = Provenance(identity)
     model_identifier = f"instructbeam-{identity.served_name}"
 
     def generate(stage: str) -> Generate:
@@ -70,7 +71,7 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
             generate=generate(steps.STAGE_INSTRUCTIONS),
             judge=functools.partial(steps.judge_instruction_response, rules=rules,
                                     provenance=provenance),
-            greedy=functools.partial(steps.novelty_round, seeds=seeds,
+            greedy=functools.partial(novelty_round, seeds=seeds,
                                      threshold=si.rouge_threshold,
                                      exact_scores=si.exact_novelty_scores),
             instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,

@@ -6,15 +6,11 @@ Source: Wang et al. 2023, `bootstrap_instructions.py`, `identify_clf_or_not.py`,
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from filters.novelty import NoveltyIndex
 from filters.self_instruct import (
     InstructionRules,
     parse_instances,
@@ -22,11 +18,16 @@ from filters.self_instruct import (
     parse_is_classification,
 )
 from filters.verdict import Verdict
-from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.recipes.self_instruct.config import SelfInstructConfig
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.settings import SamplingConfig
+from pipelines.transforms.provenance import (
+    Provenance,
+    demo_text,
+    derive_seed,
+    pool_order,
+)
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
 
@@ -43,12 +44,6 @@ PROMPT_INSTRUCTIONS = ("self_instruct", "instruction_gen", 1)
 PROMPT_CLF = ("self_instruct", "clf_identify", 2)
 PROMPT_OUTPUT_FIRST = ("self_instruct", "instance_output_first", 2)
 PROMPT_INPUT_FIRST = ("self_instruct", "instance_input_first", 1)
-
-
-def derive_seed(*parts: object) -> int:
-    """A 31-bit seed from named parts: RNGs and request seeds are fixed per (stage, round, slot)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
-    return int(digest[:8], 16) & 0x7FFFFFFF
 
 
 #: New items one instruction prompt may yield: the paper lists 8 demos, leaves item 9 open and
@@ -86,41 +81,7 @@ def instance_request_sampling(si: SelfInstructConfig, is_classification: bool) -
     return replace(si.instance_sampling, max_tokens=si.clf_instance_max_tokens)
 
 
-def demo_text(instruction: str) -> str:
-    """How an instruction appears in a prompt (the paper's normalization)."""
-    return re.sub(r"\s+", " ", instruction).strip().rstrip(":")
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What every generated row records about how it was made."""
-
-    identity: GeneratorIdentity
-
-    def stamp(self, record: InstructionRecord, outcome: GenerationOutcome) -> InstructionRecord:
-        req = outcome.request
-        assert outcome.completion is not None
-        return replace(
-            record,
-            generator=self.identity.model,
-            generator_revision=self.identity.revision,
-            prompt_ref=req.prompt_ref,
-            sampling=_canonical(req.sampling),
-            seed=req.seed,
-            request_id=req.request_id,
-            finish_reason=outcome.completion.finish_reason,
-        )
-
-
-def _canonical(sampling: dict) -> str:
-    return json.dumps(sampling, sort_keys=True, separators=(",", ":"))
-
-
 # --- instruction generation ------------------------------------------------------------------
-
-def _pool_order(record: InstructionRecord) -> tuple[int, str]:
-    return (record.round, record.id)
-
 
 def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRecord],
                          seeds: Sequence[SeedTask], cfg: RunConfig
@@ -134,7 +95,7 @@ def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRec
     if si.num_instructions - len(machine_pool) <= 0:
         return []
     template = load_prompt(*PROMPT_INSTRUCTIONS)
-    machine = [r.instruction for r in sorted(machine_pool, key=_pool_order)]
+    machine = [r.instruction for r in sorted(machine_pool, key=pool_order)]
     seed_texts = [s.instruction for s in seeds]
     sampling = instruction_request_sampling(si)
     requests = []
@@ -171,30 +132,6 @@ def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRul
             task_id=record_id, slot=req.context, position=piece.position,
         )
         yield provenance.stamp(record, outcome), piece.verdict
-
-
-def novelty_round(candidates: Iterable[InstructionRecord],
-                  machine_pool: Sequence[InstructionRecord], seeds: Sequence[SeedTask],
-                  threshold: float, exact_scores: bool = True
-                  ) -> list[tuple[InstructionRecord, Verdict]]:
-    """Sequential greedy novelty in (slot, position) order; accepted ones join the pool at once.
-
-    The pool is the seeds plus every machine instruction accepted so far (the paper's rule).
-    """
-    pool_texts = [s.instruction for s in seeds]
-    pool_texts += [r.instruction for r in sorted(machine_pool, key=_pool_order)]
-    index = NoveltyIndex(pool_texts, threshold=threshold, exact_scores=exact_scores)
-    judged = []
-    for record in sorted(candidates, key=lambda r: (r.slot or 0, r.position or 0, r.id)):
-        verdict = index.check(record.instruction)
-        scored = replace(record, rouge_l_max=verdict.score, most_similar=verdict.most_similar)
-        if verdict.accepted:
-            index.add(record.instruction)
-            judged.append((scored, Verdict.ok(verdict.score)))
-        else:
-            judged.append((scored, Verdict.drop(
-                Reason.NOT_NOVEL, f"ROUGE-L {verdict.score:.4f} > {threshold}", verdict.score)))
-    return judged
 
 
 # --- classification identification ----------------------------------------------------------
