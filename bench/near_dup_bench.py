@@ -17,7 +17,8 @@ one in-memory ``MinHashLSH``, query every text, verify by ``MinHash.jaccard``, B
 components) and ``filters.near_dup.find_near_duplicates`` (single process: vectorized
 signatures, banding, verification, union-find). Both start cold (no cached hashes). The
 clusters, survivors and Jaccard scores must be identical; the exit status is 1 otherwise.
-For information, ``pipelines.near_dup.NearDuplicateFilter`` runs on FnApiRunner over the first
+For information, ``pipelines.transforms.near_dup.NearDuplicateFilter`` runs on FnApiRunner
+over the first
 ``--beam-size`` texts (pipeline start-up included) and must agree with the pure path there.
 """
 
@@ -111,7 +112,7 @@ def run_beam(ids: Sequence[str], texts: Sequence[str],
     """NearDuplicateFilter on FnApiRunner; returns (seconds, matches read back from output)."""
     import apache_beam as beam
 
-    from pipelines.near_dup import NearDuplicateFilter
+    from pipelines.transforms.near_dup import NearDuplicateFilter
     from schemas import InstructionRecord
 
     records = [InstructionRecord(id=i, content_hash="", recipe="bench", stage="bench",

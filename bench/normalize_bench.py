@@ -31,8 +31,8 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from filters.rules import RuleConfig, check_rules, normalize_whitespace  # noqa: E402
-from pipelines.conversations import first_exchange, read_messages  # noqa: E402
 from pipelines.errors import InputError  # noqa: E402
+from pipelines.transforms.conversations import first_exchange, read_messages  # noqa: E402
 from schemas import InstructionRecord  # noqa: E402
 
 _SEPARATORS = re.compile(r"[\s,]*")

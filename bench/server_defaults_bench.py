@@ -4,7 +4,7 @@ One run, servers started back to back with the project's own start code (one at 
 they do not compete for the cores): "old" is what every embedded server used before
 (`--dtype` left to vLLM, which picks bfloat16; vLLM's automatic CPU binding, which keeps one
 core for its scheduler), "new" is `server_spec(GeneratorConfig())` (see
-`pipelines/server_settings.py`), "float32" forces float32 on the same CPUs as "new" (the
+`pipelines/generators/server_settings.py`), "float32" forces float32 on the same CPUs as "new" (the
 choice for CPUs without native bf16), "float32-auto" is float32 on vLLM's own binding. Each
 server gets a warm-up, then `--streams` concurrent requests of exactly `--tokens` tokens
 (ignore_eos), then one long prompt (prefill). On a shared machine quote the ratios, not the
@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines import vllm_server  # noqa: E402
-from pipelines.config import GeneratorConfig  # noqa: E402
-from pipelines.handler import server_settings, server_spec  # noqa: E402
-from pipelines.server_settings import NATIVE_BF16_FLAGS, read_machine_facts  # noqa: E402
+from pipelines.generators import vllm_server  # noqa: E402
+from pipelines.generators.backends import server_settings, server_spec  # noqa: E402
+from pipelines.generators.server_settings import NATIVE_BF16_FLAGS, read_machine_facts  # noqa: E402
+from pipelines.settings import GeneratorConfig  # noqa: E402
 
 MODEL = "smollm2-135m"
 

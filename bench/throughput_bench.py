@@ -28,18 +28,16 @@ sys.path.insert(0, str(ROOT))
 
 import apache_beam as beam  # noqa: E402
 
-from pipelines import vllm_server  # noqa: E402
-from pipelines.config import GeneratorConfig, SamplingConfig, load_config  # noqa: E402
-from pipelines.generation import GenerationRequest  # noqa: E402
-from pipelines.handler import (  # noqa: E402
-    GeneratorModelHandler,
-    resolve_identity,
-    server_spec,
-)
-from pipelines.manifest import read_counters  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
+from pipelines.generators import vllm_server  # noqa: E402
+from pipelines.generators.backends import resolve_identity, server_spec  # noqa: E402
+from pipelines.generators.generation import GenerationRequest  # noqa: E402
+from pipelines.generators.handler import GeneratorModelHandler  # noqa: E402
+from pipelines.outputs.manifest import read_counters  # noqa: E402
+from pipelines.recipes.self_instruct.seeds import read_seed_tasks  # noqa: E402
 from pipelines.run import run  # noqa: E402
-from pipelines.seeds import read_seed_tasks  # noqa: E402
-from pipelines.transforms import Generate  # noqa: E402
+from pipelines.settings import GeneratorConfig, SamplingConfig  # noqa: E402
+from pipelines.transforms.route import Generate  # noqa: E402
 from prompts import load_prompt  # noqa: E402
 
 

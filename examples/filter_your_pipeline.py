@@ -26,10 +26,10 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repo 
 
 from filters.near_dup import MinHashParams  # noqa: E402
 from filters.rules import RuleConfig  # noqa: E402
-from pipelines.dataset_input import ToInstructionRecords, input_order  # noqa: E402
-from pipelines.near_dup import NearDuplicateFilter  # noqa: E402
-from pipelines.novelty import NoveltyFilter  # noqa: E402
-from pipelines.rules import RuleFilter  # noqa: E402
+from pipelines.transforms.dataset_input import ToInstructionRecords, input_order  # noqa: E402
+from pipelines.transforms.near_dup import NearDuplicateFilter  # noqa: E402
+from pipelines.transforms.novelty import NoveltyFilter  # noqa: E402
+from pipelines.transforms.rules import RuleFilter  # noqa: E402
 from schemas import RECORD_SCHEMA, to_row  # noqa: E402
 
 

@@ -30,6 +30,8 @@ from collections.abc import Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class Pick:
@@ -40,8 +42,6 @@ class Pick:
 
 def complexity_first_diverse(tag_sets: Sequence[Collection[Hashable]], n: int) -> list[Pick]:
     """Algorithm 1's selection of at most `n` queries from `tag_sets` (in input order)."""
-    import numpy as np
-
     if n <= 0 or not tag_sets:
         return []
     distinct = [set(tags) for tags in tag_sets]

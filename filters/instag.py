@@ -2,7 +2,7 @@
 
 The paper released no code; this is the reference implementation of §3.2 as described in
 reference/seed-algorithms.md §4. Everything here is a plain function over tag strings and
-counts, so the Beam shell (`pipelines/instag.py`) and the small-data helper
+counts, so the Beam shell (`pipelines/recipes/instag/build.py`) and the small-data helper
 `filters.instag_normalize.normalize_tag_sets` run the very same decisions.
 
 A *count* of a tag is the number of queries (conversations, for multi-turn input) whose tag set
@@ -178,7 +178,7 @@ class StepStats:
                 "examples": [list(e) for e in self.examples]}
 
 
-def _stats(step: str, vocab: Iterable[str], mapping: TagMap, params: dict[str, Any]
+def step_stats(step: str, vocab: Iterable[str], mapping: TagMap, params: dict[str, Any]
            ) -> StepStats:
     vocab = list(vocab)
     after = set(mapping.values())
@@ -198,7 +198,7 @@ def most_frequent(tags: Iterable[str], counts: Mapping[str, int]) -> str:
 def frequency_step(counts: Mapping[str, int], min_count: float) -> tuple[TagMap, StepStats]:
     """Drop tags seen in fewer than `min_count` queries (α = 20 in the paper)."""
     mapping = {t: t for t, c in counts.items() if c >= min_count}
-    return mapping, _stats("frequency", counts, mapping, {"min_count": min_count})
+    return mapping, step_stats("frequency", counts, mapping, {"min_count": min_count})
 
 
 # --- step 2: rule aggregation ---------------------------------------------------------------
@@ -236,7 +236,7 @@ def rule_step(counts: Mapping[str, int], stem: bool = True) -> tuple[TagMap, Ste
     for members in groups.values():
         label = rule_form(most_frequent(members, counts))
         mapping.update({t: label for t in members})
-    return mapping, _stats("rule", counts, mapping, {"stem": stem})
+    return mapping, step_stats("rule", counts, mapping, {"stem": stem})
 
 
 # --- applying mappings ----------------------------------------------------------------------

@@ -25,10 +25,11 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from filters.instag import (
     StepStats,
     TagMap,
-    _stats,
     apply_map,
     compose,
     count_tags,
@@ -36,7 +37,9 @@ from filters.instag import (
     most_frequent,
     resolve_count,
     rule_step,
+    step_stats,
 )
+from filters.tag_embeddings import embedder
 
 Embedder = Callable[[Sequence[str]], "object"]  # texts -> (n, d) array of unit vectors
 
@@ -65,7 +68,7 @@ def semantic_step(counts: Mapping[str, int], embed: Embedder, eps: float = 0.05,
     params = {"eps": eps, "min_samples": min_samples, "metric": "cosine"}
     tags = sorted(counts)
     if len(tags) < 2:
-        return {t: t for t in tags}, _stats("semantic", tags, {t: t for t in tags}, params)
+        return {t: t for t in tags}, step_stats("semantic", tags, {t: t for t in tags}, params)
     from sklearn.cluster import DBSCAN
 
     vectors = embed(tags)
@@ -80,7 +83,7 @@ def semantic_step(counts: Mapping[str, int], embed: Embedder, eps: float = 0.05,
     for members in clusters.values():
         head = most_frequent(members, counts)
         mapping.update({t: head for t in members})
-    return mapping, _stats("semantic", tags, mapping, params)
+    return mapping, step_stats("semantic", tags, mapping, params)
 
 
 # --- step 4: association aggregation --------------------------------------------------------
@@ -100,7 +103,6 @@ def frequent_pairs(rows: Sequence[Collection[str]], min_count: int) -> dict[tupl
     """Pairs of tags in >= min_count rows, mined by mlxtend's FP-Growth (max_len = 2)."""
     if not rows:
         return {}
-    import numpy as np
     import pandas as pd
     from mlxtend.frequent_patterns import fpgrowth
     from scipy import sparse
@@ -144,7 +146,7 @@ def association_step(counts: Mapping[str, int], rows: Sequence[Collection[str]],
                     best[x] = key
     target = {x: key[2] for x, key in best.items()}
     mapping = {t: _resolve(t, target, counts) for t in counts}
-    return mapping, _stats("association", counts, mapping, params), rules
+    return mapping, step_stats("association", counts, mapping, params), rules
 
 
 def _resolve(tag: str, target: Mapping[str, str], counts: Mapping[str, int]) -> str:
@@ -196,8 +198,6 @@ def plan_semantic(plan: Plan, counts: Mapping[str, int], params: NormalizeParams
     if not params.semantic_aggregation:
         return plan
     if embed is None:
-        from filters.tag_embeddings import embedder
-
         embed = embedder(params.embedding_model)
     return plan.then(*semantic_step(counts, embed, params.semantic_eps,
                                     params.semantic_min_samples))

@@ -10,13 +10,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from nltk.stem import porter  # a dependency of rouge-score, always installed
+
 __all__ = ["porter_stem"]
 
 
 @lru_cache(maxsize=1)
 def _stemmer() -> Any:
-    from nltk.stem import porter  # imported lazily: only stemmed ROUGE and tag merging need nltk
-
     return porter.PorterStemmer()
 
 

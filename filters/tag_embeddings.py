@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 MINILM = "all-minilm-l6-v2"
 CHAR_TRIGRAM = "char-trigram"
 _TRIGRAM_DIM = 1024
@@ -41,8 +43,6 @@ def minilm_embed(texts: Sequence[str]) -> Any:
 
 def trigram_embed(texts: Sequence[str]) -> Any:
     """Unit-length hashed character-trigram counts of " text " (lowercased)."""
-    import numpy as np
-
     out = np.zeros((len(texts), _TRIGRAM_DIM), dtype=np.float32)
     for row, text in enumerate(texts):
         padded = f" {text.lower()} "

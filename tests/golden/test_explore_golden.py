@@ -21,17 +21,12 @@ from filters.explore import (
     prune_names,
     sample_tree,
 )
-from pipelines.config import (
-    CacheConfig,
-    ExploreInstructConfig,
-    FiltersConfig,
-    GeneratorConfig,
-    RulesConfig,
-    RunConfig,
-)
-from pipelines.explore_finish import sample_examples
-from pipelines.explore_steps import given_records
+from pipelines.config import RunConfig
+from pipelines.recipes.explore_instruct.config import ExploreInstructConfig
+from pipelines.recipes.explore_instruct.finish import sample_examples
+from pipelines.recipes.explore_instruct.steps import given_records
 from pipelines.run import run
+from pipelines.settings import CacheConfig, FiltersConfig, GeneratorConfig, RulesConfig
 from schemas.tree import TaskNode
 from schemas.tree_format import META_FILE, dump_tree, read_tree, write_tree
 

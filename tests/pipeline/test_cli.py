@@ -77,7 +77,7 @@ def test_progress_clock_and_summary_duration_agree(scripted_server, tmp_path, ca
                                                   monkeypatch):
     """Both count from the run's start, however long ago the module was imported (here: a
     clock that would otherwise have started 100 s before the run)."""
-    from pipelines.progress import PROGRESS
+    from pipelines.outputs.progress import PROGRESS
 
     monkeypatch.setattr(PROGRESS, "_enabled", True)
     monkeypatch.setattr(PROGRESS, "_tty", True)  # a line at the first update, then every 0.5 s

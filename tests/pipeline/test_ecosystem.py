@@ -17,7 +17,7 @@ from fakes import ScriptedServer
 from helpers import read_rows, scripted_config
 
 from pipelines.cli import main
-from pipelines.export import prompt_text
+from pipelines.outputs.export import prompt_text
 from pipelines.run import run
 from schemas import RECORD_SCHEMA
 

@@ -11,17 +11,15 @@ import pytest
 from ensemble_fakes import EnsembleScriptedServer, generator_output, scenario
 from helpers import read_rows, shard_digests
 
-from pipelines.config import (
-    CacheConfig,
+from pipelines.config import RunConfig
+from pipelines.recipes.ensemble_instruct.config import (
     EnsembleInstructConfig,
     EnsembleOutputOnlyTasksConfig,
     EnsembleTasksConfig,
     ExtraGeneratorConfig,
-    GeneratorConfig,
-    RunConfig,
-    SamplingConfig,
 )
 from pipelines.run import run
+from pipelines.settings import CacheConfig, GeneratorConfig, SamplingConfig
 from schemas import Reason
 
 

@@ -15,17 +15,14 @@ import pytest
 from explore_fakes import ExploreScript, ExploreServer
 from helpers import read_rows, shard_digests
 
-from pipelines.config import (
-    CacheConfig,
+from pipelines.config import RunConfig
+from pipelines.recipes.explore_instruct.config import (
     ExploreExampleConfig,
     ExploreInstructConfig,
     ExploreSubtaskConfig,
-    FiltersConfig,
-    GeneratorConfig,
-    RulesConfig,
-    RunConfig,
 )
 from pipelines.run import run
+from pipelines.settings import CacheConfig, FiltersConfig, GeneratorConfig, RulesConfig
 from schemas import RECORD_SCHEMA, Reason
 from schemas.tree import NODE_SCHEMA
 from schemas.tree_format import read_tree

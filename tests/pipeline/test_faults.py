@@ -22,7 +22,7 @@ from fakes import FaultPlan
 from helpers import read_rows, scripted_config, shard_digests
 
 from pipelines.errors import RunFailed
-from pipelines.report import format_summary
+from pipelines.outputs.report import format_summary
 from pipelines.run import run
 
 FAULTS = FaultPlan(p_500=0.08, p_429=0.08, p_delay=0.04, p_drop=0.06, p_garbled=0.06,

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import read_rows
 
-from pipelines.config import FiltersConfig, InputConfig, RulesConfig, RunConfig
+from pipelines.config import RunConfig
 from pipelines.errors import InputError
 from pipelines.run import run
+from pipelines.settings import FiltersConfig, InputConfig, RulesConfig
 
 ROWS = [
     {"instruction": "Name a red fruit.", "input": "", "output": "Apple"},
@@ -61,7 +62,7 @@ def test_missing_field_is_one_clear_error(tmp_path):
 
 
 def test_filter_chain_with_novelty_and_near_duplicates(tmp_path):
-    from pipelines.config import NearDupConfig, NoveltyFilterConfig
+    from pipelines.settings import NearDupConfig, NoveltyFilterConfig
 
     base = ("Describe the main causes of the industrial revolution in Britain and explain "
             "how steam power, coal, textile factories and new banking habits changed the "
@@ -117,7 +118,7 @@ def test_input_on_a_remote_filesystem(tmp_path):
 def test_normalization_keeps_code_and_is_counted_per_field(tmp_path):
     """Through the real pipeline: code answers keep their indentation, and the manifest and
     the summary say how many records normalization changed, per field."""
-    from pipelines.report import format_summary
+    from pipelines.outputs.report import format_summary
 
     code = "```python\ndef f(x):\n    if x:\n        return  x\n```"
     rows = [{"instruction": "Fix  this.", "input": "def f(x):\n\tif x:\n\t\treturn x",

@@ -12,7 +12,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.dataset_input import ToInstructionRecords
+from pipelines.transforms.dataset_input import ToInstructionRecords
 from schemas import RECORD_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]

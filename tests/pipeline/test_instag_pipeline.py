@@ -14,18 +14,12 @@ from bench.cfd_reference import cfd_literal
 from filters.instag import apply_map
 from filters.instag_normalize import normalize_tag_sets
 from filters.tag_embeddings import trigram_embed
-from pipelines.config import (
-    CacheConfig,
-    FiltersConfig,
-    GeneratorConfig,
-    InputConfig,
-    InsTagConfig,
-    RulesConfig,
-    RunConfig,
-)
-from pipelines.instag_steps import normalize_params
-from pipelines.report import format_summary
+from pipelines.config import RunConfig
+from pipelines.outputs.report import format_summary
+from pipelines.recipes.instag.config import InsTagConfig
+from pipelines.recipes.instag.steps import normalize_params
 from pipelines.run import run
+from pipelines.settings import CacheConfig, FiltersConfig, GeneratorConfig, InputConfig, RulesConfig
 
 QUERIES = [
     "Write a poem about the sea.", "Write a haiku about snow.", "Write a python function "

@@ -24,7 +24,7 @@ import pytest
 from conftest import ROOT
 from fakes import FaultPlan
 
-from pipelines import vllm_server
+from pipelines.generators import vllm_server
 
 SLOW = FaultPlan(p_delay=1.0, delay_s=0.3, max_faults=10**9)  # every answer 0.3 s late
 LINE = re.compile(r"^interrupted: nothing written; (\d+) answers? cached; "
@@ -144,7 +144,7 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
     assert lines[0].startswith("instructbeam: running self_instruct")
     # progress and server-start lines only, and the one-time warning that the fake vLLM model
     # has no local revision
-    allowed = ("[", "instructbeam: ", "WARNING pipelines.handler: generator model")
+    allowed = ("[", "instructbeam: ", "WARNING pipelines.generators.backends: generator model")
     assert all(line.startswith(allowed)
                for line in lines[1:-1]), printed
     match = LINE.match(lines[-1])

@@ -13,9 +13,9 @@ from dataclasses import replace
 
 from helpers import read_rows, scripted_config
 
-from pipelines.config import GeneratorConfig
-from pipelines.revision import CONTENT_HASH_MAX_BYTES
+from pipelines.generators.revision import CONTENT_HASH_MAX_BYTES
 from pipelines.run import run
+from pipelines.settings import GeneratorConfig
 
 
 def _usage(manifest: dict, name: str) -> int:

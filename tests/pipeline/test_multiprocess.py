@@ -12,8 +12,9 @@ import typing
 import pytest
 from helpers import scripted_config, shard_digests
 
-from pipelines.config import FiltersConfig, InputConfig, RulesConfig, RunConfig
+from pipelines.config import RunConfig
 from pipelines.run import run
+from pipelines.settings import FiltersConfig, InputConfig, RulesConfig
 
 MULTI = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 RECIPES = typing.get_args(typing.get_type_hints(RunConfig)["recipe"])

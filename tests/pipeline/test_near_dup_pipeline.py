@@ -11,8 +11,8 @@ import apache_beam as beam
 
 from bench.near_dup_reference import reference_near_duplicates
 from filters.near_dup import MinHashParams, record_text
-from pipelines.manifest import read_counters, stage_table
-from pipelines.near_dup import NearDuplicateFilter
+from pipelines.outputs.manifest import read_counters, stage_table
+from pipelines.transforms.near_dup import NearDuplicateFilter
 from prompts import BUILTIN_SEED_TASKS, builtin_path
 from schemas import InstructionRecord, content_hash, stable_id, to_row
 

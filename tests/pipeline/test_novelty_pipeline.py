@@ -19,7 +19,7 @@ from conftest import golden_seed_instructions
 
 from filters import rouge
 from filters.novelty import greedy_novelty
-from pipelines.novelty import NoveltyFilter
+from pipelines.transforms.novelty import NoveltyFilter
 from schemas import InstructionRecord, Reason, content_hash, to_row
 
 WORDS = "write a poem story about the sea sky city dog cat in short long".split()

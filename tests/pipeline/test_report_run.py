@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from helpers import scripted_config
 
-from pipelines import report_html
 from pipelines.cli import main
-from pipelines.report import format_summary
+from pipelines.outputs import report_html
+from pipelines.outputs.report import format_summary
 from pipelines.run import run
 
 

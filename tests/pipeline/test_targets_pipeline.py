@@ -18,24 +18,25 @@ from helpers import read_rows
 from instag_fakes import ScriptedTagger
 
 from pipelines.cli import STRICT_TARGETS_EXIT, main
-from pipelines.config import (
-    CacheConfig,
+from pipelines.config import RunConfig
+from pipelines.outputs.targets import outcome
+from pipelines.recipes.ensemble_instruct.config import (
     EnsembleInstructConfig,
     EnsembleOutputOnlyTasksConfig,
     EnsembleTasksConfig,
-    ExploreExampleConfig,
-    ExploreInstructConfig,
     ExtraGeneratorConfig,
+)
+from pipelines.recipes.explore_instruct.config import ExploreExampleConfig, ExploreInstructConfig
+from pipelines.recipes.instag.config import InsTagConfig
+from pipelines.run import run
+from pipelines.settings import (
+    CacheConfig,
     FiltersConfig,
     GeneratorConfig,
     InputConfig,
-    InsTagConfig,
     RulesConfig,
-    RunConfig,
     SamplingConfig,
 )
-from pipelines.run import run
-from pipelines.targets import outcome
 
 SI = "self_instruct.num_instructions"
 TYPE_A = "ensemble_instruct.type_a.num_instructions"

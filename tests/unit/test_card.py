@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.card import SELF_INSTRUCT_SEEDS, front_matter, seed_licence, write_card
-from pipelines.config import InputConfig, RunConfig, load_config
-from pipelines.embedded import EMBEDDED_MODELS
+from pipelines.config import RunConfig, load_config
+from pipelines.generators.embedded import EMBEDDED_MODELS
+from pipelines.outputs.card import SELF_INSTRUCT_SEEDS, front_matter, seed_licence, write_card
+from pipelines.settings import InputConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = typing.get_args(typing.get_type_hints(RunConfig)["recipe"])

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.config import load_config
 from pipelines.errors import InputError
-from pipelines.seeds import read_seed_tasks
+from pipelines.recipes.self_instruct.seeds import read_seed_tasks
 
 GOOD = """\
 recipe: self_instruct

@@ -9,10 +9,11 @@ import pytest
 from conftest import ROOT
 
 from filters.rules import RuleConfig, check_rules
-from pipelines import dataset_input
-from pipelines.config import InputConfig, load_config
-from pipelines.dataset_input import input_files, iter_rows, to_record, validate
+from pipelines.config import load_config
 from pipelines.errors import InputError
+from pipelines.settings import InputConfig
+from pipelines.transforms import dataset_input
+from pipelines.transforms.dataset_input import input_files, iter_rows, to_record, validate
 from schemas import Reason
 
 ROWS = [{"id": f"r{i}", "instruction": f"Task number {i}", "values": [i, i * 1.5, "x"]}

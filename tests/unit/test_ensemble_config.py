@@ -7,16 +7,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from pipelines.config import (
-    EnsembleInstructConfig,
-    ExtraGeneratorConfig,
-    GeneratorConfig,
-    SamplingConfig,
-    load_config,
-)
-from pipelines.ensemble_instruct import model_identifier
+from pipelines.config import load_config
 from pipelines.errors import InputError
-from pipelines.handler import GeneratorIdentity
+from pipelines.generators.backends import GeneratorIdentity
+from pipelines.recipes.ensemble_instruct.build import model_identifier
+from pipelines.recipes.ensemble_instruct.config import EnsembleInstructConfig, ExtraGeneratorConfig
+from pipelines.settings import GeneratorConfig, SamplingConfig
 
 EXTRAS = """  extra_generators:
     - name: first

@@ -10,14 +10,14 @@ from collections import defaultdict
 import pytest
 
 from filters.explore import SampleNode, allocation, filter_node_examples, prune_names, sample_tree
-from pipelines import explore_steps as steps
-from pipelines.config import (
+from pipelines.config import RunConfig
+from pipelines.recipes.explore_instruct import steps
+from pipelines.recipes.explore_instruct.config import (
     ExploreExampleConfig,
     ExploreInstructConfig,
     ExploreSubtaskConfig,
-    RunConfig,
 )
-from pipelines.explore_enrich import enrich_requests
+from pipelines.recipes.explore_instruct.enrich import enrich_requests
 from schemas import InstructionRecord, Reason
 from schemas.tree import Example, TaskNode, TreeView, formalize_taskname, unique_task_name
 

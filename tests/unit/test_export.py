@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.errors import InputError
-from pipelines.export import (
+from pipelines.outputs.export import (
     alpaca_item,
     export,
     iter_rows,

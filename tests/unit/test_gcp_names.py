@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.gcp_names import (
+from pipelines.runtime.gcp_names import (
     accelerator_problem,
     bucket_problem,
     gcs_location_problem,

@@ -13,16 +13,17 @@ import re
 
 import pytest
 
-from pipelines import ensemble_instruct_steps as ens
-from pipelines import self_instruct_steps as si_steps
-from pipelines.config import (
+from pipelines.config import RunConfig
+from pipelines.recipes.ensemble_instruct import steps as ens
+from pipelines.recipes.ensemble_instruct.config import (
     EnsembleInstructConfig,
     EnsembleOutputOnlyTasksConfig,
     ExtraGeneratorConfig,
-    RunConfig,
-    SelfInstructConfig,
 )
-from pipelines.seeds import SeedTask
+from pipelines.recipes.self_instruct import steps as si_steps
+from pipelines.recipes.self_instruct.config import SelfInstructConfig
+from pipelines.recipes.self_instruct.seeds import SeedTask
+from pipelines.transforms.provenance import derive_seed
 from schemas import InstructionRecord
 
 SEEDS_A = [SeedTask(f"a{k}", f"Seed with input number {k} here.", (("some input", "out"),),
@@ -70,7 +71,7 @@ def test_self_instruct_draws_like_the_paper() -> None:
     seed_texts = [s.instruction for s in SEEDS_A]
     machine_texts = [r.instruction for r in machine]  # pool order: (round, id)
     for slot, req in enumerate(requests):
-        rng = random.Random(si_steps.derive_seed(cfg.seed, si_steps.STAGE_INSTRUCTIONS, 2, slot))
+        rng = random.Random(derive_seed(cfg.seed, si_steps.STAGE_INSTRUCTIONS, 2, slot))
         demos = rng.sample(machine_texts, 2)
         demos += rng.sample(seed_texts, 6)
         rng.shuffle(demos)
@@ -126,7 +127,7 @@ def test_ensemble_instruct_draws_like_its_code() -> None:
     requests = ens.instruction_requests(2, machine, seeds, ens.TYPE_B, cfg)
     seed_texts = [s.instruction for s in SEEDS_B]
     for slot, req in enumerate(requests):
-        rng = random.Random(si_steps.derive_seed(cfg.seed, ens.STAGE_INSTRUCTIONS, ens.TYPE_B,
+        rng = random.Random(derive_seed(cfg.seed, ens.STAGE_INSTRUCTIONS, ens.TYPE_B,
                                                  2, slot))
         demos = rng.sample([r.instruction for r in machine], 2)
         demos += rng.sample(seed_texts, 8)

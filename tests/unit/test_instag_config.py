@@ -7,18 +7,17 @@ import json
 import pytest
 from conftest import ROOT
 
-from pipelines.config import (
+from pipelines.config import RunConfig, load_config
+from pipelines.errors import InputError
+from pipelines.recipes.instag.config import InsTagConfig
+from pipelines.recipes.instag.steps import query_turns, tag_requests
+from pipelines.settings import (
     DEFAULT_SERVER_ARGS,
     STRUCTURED_OUTPUTS_FLAG,
     GeneratorConfig,
     InputConfig,
-    InsTagConfig,
-    RunConfig,
-    load_config,
 )
-from pipelines.conversations import first_exchange, read_messages, user_turns
-from pipelines.errors import InputError
-from pipelines.instag_steps import query_turns, tag_requests
+from pipelines.transforms.conversations import first_exchange, read_messages, user_turns
 from schemas import InstructionRecord
 
 
@@ -95,7 +94,7 @@ def test_one_request_per_user_turn_with_its_own_seed_and_schema():
 def test_the_schema_is_part_of_the_cache_key():
     from dataclasses import replace
 
-    from pipelines.cache import cache_key
+    from pipelines.generators.cache import cache_key
 
     request = tag_requests(_record(), InsTagConfig(), 7)[0]
     bare = replace(request, extra_body=None)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from report_fakes import EXPECTED_CHARTS, HOSTILE, write_fake_run
 
-from pipelines import report_data
-from pipelines.report_html import render, write_report
+from pipelines.outputs import report_data
+from pipelines.outputs.report_html import render, write_report
 
 MARKS = {"rect", "path", "circle"}
 

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import GeneratorConfig, load_config
+from pipelines.config import load_config
 from pipelines.errors import InputError
-from pipelines.handler import resolve_identity, server_spec
-from pipelines.revision import (
+from pipelines.generators.backends import resolve_identity, server_spec
+from pipelines.generators.revision import (
     CONTENT_HASH_MAX_BYTES,
     directory_fingerprint,
     hub_cache_dir,
     resolve_vllm,
     server_arg,
 )
+from pipelines.settings import GeneratorConfig
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER = "fedcba9876543210fedcba9876543210fedcba98"
@@ -121,7 +122,7 @@ def test_local_directory_fingerprint_follows_its_files(tmp_path):
 def test_openai_revision_comes_from_config_and_its_absence_is_warned_once(caplog):
     cfg = GeneratorConfig(backend="openai", base_url="http://h/v1", model="served-a",
                           revision="2024-06-01")
-    with caplog.at_level(logging.WARNING, logger="pipelines.handler"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.generators.handler"):
         assert resolve_identity(cfg).revision == "2024-06-01"
         assert not caplog.records
         bare = GeneratorConfig(backend="openai", base_url="http://h/v1", model="served-b")

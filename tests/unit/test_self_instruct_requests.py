@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import self_instruct_steps as steps
-from pipelines.config import RunConfig, SamplingConfig, SelfInstructConfig, load_config
+from pipelines.config import RunConfig, load_config
 from pipelines.errors import InputError
-from pipelines.seeds import SeedTask
+from pipelines.recipes.self_instruct import steps
+from pipelines.recipes.self_instruct.config import SelfInstructConfig
+from pipelines.recipes.self_instruct.seeds import SeedTask
+from pipelines.settings import SamplingConfig
 from prompts import load_prompt
 from schemas import InstructionRecord
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import embedded, handler
-from pipelines.config import GeneratorConfig, load_config
+from pipelines.config import load_config
 from pipelines.errors import InputError
-from pipelines.server_settings import (
+from pipelines.generators import backends, embedded
+from pipelines.generators.server_settings import (
     MachineFacts,
     choose_server_settings,
     format_cpu_list,
     parse_cpu_flags,
 )
+from pipelines.settings import GeneratorConfig
 
 # Trimmed /proc/cpuinfo of the reviewer's kind of machine: AVX2, no AVX-512, no bf16.
 AVX2_CPUINFO = """processor\t: 0
@@ -135,7 +136,7 @@ def test_config_fields_and_their_errors(tmp_path: Path):
 
 def test_server_spec_converts_and_serves_in_the_same_dtype(monkeypatch, tmp_path):
     """The embedded folder is converted in the dtype the server computes in."""
-    monkeypatch.setattr(handler, "read_machine_facts", lambda: facts(AVX2_CPUINFO))
+    monkeypatch.setattr(backends, "read_machine_facts", lambda: facts(AVX2_CPUINFO))
     monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     asked: list[str | None] = []
 
@@ -144,12 +145,12 @@ def test_server_spec_converts_and_serves_in_the_same_dtype(monkeypatch, tmp_path
         return tmp_path / f"{name}-{dtype}"
 
     monkeypatch.setattr(embedded, "materialize", fake_materialize)
-    spec = handler.server_spec(GeneratorConfig())
+    spec = backends.server_spec(GeneratorConfig())
     assert asked == ["float32"] and spec.model.endswith("smollm2-135m-float32")
     assert spec.extra_args[-2:] == ("--dtype", "float32")
     assert dict(spec.env) == {"VLLM_CPU_OMP_THREADS_BIND": "0-1"}
     assert spec.label == "float32 on CPUs 0-1"
-    bf16 = handler.server_spec(GeneratorConfig(dtype="bfloat16"))
+    bf16 = backends.server_spec(GeneratorConfig(dtype="bfloat16"))
     assert asked[-1] == "bfloat16" and bf16.key != spec.key
 
 

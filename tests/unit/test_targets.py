@@ -3,19 +3,19 @@ own counts (the pure part; tests/pipeline/test_targets_pipeline.py runs the reci
 
 from __future__ import annotations
 
-from pipelines import targets
-from pipelines.config import (
+from pipelines.config import RunConfig
+from pipelines.outputs import targets
+from pipelines.recipes.ensemble_instruct.config import (
     EnsembleInstructConfig,
     EnsembleOutputOnlyTasksConfig,
     EnsembleTasksConfig,
-    ExploreInstructConfig,
     ExtraGeneratorConfig,
-    GeneratorConfig,
-    InputConfig,
-    InsTagConfig,
-    RunConfig,
-    SelfInstructConfig,
 )
+from pipelines.recipes.explore_instruct.config import ExploreInstructConfig
+from pipelines.recipes.instag.config import InsTagConfig
+from pipelines.recipes.registry import REGISTRY
+from pipelines.recipes.self_instruct.config import SelfInstructConfig
+from pipelines.settings import GeneratorConfig, InputConfig
 
 
 def _counts(**values: int) -> dict[str, int]:
@@ -96,10 +96,15 @@ def test_instag_pool_exhausted_counts_every_loss():
         "after normalization)")}
 
 
+def compute(cfg, stages, counters):
+    """The manifest's `targets`: the recipe's own entry computes them."""
+    return REGISTRY[cfg.recipe].targets(cfg, stages, counters)
+
+
 def test_every_recipe_with_a_target_has_one_and_filter_has_none():
     si = RunConfig(recipe="self_instruct", output_dir="x",
                    self_instruct=SelfInstructConfig(num_instructions=5, max_rounds=1))
-    assert list(targets.compute(si, {}, {})) == ["self_instruct.num_instructions"]
+    assert list(compute(si, {}, {})) == ["self_instruct.num_instructions"]
     extras = tuple(ExtraGeneratorConfig(name=n, generator=GeneratorConfig()) for n in "xy")
     ens = RunConfig(recipe="ensemble_instruct", output_dir="x", ensemble_instruct=(
         EnsembleInstructConfig(type_a=EnsembleTasksConfig(num_instructions=3),
@@ -108,15 +113,15 @@ def test_every_recipe_with_a_target_has_one_and_filter_has_none():
     counters = {"instructbeam/target/ensemble_instruct.type_a.num_instructions": _counts(
         rounds=1, prompts=5, answers=5, candidates=4, novel=3, not_novel=1),
         "instructbeam/stage/novelty": {"produced": 4, "kept": 3}}
-    assert targets.compute(ens, {}, counters) == {"ensemble_instruct.type_a.num_instructions": {
+    assert compute(ens, {}, counters) == {"ensemble_instruct.type_a.num_instructions": {
         "wanted": 3, "got": 3, "met": True,
         "why": "reached in round 1 of max_rounds=40, after 5 prompts"}}
     tagged = RunConfig(recipe="instag", output_dir="x", input=InputConfig(path="q.jsonl"))
-    assert list(targets.compute(tagged, {}, {})) == ["instag.sample_size"]
+    assert list(compute(tagged, {}, {})) == ["instag.sample_size"]
     untargeted = RunConfig(recipe="instag", output_dir="x", input=InputConfig(path="q.jsonl"),
                            instag=InsTagConfig(sample_size=None))
-    assert targets.compute(untargeted, {}, {}) == {}
-    assert targets.compute(RunConfig(recipe="filter", output_dir="x",
+    assert compute(untargeted, {}, {}) == {}
+    assert compute(RunConfig(recipe="filter", output_dir="x",
                                      input=InputConfig(path="q.jsonl")), {}, {}) == {}
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from fakes import FaultPlan
 
-from pipelines.generation import (
+from pipelines.generators.generation import (
     GenerationFailed,
     GenerationRequest,
     OpenAICompatClient,

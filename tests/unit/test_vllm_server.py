@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipelines import vllm_server
-from pipelines.vllm_server import ServerSpec, VLLMServer, VLLMServerError
+from pipelines.generators import vllm_server
+from pipelines.generators.vllm_server import ServerSpec, VLLMServer, VLLMServerError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,7 +151,7 @@ def test_owner_sigkill_leaves_no_server(fake_launcher: tuple[str, ...], tmp_path
     child = textwrap.dedent(
         f"""
         import os, sys
-        from pipelines.vllm_server import ServerSpec, VLLMServer
+        from pipelines.generators.vllm_server import ServerSpec, VLLMServer
         spec = ServerSpec(model="fake-model", served_model_name="fake",
                           extra_args=("--worker-file", {str(worker_file)!r}),
                           startup_timeout_s=30, launcher={fake_launcher!r})
@@ -283,12 +283,12 @@ def test_shared_server_prints_progress_lines(
     fake_launcher: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipelines.handler import _SharedServer
-    from pipelines.progress import PROGRESS
+    from pipelines.generators.backends import SharedServer
+    from pipelines.outputs.progress import PROGRESS
 
     monkeypatch.setattr(PROGRESS, "_enabled", True)
     try:
-        url = _SharedServer(_spec(fake_launcher)).base_url()
+        url = SharedServer(_spec(fake_launcher)).base_url()
     finally:
         vllm_server.stop_all()
     err = capsys.readouterr().err.splitlines()

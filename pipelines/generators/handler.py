@@ -1,0 +1,192 @@
+"""Our RunInference ModelHandler: one request per element, through the cache, never a batch fail.
+
+Beam's stock vLLM handlers take one fixed set of sampling arguments per step and fail a whole
+batch on one error. Ours sends each element as its own request (its own seed and sampling),
+looks it up in the response cache first, retries transport faults, and turns a final failure
+into a failed outcome for that element alone. Backends differ only in how the endpoint is
+obtained (`pipelines.generators.backends`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from pipelines.generators.backends import GeneratorIdentity, endpoint_for
+from pipelines.generators.cache import ResponseCache, cache_key
+from pipelines.generators.generation import (
+    GenerationFailed,
+    GenerationOutcome,
+    GenerationRequest,
+    OpenAICompatClient,
+    RetryPolicy,
+    TimeoutPolicy,
+)
+from pipelines.outputs.progress import PROGRESS
+from pipelines.settings import GeneratorConfig
+
+NAMESPACE = "instructbeam"
+log = logging.getLogger(__name__)
+_DRIVER_TOKEN = uuid.uuid4().hex[:12]
+
+
+_TIMEOUT_POLICIES: dict[tuple[str, str, float, bool], TimeoutPolicy] = {}
+_TIMEOUT_POLICIES_LOCK = threading.Lock()
+
+
+def _timeout_policy(base_url: str, served_name: str, cfg: GeneratorConfig) -> TimeoutPolicy:
+    """One policy per server and process: every stage (and round) that calls the same model
+    shares what was measured about its speed, so a later stage does not start cold."""
+    key = (base_url, served_name, cfg.timeout_s, cfg.adaptive_timeout)
+    with _TIMEOUT_POLICIES_LOCK:
+        policy = _TIMEOUT_POLICIES.get(key)
+        if policy is None:
+            policy = _TIMEOUT_POLICIES[key] = TimeoutPolicy(cfg.timeout_s,
+                                                            adaptive=cfg.adaptive_timeout)
+        return policy
+
+
+class _Session:
+    """What load_model returns: the cache, and a client bound to an endpoint on first need.
+
+    The endpoint (for `vllm`/`embedded`: a server we start) is only obtained on the first
+    cache miss, so a fully cached rerun never starts a server.
+    """
+
+    def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
+                 cache: ResponseCache | None, endpoint: str | None, share_token: str) -> None:
+        self._cfg = cfg
+        self._endpoint = endpoint
+        self._share_token = share_token
+        self._client: OpenAICompatClient | None = None
+        self._no_endpoint: Exception | None = None  # why the endpoint could not be had
+        self._lock = threading.Lock()
+        self.identity = identity
+        self.cache = cache
+        self.pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
+                                       thread_name_prefix="instructbeam-gen")
+
+    @property
+    def client(self) -> OpenAICompatClient:
+        with self._lock:
+            if self._client is None:
+                # The threads queued behind a failed (or aborted) server start must not each
+                # start it again: a model load can take minutes.
+                if self._no_endpoint is not None:
+                    raise self._no_endpoint
+                cfg = self._cfg
+                try:
+                    endpoint = self._endpoint or endpoint_for(cfg, self._share_token,
+                                                                self.identity.pin)
+                except Exception as exc:
+                    self._no_endpoint = exc
+                    raise
+                api_key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+                retry = RetryPolicy(cfg.max_attempts, cfg.backoff_s, cfg.max_backoff_s)
+                self._client = OpenAICompatClient(
+                    endpoint, self.identity.served_name,
+                    api_key=api_key, timeout_s=cfg.timeout_s, retry=retry,
+                    timeouts=_timeout_policy(endpoint, self.identity.served_name, cfg))
+            return self._client
+
+
+class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _Session]):
+    def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
+                 cache_dir: str | None, *, endpoint: str | None = None,
+                 resource_hints: dict[str, str] | None = None) -> None:
+        """`endpoint` overrides how the URL is obtained (tests point it at their own server).
+
+        `resource_hints` (e.g. {"accelerator": "type:nvidia-l4;count:1;install-nvidia-driver"})
+        go on the generation steps only: Dataflow's right-fitting then puts just those steps
+        on GPU workers.
+        """
+        super().__init__()
+        self._cfg = cfg
+        self._identity = identity
+        self._cache_dir = cache_dir
+        self._endpoint = endpoint
+        self._resource_hints = dict(resource_hints or {})
+        # Workers of this driver's jobs share one server per model and machine; other
+        # drivers on the same machine do not (the token is pickled with the handler).
+        self._share_token = _DRIVER_TOKEN
+
+    def load_model(self) -> _Session:
+        cache = ResponseCache(self._cache_dir) if self._cache_dir else None
+        return _Session(self._cfg, self._identity, cache, self._endpoint, self._share_token)
+
+    def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[PredictionResult]:
+        outcomes = list(model.pool.map(lambda r: _generate_one(r, model), batch))
+        for outcome in outcomes:  # counters only work on the bundle's thread, not the pool's
+            _count_outcome(outcome, caching=model.cache is not None)
+        return [PredictionResult(o.request, o) for o in outcomes]
+
+    def get_metrics_namespace(self) -> str:
+        return NAMESPACE
+
+    def get_resource_hints(self) -> dict[str, str]:
+        return dict(self._resource_hints)
+
+    def batch_elements_kwargs(self) -> dict[str, Any]:
+        # Fixed, large batches: the thread pool keeps `max_concurrency` requests in flight
+        # inside a batch, and vLLM batches across requests itself. Beam's adaptive sizing
+        # would start at one element and starve the server while it grows.
+        size = 8 * self._cfg.max_concurrency
+        return {"min_batch_size": size, "max_batch_size": size}
+
+    def share_model_across_processes(self) -> bool:
+        return False
+
+
+def _count(stage: str, name: str, value: int = 1) -> None:
+    if value:
+        Metrics.counter(f"{NAMESPACE}/generator/{stage}", name).inc(value)
+
+
+def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
+    stage = outcome.request.stage
+    completion = outcome.completion
+    PROGRESS.add(stage, requests=1, cached=int(outcome.cached),
+                 failed=int(completion is None),
+                 tokens=0 if completion is None or outcome.cached
+                 else completion.completion_tokens)
+    _count(stage, "requests")
+    if outcome.cached:
+        _count(stage, "cache_hits")
+        return
+    if caching:
+        _count(stage, "cache_misses")
+    _count(stage, "retries", max(outcome.attempts - 1, 0))
+    _count(stage, "timeouts", outcome.timeouts)
+    if outcome.completion is None:
+        _count(stage, "failed")
+        return
+    _count(stage, "calls")
+    _count(stage, "prompt_tokens", outcome.completion.prompt_tokens)
+    _count(stage, "completion_tokens", outcome.completion.completion_tokens)
+
+
+def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:
+    key = cache_key(session.identity.model, session.identity.revision, request)
+    if session.cache is not None:
+        hit = session.cache.get(key)
+        if hit is not None:
+            return GenerationOutcome(request, hit, cached=True, attempts=0)
+    try:
+        completion, attempts, timeouts = session.client.generate(request)
+    except GenerationFailed as exc:
+        return GenerationOutcome(request, None, attempts=exc.attempts,
+                                 error_class=exc.kind, error_message=str(exc),
+                                 timeouts=exc.timeouts)
+    if session.cache is not None:
+        session.cache.put(key, completion)
+    return GenerationOutcome(request, completion, attempts=attempts, timeouts=timeouts)

@@ -1,0 +1,203 @@
+"""Which existing output a run may replace: only what this tool wrote, never the user's files.
+
+A run swaps its finished output in place of `output_dir`. Before anything runs, the existing
+location is checked:
+
+- missing or empty: used;
+- a complete previous run of this tool (its `manifest.json` carries the tool marker and the
+  list of files the run wrote) holding nothing else: replaced;
+- anything else (no manifest, a foreign manifest, files the run did not write): refused with
+  one line that names what is there, unless the caller passes `overwrite`;
+- the current or home directory, a filesystem or bucket root, or a folder that holds the
+  config file or an input (seed tasks, input.path, tree_dir, the response cache, a local
+  model): refused even with `overwrite`, because replacing it would delete what the run reads
+  or what the user lives in.
+
+The same rules hold for a local directory and a remote prefix (gs://, through Beam
+FileSystems). Pure apart from listing and reading the location.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.config import RunConfig
+from pipelines.errors import InputError
+from pipelines.generators.cache import default_cache_dir
+from pipelines.recipes.registry import REGISTRY
+
+TOOL: Final = "instructbeam"
+MANIFEST: Final = "manifest.json"
+# Written by the tool after the file list was sealed: the manifest itself, and report.html,
+# which `instructbeam report OUT` may (re)write later.
+ALWAYS_OURS: Final = frozenset({MANIFEST, "report.html"})
+SHOWN: Final = 3  # foreign names listed in a refusal line
+_GLOB: Final = re.compile(r"[*?\[]")
+
+
+# -- what the manifest says ------------------------------------------------------------------
+
+def is_complete_run(manifest: Any) -> bool:
+    """True for a manifest this tool wrote at the end of a run (marker and file list)."""
+    return (isinstance(manifest, dict) and manifest.get("tool") == TOOL
+            and isinstance(manifest.get("written"), list)
+            and all(isinstance(name, str) for name in manifest["written"]))
+
+
+def foreign_files(present: Iterable[str], manifest: Any) -> list[str]:
+    """The files in `present` (paths relative to the output) that the previous run did not
+    write; every file when `manifest` is not a complete run's."""
+    ours = set(manifest["written"]) | ALWAYS_OURS if is_complete_run(manifest) else set()
+    return sorted(name for name in present if name not in ours)
+
+
+def _names(files: Sequence[str]) -> str:
+    shown = ", ".join(files[:SHOWN])
+    return shown + (f" (and {len(files) - SHOWN} more)" if len(files) > SHOWN else "")
+
+
+def _refusal(where: str, present: Sequence[str], manifest: Any) -> str:
+    hint = "; pass --overwrite to replace it"
+    if manifest is None:
+        return (f"output dir {where} is not a finished {TOOL} run (no {MANIFEST}) and holds "
+                f"{_names(present)}{hint}")
+    if not is_complete_run(manifest):
+        return (f"output dir {where} has a {MANIFEST} this version of {TOOL} did not write "
+                f"(no tool marker or file list); it holds {_names(present)}{hint}")
+    return (f"output dir {where} holds files this tool did not write: "
+            f"{_names(foreign_files(present, manifest))}{hint}")
+
+
+# -- what a run reads ------------------------------------------------------------------------
+
+def input_locations(cfg: RunConfig, config_path: str | Path | None = None
+                    ) -> list[tuple[str, str]]:
+    """(what, location) of everything the run reads; an output must not contain any of them.
+    Remote locations stay strings with a scheme."""
+    found: list[tuple[str, str]] = []
+    if config_path is not None:
+        found.append(("the config file", str(config_path)))
+    if cfg.seed_tasks != "builtin":
+        found.append(("seed_tasks", cfg.seed_tasks))
+    if cfg.input is not None:
+        found.append(("input.path", cfg.input.path))
+    if cfg.explore_instruct.tree_dir:
+        found.append(("explore_instruct.tree_dir", cfg.explore_instruct.tree_dir))
+    if cfg.cache.enabled:
+        found.append(("cache.dir", cfg.cache.dir or default_cache_dir()))
+    for what, gen in REGISTRY[cfg.recipe].generators(cfg):
+        if "://" in gen.model or Path(gen.model).exists():  # a local weights folder
+            found.append((what, gen.model))
+    return found
+
+
+def _fixed_part(location: str) -> str:
+    """A glob cut to the directory before its first wildcard; other locations unchanged."""
+    match = _GLOB.search(location)
+    if not match:
+        return location.rstrip("/") or location
+    head = location[:match.start()]
+    return head.rstrip("/") if head.endswith("/") else head.rpartition("/")[0]
+
+
+# -- local directories -----------------------------------------------------------------------
+
+def local_files(root: Path) -> list[str]:
+    """Every file under `root` as a relative POSIX path (symlinks count as files, not
+    followed)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_symlink() or not p.is_dir())
+
+
+def _read_local_manifest(root: Path) -> Any:
+    try:
+        return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # unreadable: not a manifest we can trust
+
+
+def _protected_local(out: Path, reads: Sequence[tuple[str, str]]) -> str | None:
+    """Why `out` must never be replaced, or None."""
+    if out.parent == out:
+        return "is a filesystem root"
+    places = [("the current directory", Path.cwd())]
+    try:
+        places.append(("the home directory", Path.home()))
+    except RuntimeError:  # no HOME and no passwd entry: nothing to guard
+        pass
+    for what, path in places:
+        path = path.resolve()
+        if out == path:
+            return f"is {what}"
+        if out in path.parents:
+            return f"contains {what} ({path})"
+    for what, loc in reads:
+        if "://" in loc:
+            continue
+        path = Path(_fixed_part(loc)).expanduser().resolve()
+        if out == path or out in path.parents:
+            return f"contains {what} ({loc})"
+    return None
+
+
+def check_local(out: Path, reads: Sequence[tuple[str, str]], overwrite: bool) -> None:
+    """Raise InputError unless a run may put its output at `out` (an absolute path)."""
+    why = _protected_local(out, reads)
+    if why:
+        raise InputError(f"output dir {out} {why}; {TOOL} never replaces it (even with "
+                         "--overwrite): choose a new folder")
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise InputError(f"output dir {out} exists and is not a directory")
+    present = local_files(out)
+    if not present or overwrite:
+        return
+    manifest = _read_local_manifest(out)
+    if manifest is None or foreign_files(present, manifest):
+        raise InputError(_refusal(str(out), present, manifest))
+
+
+# -- remote prefixes (Beam FileSystems) ------------------------------------------------------
+
+def remote_files(prefix: str) -> list[str]:
+    """Every object under `prefix/` as a path relative to it."""
+    base = prefix.rstrip("/") + "/"
+    return sorted(m.path[len(base):] for m in FileSystems.match([base + "**"])[0].metadata_list)
+
+
+def _read_remote_manifest(prefix: str) -> Any:
+    path = f"{prefix}/{MANIFEST}"
+    if not FileSystems.exists(path):
+        return None
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def check_remote(out: str, reads: Sequence[tuple[str, str]], overwrite: bool) -> None:
+    """`check_local` for a remote prefix such as gs://bucket/out (no trailing slash)."""
+    if "/" not in out.partition("://")[2].strip("/"):
+        raise InputError(f"output dir {out} is a bucket root; {TOOL} never replaces it (even "
+                         "with --overwrite): choose a folder inside it")
+    for what, loc in reads:
+        fixed = _fixed_part(loc)
+        if fixed == out or fixed.startswith(out + "/"):
+            raise InputError(f"output dir {out} contains {what} ({loc}); {TOOL} never "
+                             "replaces it (even with --overwrite): choose a new folder")
+    present = remote_files(out)
+    if not present or overwrite:
+        return
+    manifest = _read_remote_manifest(out)
+    if manifest is None or foreign_files(present, manifest):
+        raise InputError(_refusal(out, present, manifest))

@@ -1,0 +1,82 @@
+"""A summary of a finished run that a person can read at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipelines.outputs.manifest import failure_ratio
+from pipelines.outputs.targets import describe
+from pipelines.recipes.instag.steps import format_report
+
+
+def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
+    """The end-of-run table; `output_dir` may be a local path or a gs:// prefix."""
+    base = str(output_dir).rstrip("/")
+    local = Path(base) if "://" not in base else None
+    gen = manifest.get("generator")
+    made_by = f"{gen['model']} ({gen['backend']})" if gen else "no generator"
+    lines = [f"instructbeam {manifest['recipe']} — {made_by}, "
+             f"{manifest['run']['duration_s']} s"]
+    w = max([16] + [len(stage) + 2 for stage in manifest["stages"]])  # long stage names
+    header = f"  {'stage':<{w}}{'in':>7}{'failed':>8}{'produced':>10}{'kept':>7}{'rejected':>10}"
+    lines += ["", header]
+    for stage, row in manifest["stages"].items():
+        rejected = str(sum(row["rejected"].values())) if "rejected" in row else "-"
+        lines.append(f"  {stage:<{w}}{_cell(row, 'in'):>7}{_cell(row, 'failed'):>8}"
+                     f"{_cell(row, 'produced'):>10}{_cell(row, 'kept'):>7}{rejected:>10}")
+    reasons = _reasons(manifest)
+    if reasons:
+        lines += ["", "  rejections by reason:"]
+        lines += [f"    {stage}/{reason}: {n}" for (stage, reason), n in reasons]
+    kept_by = [(stage, path, n) for stage, row in manifest["stages"].items()
+               for path, n in row.get("kept_by", {}).items()]
+    if kept_by:
+        lines += ["", "  kept by path:"]
+        lines += [f"    {stage}/{path}: {n}" for stage, path, n in kept_by]
+    normalized = [(stage, name, n) for stage, row in manifest["stages"].items()
+                  for name, n in row.get("normalized", {}).items()]
+    if normalized:
+        lines += ["", "  whitespace normalized (records whose field changed):"]
+        lines += [f"    {stage}/{name}: {n} of {manifest['stages'][stage].get('produced', 0)}"
+                  for stage, name, n in normalized]
+    usage = manifest["run"].get("generator_usage", {})
+    if usage:
+        lines += ["", "  generator calls (cache hits / real calls / failed; retries, timeouts; "
+                      "tokens out):"]
+        for stage, u in usage.items():
+            lines.append(f"    {stage:<{w}}{u.get('cache_hits', 0)} / {u.get('calls', 0)} / "
+                         f"{u.get('failed', 0)}; {u.get('retries', 0)} retries, "
+                         f"{u.get('timeouts', 0)} timeouts; "
+                         f"{u.get('completion_tokens', 0)} tokens")
+    if "instag" in manifest.get("reports", {}):
+        lines += format_report(manifest["reports"]["instag"])
+    broken = [c for c in manifest["accounting"] if not c["holds"]]
+    lines += ["", "  accounting: " + ("OK (in = ok + failed, produced = kept + rejected)"
+                                      if not broken else f"BROKEN {broken}")]
+    lines.append(f"  failure ratio: {failure_ratio(manifest):.3f}")
+    if manifest.get("targets"):  # one line per target; a missed one says why
+        lines += ["", "  targets:"]
+        lines += [f"    {describe(name, t)}" for name, t in manifest["targets"].items()]
+    rows = manifest["rows"]
+    lines.append("")
+    for kind in ("data", *sorted(set(rows) - {"data", "rejected", "failed"}), "rejected",
+                 "failed"):
+        label = "dataset" if kind == "data" else kind
+        lines.append(f"  {label + ':':<14}{base}/{kind}  ({rows.get(kind, 0)} rows)")
+    if local is not None and (local / "audit").is_dir():
+        lines.append(f"  {'audit:':<14}{base}/audit  (a sample per source to read)")
+    if local is not None and (local / "report.html").is_file():
+        lines.append(f"  {'report:':<14}{base}/report.html  (open in a browser)")
+    lines.append(f"  {'manifest:':<14}{base}/manifest.json")
+    return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    return str(row[key]) if key in row else "-"
+
+
+def _reasons(manifest: dict[str, Any]) -> list[tuple[tuple[str, str], int]]:
+    pairs = [((stage, reason), n) for stage, row in manifest["stages"].items()
+             for reason, n in row.get("rejected", {}).items()]
+    return sorted(pairs, key=lambda kv: -kv[1])

@@ -1,0 +1,157 @@
+"""The sizes a recipe was asked for, what it delivered, and why it fell short (manifest `targets`).
+
+A run may end below its target and still be a valid run: Self-Instruct and Ensemble-Instruct
+stop after `max_rounds` whatever the pool size, and Explore-Instruct's and #InsTag's samples
+cannot be larger than the pool they draw from. The exit status stays 0 (unless the CLI is run
+with `--strict-targets`), so the shortfall must be impossible to miss elsewhere: every recipe
+with a target writes `targets: {<config key>: {wanted, got, met, why}}` into the manifest, and
+the terminal summary, the dataset card and report.html print one line per target from it.
+
+The names are the config keys that set the targets, so a reader knows what to change. `why`
+explains the outcome from the run's own counts (rounds, prompts, rejections by cause). The
+bootstrap recipes count per target in namespace `instructbeam/target/<name>` (Ensemble-Instruct's
+two types share their stage names, so the stage table cannot tell them apart); the sampling
+recipes need only the stage table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pipelines.generators.handler import NAMESPACE
+
+if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
+    from pipelines.config import RunConfig
+
+TARGET_PREFIX = f"{NAMESPACE}/target/"
+SELF_INSTRUCT = "self_instruct.num_instructions"
+EXPLORE = "explore_instruct.sample_size"
+INSTAG = "instag.sample_size"
+
+# Counter names of a bootstrap target (counted by pipelines.transforms.rounds.bootstrap_round).
+ROUNDS = "rounds"  # rounds that sent at least one prompt
+PROMPTS = "prompts"  # instruction requests sent
+ANSWERS = "answers"  # requests that came back with an answer (the rest failed)
+CANDIDATES = "candidates"  # parsed instructions that passed the heuristics
+DROPPED = "dropped"  # parsed instructions the heuristics rejected
+NOVEL = "novel"  # candidates accepted into the pool
+NOT_NOVEL = "not_novel"  # candidates rejected by the ROUGE-L rule
+
+Target = dict[str, Any]  # {"wanted": int, "got": int, "met": bool, "why": str}
+
+
+def ensemble_target(type_key: str) -> str:
+    """`type_key`: "type_a" or "type_b", as in the config."""
+    return f"ensemble_instruct.{type_key}.num_instructions"
+
+
+def target_counters(counters: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    return {ns[len(TARGET_PREFIX):]: dict(values) for ns, values in counters.items()
+            if ns.startswith(TARGET_PREFIX)}
+
+
+def _target(wanted: int, got: int, why: str) -> Target:
+    return {"wanted": wanted, "got": got, "met": got >= wanted, "why": why}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def bootstrap_target(wanted: int, max_rounds: int, c: Mapping[str, int]) -> Target:
+    """A pool grown round by round until `wanted` instructions are accepted or the rounds end.
+
+    A missed target always ran out of rounds (a round sends prompts while the pool is short);
+    `why` says so, names the main loss when one dominates, and gives the counts.
+    """
+    got, rounds, prompts = c.get(NOVEL, 0), c.get(ROUNDS, 0), c.get(PROMPTS, 0)
+    failed = prompts - c.get(ANSWERS, 0)
+    sent = f"after {_plural(prompts, 'prompt')}" + (f", {failed} failed" if failed else "")
+    if got >= wanted:
+        return _target(wanted, got, f"reached in round {rounds} of max_rounds={max_rounds}, "
+                                    f"{sent}")
+    limit = (f"max_rounds={max_rounds} reached" if rounds >= max_rounds
+             else f"only {rounds} of max_rounds={max_rounds} rounds sent prompts")
+    candidates, not_novel, dropped = c.get(CANDIDATES, 0), c.get(NOT_NOVEL, 0), c.get(DROPPED, 0)
+    if failed and 2 * failed >= prompts:
+        cause = "; most generator requests failed"
+    elif not_novel and not_novel >= got:
+        cause = "; too few novel answers"
+    elif dropped and dropped >= candidates:
+        cause = "; most instructions failed the heuristics"
+    else:
+        cause = ""
+    return _target(wanted, got, f"{limit} {sent}{cause} "
+                                f"({_plural(candidates, 'candidate instruction')}, {not_novel} "
+                                f"not novel; {dropped} dropped by the heuristics)")
+
+
+def _stage(stages: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    return stages.get(name, {})
+
+
+def _rejected(stages: Mapping[str, Any], name: str, reason: str | None = None) -> int:
+    rejected = _stage(stages, name).get("rejected", {})
+    return rejected.get(reason, 0) if reason else sum(rejected.values())
+
+
+def explore_target(cfg: RunConfig, stages: Mapping[str, Any]) -> Target:
+    """The paper's tree sample: per-node allocation over the filtered examples, topped up
+    from the root."""
+    ei = cfg.explore_instruct
+    wanted = ei.sample_size
+    sample = _stage(stages, "explore_sample")
+    got, pool = sample.get("kept", 0), sample.get("produced", 0)
+    beyond = _rejected(stages, "explore_sample", "beyond_sample_depth")
+    pruned = _rejected(stages, "explore_sample", "pruned_task")
+    eligible = pool - beyond - pruned
+    if got >= wanted:
+        return _target(wanted, got, f"drawn from {eligible} eligible examples")
+    excluded = [f"{n} {what}" for n, what in (
+        (_rejected(stages, "explore_filter", "not_novel"), "not novel in their node"),
+        (_rejected(stages, "explore_filter", "over_instance_limit"), "over max_example_num"),
+        (beyond, f"deeper than sample_max_depth={ei.sample_max_depth}"),
+        (pruned, "from pruned nodes")) if n]
+    detail = f" ({', '.join(excluded)})" if excluded else ""
+    if eligible < wanted:
+        return _target(wanted, got, f"pool exhausted: only {eligible} examples eligible for "
+                                    f"the sample{detail}")
+    return _target(wanted, got, f"the per-node allocation drew {got} of {eligible} eligible "
+                                "examples and the root had none left to top up with")
+
+
+def instag_target(cfg: RunConfig, stages: Mapping[str, Any]) -> Target:
+    """Cf-D's N picks from the tagged pool (queries without tags are never picked)."""
+    assert cfg.instag.sample_size is not None
+    wanted = cfg.instag.sample_size
+    sample = _stage(stages, "instag_sample")
+    got, pool = sample.get("kept", 0), sample.get("produced", 0)
+    no_tags = _rejected(stages, "instag_sample", "no_tags")
+    if got >= wanted:
+        return _target(wanted, got, f"picked from {pool} tagged queries")
+    lost = [f"{n} {what}" for n, what in (
+        (sum(_rejected(stages, s) for s in ("rules", "dedup_novelty", "near_dup")),
+         "dropped by the filters"),
+        (_rejected(stages, "instag_tag"), "with unusable tag answers"),
+        (_stage(stages, "instag_tag").get("failed", 0), "tag requests failed"),
+        (no_tags, "without tags after normalization")) if n]
+    inputs = _stage(stages, "input").get("produced", 0)
+    detail = f"{inputs} input rows" + (f"; {', '.join(lost)}" if lost else "")
+    return _target(wanted, got, f"pool exhausted: only {pool - no_tags} taggable queries "
+                                f"reached Cf-D ({detail})")
+
+
+def missed(manifest: Mapping[str, Any]) -> dict[str, Target]:
+    return {name: t for name, t in manifest.get("targets", {}).items() if not t["met"]}
+
+
+def outcome(t: Target) -> str:
+    """What was asked, what came, and why: "NOT MET, wanted 8, got 5 (max_rounds=2 ...)"."""
+    status = "met" if t["met"] else "NOT MET"
+    return f"{status}, wanted {t['wanted']}, got {t['got']} ({t['why']})"
+
+
+def describe(name: str, t: Target) -> str:
+    """One line per target, for the terminal summary."""
+    return f"{name}: {outcome(t)}"

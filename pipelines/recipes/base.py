@@ -1,0 +1,118 @@
+"""What a recipe is: one `Recipe` record, registered in `pipelines.recipes.registry.REGISTRY`.
+
+Everything the rest of the program needs to know about a recipe is a field here, so nothing
+outside the registry branches on a recipe's name: the CLI, the run, the config loader, the
+manifest, the dataset card and the report ask the record. A recipe's folder
+(`pipelines/recipes/<name>/`) holds its config section, its graph builder and its steps; its
+`recipe.py` builds the record (`RECIPE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import apache_beam as beam
+
+from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.handler import GeneratorModelHandler
+from pipelines.settings import GeneratorConfig
+
+if TYPE_CHECKING:  # annotations only: the config module builds RunConfig from the registry
+    from pipelines.config import RunConfig
+
+
+# A `Recipe.seed_source` answer: the seed data is written in the config itself (the card
+# then needs no licence warning for it).
+CONFIG_ROOT = "the root task and examples written in the run's config"
+
+
+@dataclass
+class RecipeOutputs:
+    """What a recipe's graph yields: the dataset (the rows that become `data/`), extra tables
+    (e.g. the accepted instructions), and its rejected and failed collections."""
+
+    dataset: beam.PCollection
+    tables: dict[str, beam.PCollection] = field(default_factory=dict)
+    rejected: list[beam.PCollection] = field(default_factory=list)
+    failed: list[beam.PCollection] = field(default_factory=list)
+    # Extra outputs written by their own transform: name -> (items, directory -> PTransform).
+    files: dict[str, tuple[beam.PCollection, Callable[[str], beam.PTransform]]] = field(
+        default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A config's inputs, checked before anything is written (`Recipe.validate`)."""
+
+    rows: int  # seed tasks, input rows or tree nodes: the manifest's input count
+    identity: GeneratorIdentity | None  # None: the recipe calls no generator
+    seeds: Sequence[Any] = ()  # seed tasks, for the recipes that start from them
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a recipe's graph builder gets besides the pipeline."""
+
+    cfg: RunConfig
+    inputs: Inputs
+    handler: GeneratorModelHandler | None  # the main generator (None without one)
+    cache_dir: str | None  # for the recipe's own extra generators
+    endpoint: str | None  # tests: every generator call goes to this server
+    resource_hints: Mapping[str, str]  # Dataflow: GPU hints for generation steps
+
+
+Targets = Callable[["RunConfig", Mapping[str, Any], Mapping[str, Mapping[str, int]]],
+                   dict[str, Any]]
+
+
+def no_check(cfg: RunConfig) -> None:
+    """A recipe without rules across config sections."""
+
+
+def no_targets(cfg: RunConfig, stages: Mapping[str, Any],
+               counters: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    return {}
+
+
+def main_generator(cfg: RunConfig) -> list[tuple[str, GeneratorConfig]]:
+    return [("generator.model", cfg.generator)]
+
+
+def no_generators(cfg: RunConfig) -> list[tuple[str, GeneratorConfig]]:
+    return []
+
+
+def no_models(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return []
+
+
+def no_seed_source(config: Mapping[str, Any]) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One recipe. The config key of its section, its output folder names and its manifest
+    `recipe` value are all `name`, the key it is registered under."""
+
+    name: str
+    paper: str  # one line for the dataset card: what the recipe is, and its paper
+    validate: Callable[[RunConfig], Inputs]  # read and check every input; raise InputError
+    build: Callable[[beam.Pipeline, BuildContext], RecipeOutputs]  # the job graph
+    config: type | None = None  # its config section class (YAML key `name`); None: none
+    needs_input: bool = False  # reads an existing dataset (`input:`), else must not have one
+    check: Callable[[RunConfig], None] = no_check  # rules across config sections
+    # Every generator it calls, as (what the config calls it, its config): the first is
+    # `generator`. Used for server settings in the manifest and for input locations.
+    generators: Callable[[RunConfig], list[tuple[str, GeneratorConfig]]] = main_generator
+    targets: Targets = no_targets  # manifest `targets`: {config key: Target}
+    model_role: str = "generator"  # what the main generator does, for the dataset card
+    card_models: Callable[[Mapping[str, Any]], list[dict[str, Any]]] = no_models  # more models
+    # The card's seed-data line when the recipe's data does not come from seed_tasks/input.
+    seed_source: Callable[[Mapping[str, Any]], str | None] = no_seed_source
+
+    @property
+    def uses_generator(self) -> bool:
+        return self.generators is not no_generators

@@ -1,0 +1,46 @@
+"""Explore-Instruct's registry entry: how it is configured, validated, built and reported."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pipelines.generators.backends import resolve_identity
+from pipelines.outputs import targets
+from pipelines.recipes.base import CONFIG_ROOT, Inputs, Recipe
+from pipelines.recipes.explore_instruct.build import build
+from pipelines.recipes.explore_instruct.config import ExploreInstructConfig
+from pipelines.recipes.explore_instruct.steps import initial_tree
+from pipelines.settings import FieldError
+
+if TYPE_CHECKING:
+    from pipelines.config import RunConfig
+
+def validate(cfg: RunConfig) -> Inputs:
+    rows = len(initial_tree(cfg))  # reads and checks a given tree_dir
+    return Inputs(rows, resolve_identity(cfg.generator))
+
+
+def check(cfg: RunConfig) -> None:
+    ei = cfg.explore_instruct
+    if not (ei.root_task or ei.tree_dir):
+        raise FieldError("explore_instruct",
+                         "needs root_task (with root_examples) or tree_dir")
+
+
+def run_targets(cfg: RunConfig, stages: Mapping[str, Any],
+                counters: Mapping[str, Mapping[str, int]]) -> dict[str, targets.Target]:
+    return {targets.EXPLORE: targets.explore_target(cfg, stages)}
+
+
+def seed_source(config: Mapping[str, Any]) -> str:
+    source = config["explore_instruct"].get("tree_dir")
+    return f"the task tree in {source}: user-supplied, check its licence" if source else \
+        CONFIG_ROOT
+
+
+RECIPE = Recipe(
+    name="explore_instruct",
+    paper="Explore-Instruct (Wan et al., EMNLP 2023, arXiv:2310.09168)",
+    config=ExploreInstructConfig, validate=validate, build=build, check=check,
+    targets=run_targets, seed_source=seed_source)

@@ -1,0 +1,22 @@
+"""The `filter` recipe: the configured filter chain over an existing dataset, no generator."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipelines.recipes.base import Inputs, Recipe, no_generators
+from pipelines.recipes.filter.build import build
+from pipelines.transforms.dataset_input import validate as validate_input
+
+if TYPE_CHECKING:
+    from pipelines.config import RunConfig
+
+
+def validate(cfg: RunConfig) -> Inputs:
+    assert cfg.input is not None
+    return Inputs(validate_input(cfg.input), None)
+
+
+RECIPE = Recipe(
+    name="filter", paper="instructbeam's filter chain over an existing dataset",
+    validate=validate, build=build, needs_input=True, generators=no_generators)

@@ -1,0 +1,20 @@
+"""Every recipe, by the name a config's `recipe:` gives. Adding one: a folder beside this
+file with its `recipe.py` (RECIPE), and one line here. The dict stays a literal (a test reads
+it from the source): the list of recipes is visible without running anything."""
+
+from __future__ import annotations
+
+from pipelines.recipes.base import Recipe
+from pipelines.recipes.ensemble_instruct.recipe import RECIPE as ENSEMBLE_INSTRUCT
+from pipelines.recipes.explore_instruct.recipe import RECIPE as EXPLORE_INSTRUCT
+from pipelines.recipes.filter.recipe import RECIPE as FILTER
+from pipelines.recipes.instag.recipe import RECIPE as INSTAG
+from pipelines.recipes.self_instruct.recipe import RECIPE as SELF_INSTRUCT
+
+REGISTRY: dict[str, Recipe] = {
+    "self_instruct": SELF_INSTRUCT,
+    "filter": FILTER,
+    "explore_instruct": EXPLORE_INSTRUCT,
+    "ensemble_instruct": ENSEMBLE_INSTRUCT,
+    "instag": INSTAG,
+}

@@ -1,0 +1,65 @@
+"""Self-Instruct's config section (`self_instruct:`); paper values unless a comment says so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipelines.settings import (
+    SamplingConfig,
+    check,
+)
+
+
+def _paper_instruction_sampling() -> SamplingConfig:
+    # Paper: max_tokens 1024, T 0.7, top_p 0.5, presence 2, stop at "\n\n" and at item 16.
+    # The item stops ("\n16", "16.", "16 .") are added per request from
+    # num_prompt_instructions (self_instruct_steps.item_stops), so they follow the demo count.
+    return SamplingConfig(1024, 0.7, 0.5, 2.0, 0.0, ("\n\n",))
+
+
+def _paper_clf_sampling() -> SamplingConfig:
+    return SamplingConfig(3, 0.0, 0.0, 0.0, 0.0, ("\n", "Task"))
+
+
+def _paper_instance_sampling() -> SamplingConfig:
+    # Paper: 350 tokens (300 for classification: clf_instance_max_tokens), greedy,
+    # presence 1.5, stop at "Example 6" and "Task:".
+    return SamplingConfig(350, 0.0, 0.0, 1.5, 0.0, ("Example 6", "Task:"))
+
+
+@dataclass(frozen=True)
+class SelfInstructConfig:
+    num_instructions: int = 100
+    prompts_per_round: int = 5  # the paper's request_batch_size between pool refreshes
+    max_rounds: int = 40
+    num_prompt_instructions: int = 8
+    num_machine_demos: int = 2
+    rouge_threshold: float = 0.7
+    # True: rouge_l_max on kept rows is the exact maximum over the pool (O(pool) compiled LCS
+    # per candidate). False: decisions stay exact but kept rows get a lower bound (faster at
+    # 10K+ instructions; rejected rows always carry the exact maximum).
+    exact_novelty_scores: bool = True
+    min_words: int = 4
+    max_words: int = 150
+    capitalize: Literal["paper", "first_letter", "none"] = "first_letter"
+    max_instances_per_task: int = 5
+    instruction_sampling: SamplingConfig = field(default_factory=_paper_instruction_sampling)
+    clf_sampling: SamplingConfig = field(default_factory=_paper_clf_sampling)
+    instance_sampling: SamplingConfig = field(default_factory=_paper_instance_sampling)
+    # instance_sampling's max_tokens for classification tasks (the paper: 300, others 350).
+    clf_instance_max_tokens: int = 300
+
+    def __post_init__(self) -> None:
+        check(self.num_instructions >= 1, "num_instructions", "must be >= 1")
+        check(self.clf_instance_max_tokens >= max(1, self.instance_sampling.min_tokens),
+               "clf_instance_max_tokens", "must be >= 1 and >= instance_sampling.min_tokens")
+        check(self.prompts_per_round >= 1, "prompts_per_round", "must be >= 1")
+        check(1 <= self.max_rounds <= 500, "max_rounds", "must be in [1, 500] (rounds are "
+               "unrolled into the job graph)")
+        check(0 <= self.num_machine_demos < self.num_prompt_instructions,
+               "num_machine_demos", "must be >= 0 and < num_prompt_instructions")
+        check(0.0 < self.rouge_threshold <= 1.0, "rouge_threshold", "must be in (0, 1]")
+        check(1 <= self.min_words <= self.max_words, "min_words",
+               "must be >= 1 and <= max_words")
+        check(self.max_instances_per_task >= 1, "max_instances_per_task", "must be >= 1")

@@ -1,0 +1,218 @@
+"""The config sections every recipe shares: generator, sampling, input, filters, cache.
+
+They live apart from `pipelines.config` (RunConfig and the YAML loader) because each recipe's
+own section (`pipelines/recipes/<name>/config.py`) is built from them, while the loader takes
+every recipe's section from the registry: config -> recipes -> recipe config -> settings is a
+line, not a cycle. `check` is how a section reports a bad value: the loader turns it into one
+error naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipelines.generators.backends import BACKENDS
+
+# How every recipe starts a vLLM server unless told otherwise; recipes that use the same
+# The backend names come from the backend registry (pipelines/generators/backends.py).
+Backend = Literal[tuple(BACKENDS)]  # type: ignore[valid-type]
+
+# How every recipe starts a vLLM server unless told otherwise; recipes that use the same
+# model with the same arguments share one server. Chunked prefill is off because vLLM's CPU
+# build crashes its engine ("CPU Generator does not use offset") when a seeded request's
+# prefill is split across steps, and every request here carries a seed; the token budget per
+# step then has to cover a whole prompt (max-model-len).
+# JSON-schema decoding (#InsTag's tagger) needs xgrammar without free whitespace, or small
+# models loop on whitespace; the flag changes nothing for requests without a schema.
+STRUCTURED_OUTPUTS_FLAG = "--structured-outputs-config"
+STRUCTURED_OUTPUTS_ARGS: tuple[str, ...] = (
+    STRUCTURED_OUTPUTS_FLAG, '{"backend": "xgrammar", "disable_any_whitespace": true}')
+DEFAULT_SERVER_ARGS: tuple[str, ...] = (
+    "--enforce-eager", "--max-model-len", "4096", "--no-enable-chunked-prefill",
+    "--max-num-batched-tokens", "4096", *STRUCTURED_OUTPUTS_ARGS,
+)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    # vLLM's `min_tokens`: no EOS or stop string before this many tokens (Ensemble-Instruct's
+    # `min_new_tokens`). 0 is left out of the request, so existing cache keys do not change.
+    min_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.max_tokens > 0, "max_tokens", "must be > 0")
+        check(0.0 <= self.temperature <= 2.0, "temperature", "must be in [0, 2]")
+        check(0.0 < self.top_p <= 1.0 or self.top_p == 0.0, "top_p", "must be in [0, 1]")
+        check(0 <= self.min_tokens <= self.max_tokens, "min_tokens",
+               "must be >= 0 and <= max_tokens")
+
+    def as_request(self) -> dict[str, Any]:
+        """Parameters as sent in an OpenAI-compatible request (and hashed into the cache key)."""
+        body: dict[str, Any] = dataclasses.asdict(self)
+        body["stop"] = list(self.stop)
+        if not body["min_tokens"]:
+            del body["min_tokens"]
+        # vLLM rejects top_p == 0; the papers' greedy settings mean "take the top token".
+        if body["top_p"] == 0.0:
+            body["top_p"] = 1.0
+            body["temperature"] = 0.0
+        return body
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.as_request(), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Where completions come from; backends differ only in how the endpoint is obtained."""
+
+    backend: Backend = "embedded"
+    model: str = "smollm2-135m"
+    base_url: str | None = None  # openai backend: an already running endpoint
+    api_key_env: str | None = None  # name of the environment variable that holds the key
+    # openai backend: the served model's version (the endpoint cannot be asked for it); part
+    # of every cache key, so a new value makes cached answers of the old model unreachable.
+    # `vllm` reads it from the model files (pipelines/generators/revision.py), `embedded`
+    # from its package.
+    revision: str | None = None
+    server_args: tuple[str, ...] = DEFAULT_SERVER_ARGS
+    max_concurrency: int = 16
+    timeout_s: float = 120.0
+    max_attempts: int = 4
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    # timeout_s is the floor: with adaptive_timeout, a request may wait longer when the server
+    # measurably needs longer for its max_tokens (a slow machine), so finished work is kept.
+    adaptive_timeout: bool = True
+    # Local servers (embedded, vllm): "auto" lets the machine decide for embedded models
+    # (float32 unless the CPU has native bf16); cpu_threads None: all CPUs of a small machine.
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    cpu_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.max_concurrency >= 1, "max_concurrency", "must be >= 1")
+        check(self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads",
+               "must be >= 1 (or left out: automatic)")
+        check(self.dtype == "auto" or not any(
+            a == "--dtype" or a.startswith("--dtype=") for a in self.server_args), "dtype",
+            "conflicts with --dtype in server_args; set only one of them")
+        check(self.max_attempts >= 1, "max_attempts", "must be >= 1")
+        check(self.timeout_s > 0, "timeout_s", "must be > 0")
+        check(self.backend in BACKENDS, "backend",
+              f"must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
+        remote = BACKENDS[self.backend].remote  # an endpoint someone else runs
+        if remote:
+            check(bool(self.base_url), "base_url", f"is required for backend {self.backend!r}")
+        elif self.base_url:
+            check(False, "base_url", f"only applies to a remote endpoint (backend 'openai'), "
+                                     f"not {self.backend!r}")
+        if self.revision is not None:
+            check(remote, "revision",
+                  f"only applies to backend 'openai', not {self.backend!r} (vllm reads it from"
+                  " the model files; pin a hub commit with --revision in server_args)")
+            check(bool(self.revision.strip()), "revision", "must not be empty")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """An existing dataset for filter-only runs."""
+
+    # A file or a glob: JSON Lines, .parquet, or .json (one JSON array of rows); a Beam
+    # filesystem path (gs://); or pkg://<package>/<file> for a data file shipped inside an
+    # installed Python package (e.g. a corpus from the package index).
+    path: str
+    instruction_field: str = "instruction"
+    input_field: str | None = "input"  # None: the dataset has no input column
+    output_field: str | None = "output"
+    id_field: str | None = None  # None: ids are derived from (file, row, text)
+    order_by: str | None = None  # a numeric column; None: input row order
+    # A column holding a conversation: a list of {role, content} (OpenAI) or {from, value}
+    # (ShareGPT) messages, or that list as a JSON string. When set, the instruction, input
+    # and output fields are not read: instruction = first user turn, output = first reply.
+    messages_field: str | None = None
+    max_rows_per_file: int | None = None  # read only the first N rows of each file (a slice)
+
+    def __post_init__(self) -> None:
+        check(self.max_rows_per_file is None or self.max_rows_per_file >= 1,
+               "max_rows_per_file", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """EcomGPT-style cleaning of the final records (see filters/rules.py)."""
+
+    enabled: bool = True
+    illegal_words: tuple[str, ...] = ()
+    illegal_words_file: str | None = None  # one word or phrase per line
+    max_chars: int = 8000
+    require_output: bool = True
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.max_chars >= 1, "max_chars", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class NoveltyFilterConfig:
+    """Self-Instruct's ROUGE-L rule as a dedup pass over any data (greedy in input order)."""
+
+    enabled: bool = False
+    threshold: float = 0.7
+
+    def __post_init__(self) -> None:
+        check(0.0 < self.threshold <= 1.0, "threshold", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class NearDupConfig:
+    """MinHash LSH near-duplicate removal; written to the manifest with the run."""
+
+    enabled: bool = False
+    num_perm: int = 128
+    bands: int = 16
+    rows: int = 8
+    shingle_size: int = 3
+    threshold: float = 0.8
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        check(self.bands * self.rows == self.num_perm, "bands",
+               f"bands x rows must equal num_perm ({self.bands} x {self.rows} != "
+               f"{self.num_perm})")
+        check(0.0 < self.threshold <= 1.0, "threshold", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    """Filters applied to the final records of any recipe, in this order."""
+
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    novelty: NoveltyFilterConfig = field(default_factory=NoveltyFilterConfig)
+    near_dup: NearDupConfig = field(default_factory=NearDupConfig)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    enabled: bool = True
+    dir: str | None = None  # default: $INSTRUCTBEAM_CACHE/responses or ~/.cache/instructbeam/...
+
+
+class FieldError(ValueError):
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(problem)
+        self.name = name
+        self.problem = problem
+
+
+def check(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise FieldError(name, problem)

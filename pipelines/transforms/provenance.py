@@ -1,0 +1,96 @@
+"""What every recipe stamps on its rows and derives its randomness from.
+
+Request seeds and RNGs come from `derive_seed` over named parts, so a rerun asks the same
+questions (and hits the cache); `Provenance` writes the model, revision, prompt, sampling,
+seed and request of the answer onto each row; `demo_text` is how an instruction appears in a
+prompt; `novelty_round` is Self-Instruct's greedy ROUGE-L novelty rule, which the bootstrap
+recipes share. They began in Self-Instruct's steps and are used by every recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from filters.novelty import NoveltyIndex
+from filters.verdict import Verdict
+from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.generation import GenerationOutcome
+from schemas import InstructionRecord, Reason
+
+
+class Seed(Protocol):
+    """A seed task as `novelty_round` needs it."""
+
+    @property
+    def instruction(self) -> str: ...
+
+
+def derive_seed(*parts: object) -> int:
+    """A 31-bit seed from named parts: RNGs and request seeds are fixed per (stage, round, slot)."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
+    return int(digest[:8], 16) & 0x7FFFFFFF
+
+
+def demo_text(instruction: str) -> str:
+    """How an instruction appears in a prompt (the paper's normalization)."""
+    return re.sub(r"\s+", " ", instruction).strip().rstrip(":")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every generated row records about how it was made."""
+
+    identity: GeneratorIdentity
+
+    def stamp(self, record: InstructionRecord, outcome: GenerationOutcome) -> InstructionRecord:
+        req = outcome.request
+        assert outcome.completion is not None
+        return replace(
+            record,
+            generator=self.identity.model,
+            generator_revision=self.identity.revision,
+            prompt_ref=req.prompt_ref,
+            sampling=canonical_sampling(req.sampling),
+            seed=req.seed,
+            request_id=req.request_id,
+            finish_reason=outcome.completion.finish_reason,
+        )
+
+
+def canonical_sampling(sampling: dict) -> str:
+    """The sampling a row records: the request's JSON with sorted keys, no spaces."""
+    return json.dumps(sampling, sort_keys=True, separators=(",", ":"))
+
+
+def pool_order(record: InstructionRecord) -> tuple[int, str]:
+    """The order machine instructions join a pool in: by round, then id."""
+    return (record.round, record.id)
+
+
+def novelty_round(candidates: Iterable[InstructionRecord],
+                  machine_pool: Sequence[InstructionRecord], seeds: Sequence[Seed],
+                  threshold: float, exact_scores: bool = True
+                  ) -> list[tuple[InstructionRecord, Verdict]]:
+    """Sequential greedy novelty in (slot, position) order; accepted ones join the pool at once.
+
+    The pool is the seeds plus every machine instruction accepted so far (the paper's rule).
+    """
+    pool_texts = [s.instruction for s in seeds]
+    pool_texts += [r.instruction for r in sorted(machine_pool, key=pool_order)]
+    index = NoveltyIndex(pool_texts, threshold=threshold, exact_scores=exact_scores)
+    judged = []
+    for record in sorted(candidates, key=lambda r: (r.slot or 0, r.position or 0, r.id)):
+        verdict = index.check(record.instruction)
+        scored = replace(record, rouge_l_max=verdict.score, most_similar=verdict.most_similar)
+        if verdict.accepted:
+            index.add(record.instruction)
+            judged.append((scored, Verdict.ok(verdict.score)))
+        else:
+            judged.append((scored, Verdict.drop(
+                Reason.NOT_NOVEL, f"ROUGE-L {verdict.score:.4f} > {threshold}", verdict.score)))
+    return judged

@@ -1,0 +1,149 @@
+"""Thin Beam shell: the only place with counters and tagged outputs.
+
+Stages report to counters in namespace `instructbeam/stage/<stage>` with names `in`, `ok`,
+`failed` (input units) and `produced`, `kept`, `rejected/<reason>` (output units); the
+manifest reads them back and checks in = ok + failed and produced = kept + rejected. Targets
+(e.g. `self_instruct.num_instructions`) count in `instructbeam/target/<name>`
+(pipelines/outputs/targets.py says what).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import RunInference
+
+from filters.verdict import Verdict
+from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from pipelines.generators.handler import NAMESPACE, GeneratorModelHandler
+from pipelines.outputs.progress import PROGRESS
+from schemas import FailureRecord, InstructionRecord, RejectedRecord, stable_id
+
+REJECTED = "rejected"
+FAILED = "failed"
+
+
+def count(stage: str, name: str, value: int = 1) -> None:
+    if value:
+        Metrics.counter(f"{NAMESPACE}/stage/{stage}", name).inc(value)
+
+
+def count_target(target: str, name: str, value: int = 1) -> None:
+    if value:
+        Metrics.counter(f"{NAMESPACE}/target/{target}", name).inc(value)
+
+
+Judged = tuple[InstructionRecord, Verdict]
+
+
+class _RouteVerdictsFn(beam.DoFn):
+    def __init__(self, stage: str, filter_name: str) -> None:
+        self._stage = stage
+        self._filter = filter_name
+
+    def process(self, judged: Judged) -> Iterable[Any]:
+        record, verdict = judged
+        count(self._stage, "produced")
+        PROGRESS.add(self._stage, kept=int(verdict.keep), rejected=int(not verdict.keep))
+        if verdict.keep:
+            count(self._stage, "kept")
+            yield record
+            return
+        assert verdict.reason is not None
+        count(self._stage, f"rejected/{verdict.reason.value}")
+        yield beam.pvalue.TaggedOutput(REJECTED, RejectedRecord(
+            record, self._stage, self._filter, verdict.reason.value, verdict.score,
+            verdict.detail,
+        ))
+
+
+class Routed(NamedTuple):
+    kept: beam.PCollection
+    rejected: beam.PCollection
+
+
+class RouteVerdicts(beam.PTransform):
+    """Split (record, verdict) pairs into kept records and RejectedRecords, counting each."""
+
+    def __init__(self, stage: str, filter_name: str) -> None:
+        super().__init__()
+        self._stage = stage
+        self._filter = filter_name
+
+    def expand(self, judged: beam.PCollection) -> Routed:
+        out = judged | beam.ParDo(_RouteVerdictsFn(self._stage, self._filter)).with_outputs(
+            REJECTED, main="kept")
+        return Routed(out.kept, out[REJECTED])
+
+
+class Generated(NamedTuple):
+    ok: beam.PCollection  # GenerationOutcome with a completion
+    failed: beam.PCollection  # FailureRecord
+
+
+class _SplitOutcomesFn(beam.DoFn):
+    def __init__(self, stage: str, recipe: str, generator: str) -> None:
+        self._stage = stage
+        self._recipe = recipe
+        self._generator = generator
+
+    def process(self, outcome: GenerationOutcome) -> Iterable[Any]:
+        if outcome.ok:
+            count(self._stage, "ok")
+            yield outcome
+            return
+        count(self._stage, "failed")
+        req = outcome.request
+        yield beam.pvalue.TaggedOutput(FAILED, FailureRecord(
+            id=stable_id(self._recipe, "failure", req.request_id),
+            recipe=self._recipe,
+            stage=self._stage,
+            round=req.round,
+            subject_id=req.subject_id,
+            error_class=outcome.error_class or "unknown",
+            message=outcome.error_message or "",
+            attempts=outcome.attempts,
+            generator=self._generator,
+            prompt_ref=req.prompt_ref,
+            prompt_sha256=req.prompt_sha256,
+        ))
+
+
+def _count_in(stage: str) -> Callable[[GenerationRequest], GenerationRequest]:
+    def fn(request: GenerationRequest) -> GenerationRequest:
+        count(stage, "in")
+        return request
+    return fn
+
+
+class Generate(beam.PTransform):
+    """Requests -> completed outcomes + failure records, one generator call per element.
+
+    Every step using the same generator passes the same `model_identifier`, so they share
+    one loaded model (one server) per worker instead of starting one each.
+    """
+
+    def __init__(self, handler: GeneratorModelHandler, *, stage: str, recipe: str,
+                 generator: str, model_identifier: str) -> None:
+        super().__init__()
+        self._handler = handler
+        self._stage = stage
+        self._recipe = recipe
+        self._generator = generator
+        self._model_identifier = model_identifier
+
+    def expand(self, requests: beam.PCollection) -> Generated:
+        outcomes = (
+            requests
+            | "CountIn" >> beam.Map(_count_in(self._stage))
+            | "Spread" >> beam.Reshuffle()
+            | "Call" >> RunInference(self._handler, model_identifier=self._model_identifier)
+            | "Outcome" >> beam.Map(lambda result: result.inference)
+            | "Split" >> beam.ParDo(
+                _SplitOutcomesFn(self._stage, self._recipe, self._generator)
+            ).with_outputs(FAILED, main="ok")
+        )
+        return Generated(outcomes.ok, outcomes[FAILED])
