@@ -55,7 +55,6 @@ __all__ = [
     "POOL",
     "RECORD",
     "Best",
-    "JoinBounds",
     "Node",
     "Posting",
     "Prepared",
@@ -72,10 +71,6 @@ __all__ = [
     "text_elements",
     "verify_group",
 ]
-
-# The bounds are shared with filters.novelty (same pruning, same decisions); the old name stays
-# for importers (pipelines.novelty).
-JoinBounds = PrefixBounds
 
 # Node kinds; a node is (kind, name). Pool texts sort before every record and are never judged.
 POOL, RECORD = 0, 1

@@ -61,7 +61,6 @@ from filters.novelty_join import (
     POOL,
     RECORD,
     Best,
-    JoinBounds,
     Node,
     Posting,
     Prepared,
@@ -75,6 +74,7 @@ from filters.novelty_join import (
     text_elements,
     verify_group,
 )
+from filters.prefix_bounds import PrefixBounds
 from filters.verdict import Verdict
 from pipelines.generators.handler import NAMESPACE
 from pipelines.transforms.route import Routed, RouteVerdicts
@@ -94,9 +94,9 @@ class _NodeText(NamedTuple):
 
 
 @lru_cache(maxsize=8)
-def _bounds(threshold: float) -> JoinBounds:
-    """One ``JoinBounds`` (and its caches) per threshold per worker process."""
-    return JoinBounds(threshold)
+def _bounds(threshold: float) -> PrefixBounds:
+    """One ``PrefixBounds`` (and its caches) per threshold per worker process."""
+    return PrefixBounds(threshold)
 
 
 def _metric(stage: str, name: str, value: int = 1) -> None:
@@ -236,7 +236,7 @@ class NoveltyFilter(beam.PTransform):
         hot_key_size: int = 2000,
     ) -> None:
         super().__init__()
-        JoinBounds(threshold)  # validates the threshold now, not on a worker
+        PrefixBounds(threshold)  # validates the threshold now, not on a worker
         split_plan((), hot_key_size)  # validates hot_key_size
         self._threshold = threshold
         self._order_by = order_by

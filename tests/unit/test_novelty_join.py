@@ -17,7 +17,6 @@ from filters.novelty_join import (
     POOL,
     RECORD,
     Best,
-    JoinBounds,
     RarityOrder,
     ScoredPair,
     elements,
@@ -28,6 +27,7 @@ from filters.novelty_join import (
     split_plan,
     verify_group,
 )
+from filters.prefix_bounds import PrefixBounds
 
 WORDS = "write a poem story about the sea sky city dog cat in short long".split()
 ODD = ["", "写一首诗", "写一首歌", "!!! ...", "🙂", "写一首诗 poem", "   ", "İ K"]
@@ -57,7 +57,7 @@ def _items(candidates: list[str], pool: list[str]) -> list[Item]:
 def _scored_pairs(items: list[Item], threshold: float, hot_size: int | None) -> list[ScoredPair]:
     """Rarity order, postings, a dict as GroupByKey, group verification."""
     rarity = RarityOrder.from_texts(text for _, _, text in items)
-    bounds = JoinBounds(threshold)
+    bounds = PrefixBounds(threshold)
     prepared = [p for p in (prepare(n, o, t, rarity, bounds) for n, o, t in items) if p]
     sizes = Counter(rank for p in prepared for rank in p.prefix)
     splits = split_plan(sizes.items(), hot_size) if hot_size else {}
@@ -137,7 +137,7 @@ def test_need_is_a_safe_lower_bound_for_rouge_score_floats():
     """Every (lcs, la, lb) whose float F exceeds t has lcs >= need(la, lb); prefixes match the
     single-process index."""
     for t in (0.7, 0.5, 0.85, 0.0, 1.0, 0.3333333333333333):
-        bounds = JoinBounds(t)
+        bounds = PrefixBounds(t)
         index = NoveltyIndex(threshold=t)
         for la in range(1, 41):
             assert bounds.prefix_length(la) == len(index._bounds(la).reach)
@@ -152,15 +152,15 @@ def test_need_is_a_safe_lower_bound_for_rouge_score_floats():
                         assert bounds.need(la, top + 1) > budget
                         assert top == 0 or bounds.need(la, top) <= budget
     with pytest.raises(ValueError):
-        JoinBounds(1.5)
+        PrefixBounds(1.5)
 
 
 def test_texts_without_tokens_are_not_prepared():
     rarity = RarityOrder.from_texts(["write a poem"])
     for text in ("", "写一首诗", "!!! ...", "🙂"):
-        assert prepare((RECORD, "x"), (RECORD, 0, "x"), text, rarity, JoinBounds(0.7)) is None
+        assert prepare((RECORD, "x"), (RECORD, 0, "x"), text, rarity, PrefixBounds(0.7)) is None
     with pytest.raises(KeyError, match="rarity order"):
-        prepare((RECORD, "x"), (RECORD, 0, "x"), "an unseen word", rarity, JoinBounds(0.7))
+        prepare((RECORD, "x"), (RECORD, 0, "x"), "an unseen word", rarity, PrefixBounds(0.7))
 
 
 def test_greedy_scan_follows_accepted_partners_only():
