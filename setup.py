@@ -5,7 +5,9 @@ The four packages are installed as top-level imports on purpose (the project's f
 `--setup_file`, so the pins here are what a Dataflow job runs with.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
+
+TOP_LEVEL = ("schemas", "prompts", "filters", "pipelines")
 
 CORE = [
     "apache-beam[gcp]==2.77.0",
@@ -57,12 +59,8 @@ setup(
         "Programming Language :: Python :: 3 :: Only",
         "Programming Language :: Python :: 3.11",
     ],
-    packages=["schemas", "prompts", "prompts.self_instruct", "prompts.explore_instruct",
-              "prompts.ensemble_instruct", "prompts.instag", "filters", "pipelines",
-              "pipelines.recipes", "pipelines.recipes.self_instruct", "pipelines.recipes.filter",
-              "pipelines.recipes.explore_instruct", "pipelines.recipes.ensemble_instruct",
-              "pipelines.recipes.instag", "pipelines.transforms", "pipelines.generators",
-              "pipelines.outputs", "pipelines.runtime"],
+    # The four top-level packages, named; their sub-packages (a new recipe folder, say) found.
+    packages=find_packages(include=[f"{top}{tail}" for top in TOP_LEVEL for tail in ("", ".*")]),
     package_data={"prompts": ["*/*.jinja", "*/*.jsonl"]},
     include_package_data=True,
     install_requires=CORE,
