@@ -48,6 +48,9 @@ class SharedRunConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     audit_per_source: int = 20  # records per source in audit/<source>.jsonl; 0: none
+    # Recipes that take the kept rows of the step before them, in this job (e.g. [filter,
+    # instag]); each reads its own section of this config, none reads `input`.
+    then: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check(self.recipe in REGISTRY, "recipe",
@@ -62,6 +65,19 @@ class SharedRunConfig:
                                                f"{self.recipe!r}")
         check(0.0 <= self.max_failure_ratio <= 1.0, "max_failure_ratio", "must be in [0, 1]")
         entry.check(self)  # type: ignore[arg-type]
+        self._check_then()
+
+    def _check_then(self) -> None:
+        chained = [n for n, e in REGISTRY.items() if e.accepts_rows]
+        for name in self.then:
+            check(name in chained, "then", f"{name!r} cannot take another step's rows; "
+                                           f"one of {', '.join(map(repr, chained))}")
+            check(name != self.recipe and self.then.count(name) == 1, "then",
+                  f"{name!r} appears twice in the chain (each step has its own folder)")
+            step = REGISTRY[name]
+            check(not step.uses_generator or REGISTRY[self.recipe].uses_generator, "then",
+                  f"{name!r} calls the generator, but recipe {self.recipe!r} configures none")
+            step.check(self)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

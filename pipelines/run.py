@@ -22,6 +22,7 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import RunConfig
@@ -37,7 +38,7 @@ from pipelines.outputs.audit import WriteAuditSample
 from pipelines.outputs.card import write_card
 from pipelines.outputs.progress import PROGRESS
 from pipelines.outputs.shards import WriteShards
-from pipelines.recipes.base import BuildContext, Inputs
+from pipelines.recipes.base import BuildContext, Inputs, RecipeOutputs
 from pipelines.recipes.registry import REGISTRY
 from pipelines.runtime.beam_options import (
     check_gpu_options,
@@ -45,7 +46,7 @@ from pipelines.runtime.beam_options import (
     generation_resource_hints,
 )
 from pipelines.transforms.filter_chain import rule_config
-from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA
+from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA, InstructionRecord
 from schemas.tree import NODE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ OUTPUT_DIRS = {
     "failed": FAILURE_SCHEMA,
     "nodes": NODE_SCHEMA,  # Explore-Instruct: the task tree, one row per node
 }
+STEPS_DIR = "steps"  # a chained run (`then:`): steps/<recipe>/ holds each earlier step's rows
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ def validate_inputs(cfg: RunConfig) -> tuple[list, int, GeneratorIdentity | None
     generator identity (None for recipes without a generator).
     """
     inputs = REGISTRY[cfg.recipe].validate(cfg)
+    for name in cfg.then:  # chained steps read no input; they check what they need
+        REGISTRY[name].validate_rows(cfg)
     rule_config(cfg.filters.rules)
     return list(inputs.seeds), inputs.rows, inputs.identity
 
@@ -220,20 +224,58 @@ def build_pipeline(options: PipelineOptions, cfg: RunConfig, seeds,
                                         resource_hints=hints)
     p = beam.Pipeline(options=options)
     inputs = Inputs(len(seeds), identity, seeds)
-    outputs = REGISTRY[cfg.recipe].build(p, BuildContext(cfg, inputs, handler, cache_dir,
-                                                         endpoint, hints))
+    ctx = BuildContext(cfg, inputs, handler, cache_dir, endpoint, hints)
+    outputs = REGISTRY[cfg.recipe].build(p, ctx)
+    outputs, steps = _chain(outputs, cfg, ctx)
     collections = {"data": outputs.dataset, **outputs.tables,
                    "rejected": _flatten(p, "AllRejected", outputs.rejected),
                    "failed": _flatten(p, "AllFailed", outputs.failed)}
     for name, pcoll in collections.items():
         _ = pcoll | f"Write/{name}" >> WriteShards(
             f"{staging}/{name}", OUTPUT_DIRS[name], cfg.num_shards)
+    for name, pcoll in steps.items():  # each earlier step's kept rows
+        _ = pcoll | f"Write/{STEPS_DIR}/{name}" >> WriteShards(
+            f"{staging}/{STEPS_DIR}/{name}", RECORD_SCHEMA, cfg.num_shards)
     for name, (items, writer) in outputs.files.items():
         _ = items | f"Write/{name}" >> writer(f"{staging}/{name}")
     if cfg.audit_per_source:
         _ = outputs.dataset | "Write/audit" >> WriteAuditSample(
             f"{staging}/audit", per_source=cfg.audit_per_source, seed=cfg.seed)
     return p
+
+
+def _chain(outputs: RecipeOutputs, cfg: RunConfig, ctx: BuildContext
+           ) -> tuple[RecipeOutputs, dict[str, beam.PCollection]]:
+    """Run `cfg.then` in this job: each step takes the kept rows of the one before it.
+
+    Returns the last step's outputs (its rows become `data/`; every step's rejected, failed,
+    tables and files are gathered into it) and the kept rows of every earlier step by name.
+    Each boundary is counted (`instructbeam/step/<name>`: rows in, rows kept), so the
+    manifest can check that nothing is lost between steps."""
+    if not cfg.then:
+        return outputs, {}
+    steps: dict[str, beam.PCollection] = {}
+    names = [cfg.recipe, *cfg.then]
+    for before, name in zip(names, names[1:], strict=False):
+        rows = outputs.dataset | f"Step/{before}/Kept" >> beam.Map(
+            _count_step, step=before, name=manifest_lib.STEP_KEPT)
+        steps[before] = rows
+        rows = rows | f"Step/{name}/In" >> beam.Map(
+            _count_step, step=name, name=manifest_lib.STEP_IN)
+        build_rows = REGISTRY[name].build_rows
+        assert build_rows is not None  # the config checked it
+        step = build_rows(rows, ctx, f"{name}/")
+        outputs = RecipeOutputs(
+            step.dataset, {**outputs.tables, **step.tables}, [*outputs.rejected, *step.rejected],
+            [*outputs.failed, *step.failed], {**outputs.files, **step.files})
+    outputs.dataset = outputs.dataset | f"Step/{names[-1]}/Kept" >> beam.Map(
+        _count_step, step=names[-1], name=manifest_lib.STEP_KEPT)
+    return outputs, steps
+
+
+def _count_step(record: InstructionRecord, step: str, name: str) -> InstructionRecord:
+    Metrics.counter(f"{manifest_lib.STEP_PREFIX}{step}", name).inc()
+    return record
 
 
 def _flatten(p: beam.Pipeline, label: str, pcolls: list) -> beam.PCollection:

@@ -30,6 +30,8 @@ from schemas import SCHEMA_VERSION
 
 STAGE_PREFIX = f"{NAMESPACE}/stage/"
 GENERATOR_PREFIX = f"{NAMESPACE}/generator/"
+STEP_PREFIX = f"{NAMESPACE}/step/"  # a chained run: rows into and kept by each step
+STEP_IN, STEP_KEPT = "in", "kept"
 STAGE_ORDER = ("input", "instruction_gen", "novelty", "clf_identify", "instance_gen",
                "explore_given", "explore_extend", "explore_nodes", "explore_enrich",
                "explore_examples", "explore_filter", "explore_sample", "extra_output",
@@ -96,6 +98,41 @@ def accounting(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             checks.append({"stage": stage, "identity": "kept = sum of kept_by",
                            "holds": row["kept"] == by_path, "values": [row["kept"], by_path]})
     return checks
+
+
+def chain_table(cfg: RunConfig, stages: dict[str, dict[str, Any]],
+                counters: dict[str, dict[str, int]], rows: dict[str, int]
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A chained run (`then:`): one entry per step (its stages, rows in and kept, its folder,
+    its targets) and the identities across steps: the rows into step k+1 are the kept rows of
+    step k, and every step's folder holds exactly its kept rows."""
+    names = [cfg.recipe, *cfg.then]
+    steps, checks = [], []
+    for k, name in enumerate(names):
+        c = counters.get(f"{STEP_PREFIX}{name}", {})
+        prefix = f"{name}/" if k else ""
+        own = {st[len(prefix):]: row for st, row in stages.items()
+               if (st.startswith(prefix) if k else not any(
+                   st.startswith(f"{n}/") for n in cfg.then))}
+        folder = "data" if k == len(names) - 1 else f"steps/{name}"
+        step: dict[str, Any] = {"recipe": name, "folder": folder,
+                                "stages": [prefix + st for st in own]}
+        if k:
+            step["in"] = c.get(STEP_IN, 0)
+        step["kept"] = c.get(STEP_KEPT, 0)
+        if found := REGISTRY[name].targets(cfg, own, counters):
+            step["targets"] = found
+        steps.append(step)
+        if k:
+            before = steps[k - 1]
+            checks.append({"stage": f"step/{name}",
+                           "identity": f"rows into {name} = kept by {before['recipe']}",
+                           "holds": step["in"] == before["kept"],
+                           "values": [step["in"], before["kept"]]})
+        checks.append({"stage": f"step/{name}", "identity": f"{folder} rows = kept by {name}",
+                       "holds": rows.get(folder, 0) == step["kept"],
+                       "values": [rows.get(folder, 0), step["kept"]]})
+    return steps, checks
 
 
 def generator_usage(counters: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
@@ -176,6 +213,12 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
     rows = {kind: sum(n for f, n in files.items() if f.startswith(kind + "/"))
             for kind in kinds}
     checks = accounting(stages)
+    steps: list[dict[str, Any]] = []
+    if cfg.then:
+        folders = {f"steps/{n}": sum(v for f, v in files.items() if f.startswith(f"steps/{n}/"))
+                   for n in (cfg.recipe, *cfg.then)}
+        steps, across = chain_table(cfg, stages, counters, {**rows, **folders})
+        checks += across
     # The written shards must hold exactly what the counters saw leave each stage.
     written_rejected = sum(sum(s.get("rejected", {}).values()) for s in stages.values())
     written_failed = sum(s.get("failed", 0) for s in stages.values())
@@ -199,8 +242,12 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
         "files": files,
         "accounting": checks,
         # Sizes the config asked for, what came, and why (pipelines/outputs/targets.py).
-        **({"targets": found} if (found := REGISTRY[cfg.recipe].targets(cfg, stages, counters))
+        # Every step's targets, so the summary, card and report show a chain's too.
+        **({"targets": found} if (found := {
+            **REGISTRY[cfg.recipe].targets(cfg, stages, counters),
+            **{k: v for step in steps[1:] for k, v in step.get("targets", {}).items()}})
            else {}),
+        **({"steps": steps} if steps else {}),
         **({"reports": reports} if (reports := read_reports(output_dir)) else {}),
         "run": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),

@@ -63,6 +63,11 @@ class BuildContext:
     resource_hints: Mapping[str, str]  # Dataflow: GPU hints for generation steps
 
 
+# A chained step's graph: the previous step's kept rows in, this step's outputs out. The str
+# prefixes its stage names (counters, manifest) and labels, so a step may repeat stages an
+# earlier step ran (e.g. the filter chain every generation recipe ends with).
+BuildRows = Callable[[beam.PCollection, BuildContext, str], RecipeOutputs]
+
 Targets = Callable[["RunConfig", Mapping[str, Any], Mapping[str, Mapping[str, int]]],
                    dict[str, Any]]
 
@@ -112,6 +117,14 @@ class Recipe:
     card_models: Callable[[Mapping[str, Any]], list[dict[str, Any]]] = no_models  # more models
     # The card's seed-data line when the recipe's data does not come from seed_tasks/input.
     seed_source: Callable[[Mapping[str, Any]], str | None] = no_seed_source
+    # Can it follow another recipe in one job (a config's `then:`)? Then: its graph over the
+    # previous step's rows, and the checks that stand in for `validate` (no input to read).
+    build_rows: BuildRows | None = None
+    validate_rows: Callable[[RunConfig], None] = no_check
+
+    @property
+    def accepts_rows(self) -> bool:
+        return self.build_rows is not None
 
     @property
     def uses_generator(self) -> bool:

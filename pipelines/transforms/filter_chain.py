@@ -49,17 +49,20 @@ def rule_config(cfg: RulesConfig) -> RuleConfig:
                       require_output=cfg.require_output, normalize=cfg.normalize)
 
 
-def apply_filters(dataset: beam.PCollection, filters: FiltersConfig
+def apply_filters(dataset: beam.PCollection, filters: FiltersConfig, prefix: str = ""
                   ) -> tuple[beam.PCollection, list[beam.PCollection]]:
-    """(kept rows, the rejected collections of each enabled filter)."""
+    """(kept rows, the rejected collections of each enabled filter). `prefix` goes before
+    every stage name and label: a chained step (`then:`) runs the chain a second time."""
     rejected = []
     if filters.rules.enabled:
-        routed = dataset | "Rules" >> RuleFilter(rule_config(filters.rules), stage=STAGE_RULES)
+        routed = dataset | f"{prefix}Rules" >> RuleFilter(rule_config(filters.rules),
+                                                          stage=prefix + STAGE_RULES)
         dataset = routed.kept
         rejected.append(routed.rejected)
     if filters.novelty.enabled:
-        routed = dataset | "Novelty" >> NoveltyFilter(
-            threshold=filters.novelty.threshold, order_by=input_order, stage="dedup_novelty")
+        routed = dataset | f"{prefix}Novelty" >> NoveltyFilter(
+            threshold=filters.novelty.threshold, order_by=input_order,
+            stage=prefix + "dedup_novelty")
         dataset = routed.kept
         rejected.append(routed.rejected)
     if filters.near_dup.enabled:
@@ -67,7 +70,8 @@ def apply_filters(dataset: beam.PCollection, filters: FiltersConfig
         params = MinHashParams(num_perm=nd.num_perm, bands=nd.bands, rows=nd.rows,
                                shingle_size=nd.shingle_size, threshold=nd.threshold,
                                seed=nd.seed)
-        routed = dataset | "NearDup" >> NearDuplicateFilter(params, order_by=input_order)
+        routed = dataset | f"{prefix}NearDup" >> NearDuplicateFilter(
+            params, order_by=input_order, stage=prefix + "near_dup")
         dataset = routed.kept
         rejected.append(routed.rejected)
     return dataset, rejected

@@ -1,4 +1,5 @@
-"""The `filter` recipe's graph: the configured filter chain over an existing dataset."""
+"""The `filter` recipe's graph: the configured filter chain over an existing dataset, or over
+the kept rows of the step before it (a config's `then:`)."""
 
 from __future__ import annotations
 
@@ -10,5 +11,9 @@ from pipelines.transforms.filter_chain import apply_filters, read_input
 
 def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     assert ctx.cfg.input is not None
-    dataset, rejected = apply_filters(read_input(p, ctx.cfg.input), ctx.cfg.filters)
+    return build_rows(read_input(p, ctx.cfg.input), ctx)
+
+
+def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> RecipeOutputs:
+    dataset, rejected = apply_filters(rows, ctx.cfg.filters, prefix)
     return RecipeOutputs(dataset, rejected=rejected)

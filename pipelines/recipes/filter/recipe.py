@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipelines.recipes.base import Inputs, Recipe, no_generators
-from pipelines.recipes.filter.build import build
+from pipelines.recipes.filter.build import build, build_rows
 from pipelines.transforms.dataset_input import validate as validate_input
 
 if TYPE_CHECKING:
@@ -19,4 +19,5 @@ def validate(cfg: RunConfig) -> Inputs:
 
 RECIPE = Recipe(
     name="filter", paper="instructbeam's filter chain over an existing dataset",
-    validate=validate, build=build, needs_input=True, generators=no_generators)
+    validate=validate, build=build, needs_input=True, generators=no_generators,
+    build_rows=build_rows)

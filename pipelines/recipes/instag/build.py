@@ -176,22 +176,38 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     return build_instag(p, ctx.cfg, ctx.handler, ctx.inputs.identity)
 
 
+def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> RecipeOutputs:
+    """Chained after another step (`then:`): its kept rows, already through the filter chain
+    every recipe ends with, are tagged, normalized and sampled."""
+    assert ctx.handler is not None and ctx.inputs.identity is not None
+    return tag_and_sample(RecipeOutputs(rows), ctx.cfg, ctx.handler, ctx.inputs.identity,
+                          prefix)
+
+
 def build_instag(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandler,
                  identity: GeneratorIdentity) -> RecipeOutputs:
     """Input dataset -> shared filters -> tag -> normalize -> Cf-D (if sample_size) + report."""
     assert cfg.input is not None
-    ig = cfg.instag
     records = read_input(p, cfg.input)
     dataset, rejected = apply_filters(records, cfg.filters)  # cleaning first, as in DESIGN
-    outputs = RecipeOutputs(dataset, rejected=rejected)
-    tagged = outputs.dataset | "InsTag/Tag" >> TagQueries(handler, identity, ig, cfg.seed)
+    return tag_and_sample(RecipeOutputs(dataset, rejected=rejected), cfg, handler, identity)
+
+
+def tag_and_sample(outputs: RecipeOutputs, cfg: RunConfig, handler: GeneratorModelHandler,
+                   identity: GeneratorIdentity, prefix: str = "") -> RecipeOutputs:
+    """Tag `outputs.dataset`, normalize, Cf-D (if sample_size), report; `prefix` goes before
+    the stage names (a chained step)."""
+    ig = cfg.instag
+    tagged = outputs.dataset | "InsTag/Tag" >> TagQueries(handler, identity, ig, cfg.seed,
+                                                          prefix + steps.STAGE_TAG)
     outputs.rejected.append(tagged.rejected)
     outputs.failed.append(tagged.failed)
     normalized = tagged.tagged | "InsTag/Normalize" >> NormalizeTags(
-        steps.normalize_params(ig))
+        steps.normalize_params(ig), prefix + steps.STAGE_NORMALIZE)
     dataset, subset = normalized.records, None
     if ig.sample_size is not None:
-        sampled = dataset | "InsTag/Sample" >> ComplexityFirstDiverseSample(ig.sample_size)
+        sampled = dataset | "InsTag/Sample" >> ComplexityFirstDiverseSample(
+            ig.sample_size, stage=prefix + steps.STAGE_SAMPLE)
         dataset = subset = sampled.kept
         outputs.rejected.append(sampled.rejected)
     report = instag_report(normalized.records, subset, normalized.plan, ig)

@@ -11,7 +11,7 @@ from pipelines.errors import InputError
 from pipelines.generators.backends import BACKENDS, resolve_identity
 from pipelines.outputs import targets
 from pipelines.recipes.base import Inputs, Recipe
-from pipelines.recipes.instag.build import build
+from pipelines.recipes.instag.build import build, build_rows
 from pipelines.recipes.instag.config import InsTagConfig
 from pipelines.settings import STRUCTURED_OUTPUTS_ARGS, STRUCTURED_OUTPUTS_FLAG, FieldError
 from pipelines.transforms.dataset_input import validate as validate_input
@@ -24,6 +24,13 @@ def validate(cfg: RunConfig) -> Inputs:
     """Before anything is written: the packages the configured steps need are importable,
     the input reads, the tagger resolves."""
     assert cfg.input is not None
+    check_packages(cfg)
+    rows = validate_input(cfg.input)
+    return Inputs(rows, resolve_identity(cfg.generator))
+
+
+def check_packages(cfg: RunConfig) -> None:
+    """The packages the configured normalization steps need are importable."""
     ig = cfg.instag
     needed = []
     if ig.semantic_aggregation:
@@ -34,8 +41,6 @@ def validate(cfg: RunConfig) -> Inputs:
     if missing:
         raise InputError(f"instag: {', '.join(missing)} not installed; "
                          "pip install 'instructbeam[instag]'")
-    rows = validate_input(cfg.input)
-    return Inputs(rows, resolve_identity(cfg.generator))
 
 
 def check(cfg: RunConfig) -> None:
@@ -58,4 +63,5 @@ RECIPE = Recipe(
     name="instag",
     paper="#InsTag (Lu et al., ICLR 2024, arXiv:2308.07074)",
     config=InsTagConfig, validate=validate, build=build, check=check, needs_input=True,
-    targets=run_targets, model_role="tagger")
+    targets=run_targets, model_role="tagger", build_rows=build_rows,
+    validate_rows=check_packages)
