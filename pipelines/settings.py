@@ -10,7 +10,6 @@ error naming the file, the line and the field.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,9 +65,6 @@ class SamplingConfig:
             body["top_p"] = 1.0
             body["temperature"] = 0.0
         return body
-
-    def canonical_json(self) -> str:
-        return json.dumps(self.as_request(), sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

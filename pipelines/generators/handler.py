@@ -147,9 +147,15 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
         return False
 
 
-def _count(stage: str, name: str, value: int = 1) -> None:
+def metric(group: str, stage: str, name: str, value: int = 1) -> None:
+    """Add `value` to counter `name` in namespace `instructbeam/<group>/<stage>`.
+
+    The one place counters are made: the manifest reads `stage/` and `target/` back for its
+    accounting, `generator/` for calls and tokens; other groups are diagnostics. Zero adds
+    nothing, so a counter only appears once something happened.
+    """
     if value:
-        Metrics.counter(f"{NAMESPACE}/generator/{stage}", name).inc(value)
+        Metrics.counter(f"{NAMESPACE}/{group}/{stage}", name).inc(value)
 
 
 def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
@@ -159,20 +165,20 @@ def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
                  failed=int(completion is None),
                  tokens=0 if completion is None or outcome.cached
                  else completion.completion_tokens)
-    _count(stage, "requests")
+    metric("generator", stage, "requests")
     if outcome.cached:
-        _count(stage, "cache_hits")
+        metric("generator", stage, "cache_hits")
         return
     if caching:
-        _count(stage, "cache_misses")
-    _count(stage, "retries", max(outcome.attempts - 1, 0))
-    _count(stage, "timeouts", outcome.timeouts)
+        metric("generator", stage, "cache_misses")
+    metric("generator", stage, "retries", max(outcome.attempts - 1, 0))
+    metric("generator", stage, "timeouts", outcome.timeouts)
     if outcome.completion is None:
-        _count(stage, "failed")
+        metric("generator", stage, "failed")
         return
-    _count(stage, "calls")
-    _count(stage, "prompt_tokens", outcome.completion.prompt_tokens)
-    _count(stage, "completion_tokens", outcome.completion.completion_tokens)
+    metric("generator", stage, "calls")
+    metric("generator", stage, "prompt_tokens", outcome.completion.prompt_tokens)
+    metric("generator", stage, "completion_tokens", outcome.completion.completion_tokens)
 
 
 def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:

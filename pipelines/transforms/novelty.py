@@ -76,14 +76,14 @@ from filters.novelty_join import (
 )
 from filters.prefix_bounds import PrefixBounds
 from filters.verdict import Verdict
-from pipelines.generators.handler import NAMESPACE
-from pipelines.transforms.route import Routed, RouteVerdicts
+from pipelines.generators.handler import NAMESPACE, metric
+from pipelines.transforms.route import Routed, RouteVerdicts, gather_all
 from schemas import InstructionRecord, Reason
 
 __all__ = ["FILTER_NAME", "NoveltyFilter"]
 
 FILTER_NAME = "rouge_l"
-_SCAN_KEY = None  # the one key under which every edge meets for the greedy scan
+JOIN = "join"  # diagnostics group: outside ``<ns>/stage/``, so the manifest's accounting ignores it
 _EARLIER, _SCORE = ScoredPair._fields.index("earlier"), ScoredPair._fields.index("score")
 
 
@@ -97,12 +97,6 @@ class _NodeText(NamedTuple):
 def _bounds(threshold: float) -> PrefixBounds:
     """One ``PrefixBounds`` (and its caches) per threshold per worker process."""
     return PrefixBounds(threshold)
-
-
-def _metric(stage: str, name: str, value: int = 1) -> None:
-    """Join diagnostics; outside ``<ns>/stage/`` so the manifest's accounting ignores them."""
-    if value:
-        Metrics.counter(f"{NAMESPACE}/join/{stage}", name).inc(value)
 
 
 def _record_node(
@@ -127,7 +121,7 @@ def _postings(prep: Prepared, splits: dict[int, int], stage: str
     for key, posting in postings(prep, splits):
         n += 1
         yield key, tuple(posting)
-    _metric(stage, "postings", n)
+    metric(JOIN, stage, "postings", n)
 
 
 def _verify(keyed: tuple[tuple[int, int, int], Iterable[tuple[Any, ...]]], threshold: float,
@@ -135,21 +129,21 @@ def _verify(keyed: tuple[tuple[int, int, int], Iterable[tuple[Any, ...]]], thres
     """Score the pairs one group owns; ``ScoredPair`` fields as a plain tuple."""
     key, group = keyed
     members = [Posting._make(m) for m in group]
-    Metrics.distribution(f"{NAMESPACE}/join/{stage}", "group_size").update(len(members))
+    Metrics.distribution(f"{NAMESPACE}/{JOIN}/{stage}", "group_size").update(len(members))
     if len(members) < 2:
         return
     n = 0
     for pair in verify_group(key, members, _bounds(threshold)):
         n += 1
         yield tuple(pair)
-    _metric(stage, "pairs_scored", n)
+    metric(JOIN, stage, "pairs_scored", n)
 
 
 def _scan(keyed: tuple[None, Iterable[tuple[Any, ...]]], threshold: float, stage: str
           ) -> Iterator[tuple[Node, float]]:
     """The sequential greedy step (one place): rejected node -> deciding score."""
     edges = [ScoredPair._make(edge) for edge in keyed[1]]
-    _metric(stage, "edges", len(edges))
+    metric(JOIN, stage, "edges", len(edges))
     for node, edge in greedy_scan(edges, threshold).items():
         yield node, edge.score
 
@@ -264,10 +258,8 @@ class NoveltyFilter(beam.PTransform):
                  | "Postings" >> beam.FlatMap(_postings, beam.pvalue.AsSingleton(plan), stage)
                  | "ByElement" >> beam.GroupByKey()
                  | "ScorePairs" >> beam.FlatMap(_verify, t, stage))
-        rejected = (pairs
-                    | "Edges" >> beam.Filter(lambda pair: pair[_SCORE] > t)
-                    | "ToScan" >> beam.Map(lambda edge: (_SCAN_KEY, edge))
-                    | "OnePlace" >> beam.GroupByKey()
+        edges = pairs | "Edges" >> beam.Filter(lambda pair: pair[_SCORE] > t)
+        rejected = (gather_all(edges, one="ToScan", gather="OnePlace")
                     | "GreedyScan" >> beam.FlatMap(_scan, t, stage))
         best = (
             {"pairs": pairs | "ByEarlier" >> beam.Map(lambda pair: (pair[_EARLIER], pair)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -72,6 +73,22 @@ def pool_order(record: InstructionRecord) -> tuple[int, str]:
     return (record.round, record.id)
 
 
+def machine_texts(machine_pool: Iterable[InstructionRecord]) -> list[str]:
+    """A pool's machine instructions in pool order (the order sampling and scoring see)."""
+    return [r.instruction for r in sorted(machine_pool, key=pool_order)]
+
+
+def draw_demos(rng: random.Random, machine: Sequence[str], seed_texts: Sequence[str],
+               num_machine_demos: int, num_prompt_instructions: int) -> list[str]:
+    """One prompt's demos, as the papers' code draws them: up to `num_machine_demos` machine
+    instructions, seeds up to `num_prompt_instructions` in all, then shuffled."""
+    demos = rng.sample(list(machine), min(num_machine_demos, len(machine)))
+    demos += rng.sample(list(seed_texts), min(num_prompt_instructions - len(demos),
+                                              len(seed_texts)))
+    rng.shuffle(demos)
+    return demos
+
+
 def novelty_round(candidates: Iterable[InstructionRecord],
                   machine_pool: Sequence[InstructionRecord], seeds: Sequence[Seed],
                   threshold: float, exact_scores: bool = True
@@ -81,7 +98,7 @@ def novelty_round(candidates: Iterable[InstructionRecord],
     The pool is the seeds plus every machine instruction accepted so far (the paper's rule).
     """
     pool_texts = [s.instruction for s in seeds]
-    pool_texts += [r.instruction for r in sorted(machine_pool, key=pool_order)]
+    pool_texts += machine_texts(machine_pool)
     index = NoveltyIndex(pool_texts, threshold=threshold, exact_scores=exact_scores)
     judged = []
     for record in sorted(candidates, key=lambda r: (r.slot or 0, r.position or 0, r.id)):

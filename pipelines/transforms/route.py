@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from filters.verdict import Verdict
+from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
-from pipelines.generators.handler import NAMESPACE, GeneratorModelHandler
+from pipelines.generators.handler import GeneratorModelHandler, metric
 from pipelines.outputs.progress import PROGRESS
 from schemas import FailureRecord, InstructionRecord, RejectedRecord, stable_id
 
@@ -27,13 +27,12 @@ FAILED = "failed"
 
 
 def count(stage: str, name: str, value: int = 1) -> None:
-    if value:
-        Metrics.counter(f"{NAMESPACE}/stage/{stage}", name).inc(value)
+    """A stage's accounting counter (what the manifest checks)."""
+    metric("stage", stage, name, value)
 
 
 def count_target(target: str, name: str, value: int = 1) -> None:
-    if value:
-        Metrics.counter(f"{NAMESPACE}/target/{target}", name).inc(value)
+    metric("target", target, name, value)
 
 
 Judged = tuple[InstructionRecord, Verdict]
@@ -46,11 +45,14 @@ class _RouteVerdictsFn(beam.DoFn):
 
     def process(self, judged: Judged) -> Iterable[Any]:
         record, verdict = judged
+        return self._route(record, verdict, record)
+
+    def _route(self, record: InstructionRecord, verdict: Verdict, kept: Any) -> Iterable[Any]:
         count(self._stage, "produced")
         PROGRESS.add(self._stage, kept=int(verdict.keep), rejected=int(not verdict.keep))
         if verdict.keep:
             count(self._stage, "kept")
-            yield record
+            yield kept
             return
         assert verdict.reason is not None
         count(self._stage, f"rejected/{verdict.reason.value}")
@@ -60,23 +62,56 @@ class _RouteVerdictsFn(beam.DoFn):
         ))
 
 
+class _RoutePayloadFn(_RouteVerdictsFn):
+    """(record, verdict, payload): the verdict judges the record, a kept item goes on as its
+    payload (Explore's candidates and nodes are not records yet)."""
+
+    def process(self, judged: tuple[InstructionRecord, Verdict, Any]) -> Iterable[Any]:
+        record, verdict, payload = judged
+        return self._route(record, verdict, payload)
+
+
 class Routed(NamedTuple):
     kept: beam.PCollection
     rejected: beam.PCollection
 
 
 class RouteVerdicts(beam.PTransform):
-    """Split (record, verdict) pairs into kept records and RejectedRecords, counting each."""
+    """Split (record, verdict) pairs into kept records and RejectedRecords, counting each.
 
-    def __init__(self, stage: str, filter_name: str) -> None:
+    With `payload=True` the elements are (record, verdict, payload) and kept ones continue as
+    their payload.
+    """
+
+    def __init__(self, stage: str, filter_name: str, *, payload: bool = False) -> None:
         super().__init__()
         self._stage = stage
         self._filter = filter_name
+        self._fn = _RoutePayloadFn if payload else _RouteVerdictsFn
 
     def expand(self, judged: beam.PCollection) -> Routed:
-        out = judged | beam.ParDo(_RouteVerdictsFn(self._stage, self._filter)).with_outputs(
+        out = judged | beam.ParDo(self._fn(self._stage, self._filter)).with_outputs(
             REJECTED, main="kept")
         return Routed(out.kept, out[REJECTED])
+
+
+ONE_KEY = None  # the key under which gather_all puts every element
+
+
+def gather_all(items: beam.PCollection, prefix: str = "", *, entry: Callable[[Any], Any] | None
+               = None, one: str = "One", gather: str = "Gather") -> beam.PCollection:
+    """Every element (or `entry(element)`) in one place: one `(ONE_KEY, iterable)` element.
+
+    For the steps that must see a whole collection at once, in an order they sort themselves
+    (placing tree nodes, the greedy scans, sampling, writing one file). Two steps, labelled
+    `<prefix>/<one>` and `<prefix>/<gather>`: plain labels, not a composite, so the callers'
+    Dataflow step names stay what they were.
+    """
+    to_entry = entry or (lambda item: item)
+    label = f"{prefix}/" if prefix else ""
+    return (items
+            | f"{label}{one}" >> beam.Map(lambda item: (ONE_KEY, to_entry(item)))
+            | f"{label}{gather}" >> beam.GroupByKey())
 
 
 class Generated(NamedTuple):
@@ -147,3 +182,15 @@ class Generate(beam.PTransform):
             ).with_outputs(FAILED, main="ok")
         )
         return Generated(outcomes.ok, outcomes[FAILED])
+
+
+def stage_generator(handler: GeneratorModelHandler, identity: GeneratorIdentity, recipe: str,
+                    model_identifier: str | None = None) -> Callable[[str], Generate]:
+    """`generate(stage)` for one generator: every step it makes shares one model_identifier
+    (default `instructbeam-<served name>`), so they share one loaded model per worker."""
+    shared = model_identifier or f"instructbeam-{identity.served_name}"
+
+    def generate(stage: str) -> Generate:
+        return Generate(handler, stage=stage, recipe=recipe, generator=identity.model,
+                        model_identifier=shared)
+    return generate

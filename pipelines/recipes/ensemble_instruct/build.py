@@ -34,7 +34,7 @@ from pipelines.settings import GeneratorConfig
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
-from pipelines.transforms.route import FAILED, Generate, RouteVerdicts, count
+from pipelines.transforms.route import FAILED, RouteVerdicts, count, stage_generator
 from schemas import FailureRecord
 
 if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
@@ -124,11 +124,8 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
     ei = cfg.ensemble_instruct
     rules = paper_rules(ei.min_words, ei.max_words)
     provenance = Provenance(identity)
-    main_identifier = model_identifier(cfg.generator, identity, cfg.generator)
-
-    def generate(stage: str) -> Generate:
-        return Generate(handler, stage=stage, recipe=steps.RECIPE, generator=identity.model,
-                        model_identifier=main_identifier)
+    generate = stage_generator(handler, identity, steps.RECIPE,
+                               model_identifier(cfg.generator, identity, cfg.generator))
 
     rejected: list[beam.PCollection] = []
     failed: list[beam.PCollection] = []
@@ -175,9 +172,9 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
         answers = (
             samples
             | f"Extra/{name}/Requests" >> beam.Map(steps.extra_request, extra=extra.cfg, cfg=cfg)
-            | f"Extra/{name}/Generate" >> Generate(
-                extra.handler, stage=steps.extra_stage(name), recipe=steps.RECIPE,
-                generator=extra.identity.model, model_identifier=extra.model_identifier)
+            | f"Extra/{name}/Generate" >> stage_generator(
+                extra.handler, extra.identity, steps.RECIPE,
+                extra.model_identifier)(steps.extra_stage(name))
         )
         failed.append(answers.failed)
         groups[f"x:{name}"] = answers.ok | f"Extra/{name}/Key" >> beam.Map(

@@ -27,7 +27,15 @@ from pipelines.recipes.ensemble_instruct.config import (
     ExtraGeneratorConfig,
 )
 from pipelines.recipes.self_instruct.seeds import SeedTask
-from pipelines.transforms.provenance import Provenance, demo_text, derive_seed, novelty_round
+from pipelines.transforms.provenance import (
+    Provenance,
+    canonical_sampling,
+    demo_text,
+    derive_seed,
+    draw_demos,
+    machine_texts,
+    novelty_round,
+)
 from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, content_hash, stable_id
 
@@ -67,10 +75,6 @@ def extra_stage(name: str) -> str:
     return f"{STAGE_EXTRA}/{name}"
 
 
-def _pool_order(record: InstructionRecord) -> tuple[int, str]:
-    return (record.round, record.id)
-
-
 # --- instruction generation ------------------------------------------------------------------
 
 def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRecord],
@@ -83,7 +87,7 @@ def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRec
     if tc.num_instructions - len(machine_pool) <= 0:
         return []
     template = load_prompt(*PROMPT_INSTRUCTIONS)
-    machine = [r.instruction for r in sorted(machine_pool, key=_pool_order)]
+    machine = machine_texts(machine_pool)
     seed_texts = [s.instruction for s in seeds_of_type(seeds, kind)]
     sampling = ei.instruction_sampling.as_request()
     if ei.eos_suffix:  # the paper's API returned the stop string; vLLM does so on request
@@ -91,10 +95,8 @@ def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRec
     requests = []
     for slot in range(tc.prompts_per_round):
         rng = random.Random(derive_seed(cfg.seed, STAGE_INSTRUCTIONS, kind, round_index, slot))
-        demos = rng.sample(machine, min(tc.num_machine_demos, len(machine)))
-        demos += rng.sample(seed_texts, min(tc.num_prompt_instructions - len(demos),
-                                            len(seed_texts)))
-        rng.shuffle(demos)
+        demos = draw_demos(rng, machine, seed_texts, tc.num_machine_demos,
+                           tc.num_prompt_instructions)
         request_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, kind, round_index, slot)
         requests.append(GenerationRequest(
             request_id=request_id, stage=STAGE_INSTRUCTIONS, round=round_index,
@@ -205,10 +207,10 @@ def extra_answer(outcome: GenerationOutcome, name: str, identity: GeneratorIdent
                  ) -> tuple[str, ExtraAnswer]:
     req = outcome.request
     assert outcome.completion is not None
-    sampling = json.dumps(req.sampling, sort_keys=True, separators=(",", ":"))
     return req.subject_id, ExtraAnswer(
         name, identity.model, identity.revision, outcome.completion.text,
-        outcome.completion.finish_reason, req.request_id, req.seed, req.prompt_ref, sampling)
+        outcome.completion.finish_reason, req.request_id, req.seed, req.prompt_ref,
+        canonical_sampling(req.sampling))
 
 
 def missing_outputs_failure(sample: InstructionRecord, problems: Sequence[str]) -> FailureRecord:

@@ -19,20 +19,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsList, AsMultiMap, TaggedOutput
 
-from filters.verdict import Verdict
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.explore_instruct import enrich, finish, steps
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
-from pipelines.transforms.route import Generate, RouteVerdicts, count
-from schemas import InstructionRecord, RejectedRecord
+from pipelines.transforms.route import RouteVerdicts, count, gather_all, stage_generator
+from schemas import InstructionRecord
 
 if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
     from pipelines.config import RunConfig
@@ -49,44 +48,6 @@ class ExploreOutputs:
     tree_items: beam.PCollection  # what WriteTree needs
     rejected: list[beam.PCollection]
     failed: list[beam.PCollection]
-
-
-class Routed(NamedTuple):
-    kept: beam.PCollection  # payloads of kept items
-    rejected: beam.PCollection
-
-
-class _RoutePayloadFn(beam.DoFn):
-    def __init__(self, stage: str, filter_name: str) -> None:
-        self._stage = stage
-        self._filter = filter_name
-
-    def process(self, judged: tuple[InstructionRecord, Verdict, Any]) -> Iterable[Any]:
-        record, verdict, payload = judged
-        count(self._stage, "produced")
-        if verdict.keep:
-            count(self._stage, "kept")
-            yield payload
-            return
-        assert verdict.reason is not None
-        count(self._stage, f"rejected/{verdict.reason.value}")
-        yield TaggedOutput("rejected", RejectedRecord(
-            record, self._stage, self._filter, verdict.reason.value, verdict.score,
-            verdict.detail))
-
-
-class RoutePayload(beam.PTransform):
-    """RouteVerdicts for (record, verdict, payload): kept items continue as their payload."""
-
-    def __init__(self, stage: str, filter_name: str) -> None:
-        super().__init__()
-        self._stage = stage
-        self._filter = filter_name
-
-    def expand(self, judged: beam.PCollection) -> Routed:
-        out = judged | beam.ParDo(_RoutePayloadFn(self._stage, self._filter)).with_outputs(
-            "rejected", main="kept")
-        return Routed(out.kept, out.rejected)
 
 
 class _JudgeExtendFn(beam.DoFn):
@@ -112,10 +73,6 @@ class _PlaceFn(beam.DoFn):
             yield TaggedOutput(EXAMPLES, item)
 
 
-def _one_key(item: Any) -> tuple[int, Any]:
-    return (0, item)
-
-
 def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     """The recipe's graph; the filter chain cleans the pool before the sample is drawn."""
     assert ctx.handler is not None and ctx.inputs.identity is not None
@@ -136,11 +93,7 @@ def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorM
                            ) -> ExploreOutputs:
     ei = cfg.explore_instruct
     provenance = Provenance(identity)
-    model_identifier = f"instructbeam-{identity.served_name}"
-
-    def generate(stage: str) -> Generate:
-        return Generate(handler, stage=stage, recipe=steps.RECIPE, generator=identity.model,
-                        model_identifier=model_identifier)
+    generate = stage_generator(handler, identity, steps.RECIPE)
 
     rejected: list[beam.PCollection] = []
     failed: list[beam.PCollection] = []
@@ -163,17 +116,15 @@ def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorM
             parsed = answers.ok | f"{prefix}/Parse" >> beam.ParDo(
                 _JudgeExtendFn(cfg, provenance)).with_outputs(EXAMPLES, main="candidates")
             judged_examples.append(parsed[EXAMPLES])
-            candidates = parsed.candidates | f"{prefix}/Check" >> RoutePayload(
-                steps.STAGE_EXTEND, "extend_parse")
+            candidates = parsed.candidates | f"{prefix}/Check" >> RouteVerdicts(
+                steps.STAGE_EXTEND, "extend_parse", payload=True)
             rejected.append(candidates.rejected)
-            placed = (candidates.kept
-                      | f"{prefix}/One" >> beam.Map(_one_key)
-                      | f"{prefix}/Gather" >> beam.GroupByKey()
+            placed = (gather_all(candidates.kept, prefix)
                       | f"{prefix}/Place" >> beam.ParDo(_PlaceFn(cfg), tree=AsList(tree))
                       .with_outputs(EXAMPLES, main="nodes"))
             judged_examples.append(placed[EXAMPLES])
-            new_nodes = placed.nodes | f"{prefix}/Tree" >> RoutePayload(steps.STAGE_NODES,
-                                                                         "tree")
+            new_nodes = placed.nodes | f"{prefix}/Tree" >> RouteVerdicts(
+                steps.STAGE_NODES, "tree", payload=True)
             rejected.append(new_nodes.rejected)
             tree = (tree, new_nodes.kept) | f"{prefix}/Grow" >> beam.Flatten()
 
@@ -225,10 +176,9 @@ def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorM
                 | "Filter/Greedy" >> beam.FlatMap(lambda kv: finish.filter_node(kv[1], cfg))
                 | "Filter/Route" >> RouteVerdicts(steps.STAGE_FILTER, "rouge_l"))
     rejected.append(filtered.rejected)
-    pruned = (tree | "Prune/One" >> beam.Map(_one_key) | "Prune/Gather" >> beam.GroupByKey()
+    pruned = (gather_all(tree, "Prune")
               | "Prune/Names" >> beam.FlatMap(lambda kv: finish.prune_tree(kv[1], cfg)))
-    sampled = (filtered.kept | "Sample/One" >> beam.Map(_one_key)
-               | "Sample/Gather" >> beam.GroupByKey()
+    sampled = (gather_all(filtered.kept, "Sample")
                | "Sample/Draw" >> beam.FlatMap(
                    lambda kv, tree, pruned: finish.sample_examples(kv[1], tree, pruned, cfg),
                    tree=AsList(tree), pruned=AsDict(pruned))
@@ -240,7 +190,7 @@ def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorM
         sampled.kept | "Nodes/Sampled" >> beam.Map(lambda r: ("examples_sampled", r.node_id))]
     counts = (tallies | "Nodes/Tallies" >> beam.Flatten()
               | "Nodes/Count" >> beam.combiners.Count.PerElement())
-    rows = (tree | "Nodes/One" >> beam.Map(_one_key) | "Nodes/Gather" >> beam.GroupByKey()
+    rows = (gather_all(tree, "Nodes")
             | "Nodes/Rows" >> beam.FlatMap(
                 lambda kv, counts, pruned: finish.node_rows(kv[1], counts, pruned, cfg),
                 counts=AsDict(counts), pruned=AsDict(pruned)))

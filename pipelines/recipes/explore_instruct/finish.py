@@ -25,6 +25,7 @@ from filters.explore import (
 )
 from filters.verdict import Verdict
 from pipelines.recipes.explore_instruct.steps import Judged, example_order
+from pipelines.transforms.route import gather_all
 from schemas import InstructionRecord, Reason
 from schemas.tree import Example, NodeRow, TaskNode, TreeView
 from schemas.tree_format import dump_tree
@@ -183,7 +184,5 @@ class WriteTree(beam.PTransform):
         self._sample_size = sample_size
 
     def expand(self, items: beam.PCollection) -> beam.PCollection:
-        return (items
-                | "One" >> beam.Map(lambda item: (0, item))
-                | "Gather" >> beam.GroupByKey()
+        return (gather_all(items)
                 | "Write" >> beam.ParDo(_WriteTreeFn(self._directory, self._sample_size)))

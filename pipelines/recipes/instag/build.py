@@ -40,7 +40,7 @@ from pipelines.recipes.instag import steps
 from pipelines.recipes.instag.config import InsTagConfig
 from pipelines.transforms.dataset_input import input_order
 from pipelines.transforms.filter_chain import apply_filters, read_input
-from pipelines.transforms.route import Generate, RouteVerdicts, count
+from pipelines.transforms.route import RouteVerdicts, count, gather_all, stage_generator
 from schemas import InstructionRecord
 
 if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
@@ -66,9 +66,8 @@ class TagQueries(beam.PTransform):
         answers = (
             records
             | "Requests" >> beam.FlatMap(steps.tag_requests, cfg=self._cfg, seed=self._seed)
-            | "Generate" >> Generate(self._handler, stage=self._stage, recipe=steps.RECIPE,
-                                     generator=self._identity.model,
-                                     model_identifier=f"instructbeam-{self._identity.served_name}")
+            | "Generate" >> stage_generator(
+                self._handler, self._identity, steps.RECIPE)(self._stage)
         )
         keyed = records | "ById" >> beam.Map(lambda r: (r.id, r))
         routed = (
@@ -137,9 +136,7 @@ class ComplexityFirstDiverseSample(beam.PTransform):
     def expand(self, records: beam.PCollection):
         n, order_key = self._n, self._order_key
         picks = (
-            records
-            | "Entries" >> beam.Map(lambda r: (None, (order_key(r), r.id, r.tags or ())))
-            | "Gather" >> beam.GroupByKey()
+            gather_all(records, entry=lambda r: (order_key(r), r.id, r.tags or ()), one="Entries")
             | "Select" >> beam.FlatMap(lambda kv: steps.select(kv[1], n))
         )
         return (

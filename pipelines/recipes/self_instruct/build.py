@@ -25,7 +25,7 @@ from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance, novelty_round
 from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
-from pipelines.transforms.route import Generate
+from pipelines.transforms.route import stage_generator
 
 if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
     from pipelines.config import RunConfig
@@ -55,11 +55,7 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
     rules = InstructionRules(min_words=si.min_words, max_words=si.max_words,
                              capitalize=si.capitalize)
     provenance = Provenance(identity)
-    model_identifier = f"instructbeam-{identity.served_name}"
-
-    def generate(stage: str) -> Generate:
-        return Generate(handler, stage=stage, recipe=steps.RECIPE, generator=identity.model,
-                        model_identifier=model_identifier)
+    generate = stage_generator(handler, identity, steps.RECIPE)
 
     rejected: list[beam.PCollection] = []
     failed: list[beam.PCollection] = []

@@ -26,7 +26,8 @@ from pipelines.transforms.provenance import (
     Provenance,
     demo_text,
     derive_seed,
-    pool_order,
+    draw_demos,
+    machine_texts,
 )
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
@@ -95,16 +96,14 @@ def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRec
     if si.num_instructions - len(machine_pool) <= 0:
         return []
     template = load_prompt(*PROMPT_INSTRUCTIONS)
-    machine = [r.instruction for r in sorted(machine_pool, key=pool_order)]
+    machine = machine_texts(machine_pool)
     seed_texts = [s.instruction for s in seeds]
     sampling = instruction_request_sampling(si)
     requests = []
     for slot in range(si.prompts_per_round):
         rng = random.Random(derive_seed(cfg.seed, STAGE_INSTRUCTIONS, round_index, slot))
-        demos = rng.sample(machine, min(si.num_machine_demos, len(machine)))
-        demos += rng.sample(seed_texts, min(si.num_prompt_instructions - len(demos),
-                                            len(seed_texts)))
-        rng.shuffle(demos)
+        demos = draw_demos(rng, machine, seed_texts, si.num_machine_demos,
+                           si.num_prompt_instructions)
         request_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, round_index, slot)
         requests.append(GenerationRequest(
             request_id=request_id, stage=STAGE_INSTRUCTIONS, round=round_index,
