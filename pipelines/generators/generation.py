@@ -168,6 +168,20 @@ class TimeoutPolicy:
         return min(limit * 2 ** earlier_timeouts, self.cap_s)
 
 
+WARMUP_PREFIX_CHARS = 1024
+"""Requests wait for each other only if their prompts agree on this many characters (~250
+tokens): a shorter shared prefix costs little to recompute, and a template whose requests
+differ early (Self-Instruct's instruction prompt: a short header, then sampled demos) would
+only lose its parallelism."""
+
+
+def warmup_key(request: GenerationRequest) -> tuple[str, int, str, int]:
+    """Which requests share a prefix worth waiting for: same stage, round and template, and
+    the same first `WARMUP_PREFIX_CHARS` characters (hashed; the gate lives in one process)."""
+    return (request.stage, request.round, request.prompt_ref,
+            hash(request.prompt[:WARMUP_PREFIX_CHARS]))
+
+
 class PrefixWarmup:
     """Lets one request per prompt template go first; the others of that template wait for it.
 

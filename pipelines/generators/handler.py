@@ -30,6 +30,7 @@ from pipelines.generators.generation import (
     PrefixWarmup,
     RetryPolicy,
     TimeoutPolicy,
+    warmup_key,
 )
 from pipelines.generators.vllm_server import read_prefix_cache
 from pipelines.outputs.progress import PROGRESS
@@ -238,7 +239,7 @@ def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOu
     if session.warmup is None:
         return _call(request, session, key, held=False)
     # One template's requests share its prefix: the first goes alone (see PrefixWarmup).
-    with session.warmup.turn((request.stage, request.round, request.prompt_ref)) as held:
+    with session.warmup.turn(warmup_key(request)) as held:
         return _call(request, session, key, held=held)
 
 

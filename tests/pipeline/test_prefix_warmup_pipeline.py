@@ -12,8 +12,9 @@ from pipelines.generators.generation import GenerationRequest
 from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.settings import GeneratorConfig
 
-TEMPLATES = {"clf": "Can the task be classified? Long shared demos ...\nTask: ",
-             "inst": "Come up with examples. Long shared demos ...\nTask: "}
+DEMOS = "".join(f"Task: demo task {i}\nOutput: demo answer {i}\n\n" for i in range(40))
+TEMPLATES = {"clf": f"Can the task be classified?\n\n{DEMOS}Task: ",  # > 1024 shared chars
+             "inst": f"Come up with examples.\n\n{DEMOS}Task: "}
 
 
 def _requests() -> list[GenerationRequest]:

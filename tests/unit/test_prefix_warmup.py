@@ -7,7 +7,12 @@ import time
 
 import pytest
 
-from pipelines.generators.generation import PrefixWarmup
+from pipelines.generators.generation import (
+    WARMUP_PREFIX_CHARS,
+    GenerationRequest,
+    PrefixWarmup,
+    warmup_key,
+)
 from pipelines.generators.vllm_server import parse_prefix_cache
 from pipelines.outputs.report import format_summary
 from pipelines.settings import GeneratorConfig
@@ -60,6 +65,25 @@ def test_a_failed_first_request_still_releases_the_others() -> None:
     assert thread is not None
     thread.join(5)
     assert log == [("t", "follower", True)]
+
+
+def _request(prompt: str, *, stage: str = "instance_gen", round_: int = 1,
+             ref: str = "t.v1") -> GenerationRequest:
+    return GenerationRequest(request_id="r", stage=stage, round=round_, subject_id="s",
+                             prompt=prompt, prompt_ref=ref, sampling={}, seed=1)
+
+
+def test_only_requests_sharing_a_long_prefix_wait_for_each_other() -> None:
+    demos = "x" * WARMUP_PREFIX_CHARS
+    same = {warmup_key(_request(demos + tail)) for tail in ("Task: a", "Task: b")}
+    assert len(same) == 1  # one template, long demos, different tasks: one gate
+    # a short header, then sampled demos (Self-Instruct's instruction prompt): no waiting
+    assert warmup_key(_request("Come up with tasks:\nTask 1: a" + demos)) != \
+        warmup_key(_request("Come up with tasks:\nTask 1: b" + demos))
+    key = warmup_key(_request(demos))
+    assert key != warmup_key(_request(demos, round_=2))  # new round: new demos may follow
+    assert key != warmup_key(_request(demos, stage="clf_identify"))
+    assert key != warmup_key(_request(demos, ref="t.v2"))
 
 
 def test_prefix_warmup_defaults_on_for_our_servers_off_for_remote_endpoints() -> None:
