@@ -93,6 +93,17 @@ class GeneratorConfig:
     # (float32 unless the CPU has native bf16); cpu_threads None: all CPUs of a small machine.
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     cpu_threads: int | None = None
+    # Let the first request of each prompt template (per stage and round) answer before the
+    # others of that template are sent, so they find its prefix in vLLM's prefix cache.
+    # None: on for servers we start (embedded, vllm), off for a remote endpoint.
+    prefix_warmup: bool | None = None
+
+    @property
+    def warms_prefixes(self) -> bool:
+        """Whether requests of one template wait for its first (`prefix_warmup` resolved)."""
+        if self.prefix_warmup is not None:
+            return self.prefix_warmup
+        return not BACKENDS[self.backend].remote
 
     def __post_init__(self) -> None:
         check(self.max_concurrency >= 1, "max_concurrency", "must be >= 1")

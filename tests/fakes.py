@@ -125,9 +125,14 @@ def scripted_completion(prompt: str, seed: int) -> tuple[str, str]:
 
 class ScriptedServer:
     def __init__(self, faults: FaultPlan | None = None, model: str = "scripted", *,
-                 api_key: str | None = None, hold_after: int | None = None) -> None:
+                 api_key: str | None = None, hold_after: int | None = None,
+                 answer_delay_s: float = 0.0) -> None:
         """`hold_after=K`: answer K requests, then hold every later one until `stop()`
-        (lets a test kill a client at a known point)."""
+        (lets a test kill a client at a known point). `answer_delay_s`: every answer takes
+        that long (so a test can see which requests were in flight together); `timeline`
+        records ("arrive" | "answer", time.monotonic(), prompt) per request."""
+        self.answer_delay_s = answer_delay_s
+        self.timeline: list[tuple[str, float, str]] = []
         self.faults = faults or FaultPlan()
         self.model = model
         self.api_key = api_key
@@ -162,6 +167,10 @@ class ScriptedServer:
                         server.stats.unauthorized += 1
                     self._send(401, {"error": {"message": "bad key"}})
                     return
+                prompt = body.get("prompt") or body["messages"][-1]["content"]
+                with server.stats.lock:
+                    server.timeline.append(("arrive", time.monotonic(), prompt))
+                time.sleep(server.answer_delay_s)
                 if server._must_hold():
                     server.holding.set()
                     server._release.wait()
@@ -181,6 +190,8 @@ class ScriptedServer:
                     return
                 # A delayed answer arrives after the client gave up: not a completed call.
                 self._send(200, server._answer(body, completed=fault != "delay"))
+                with server.stats.lock:
+                    server.timeline.append(("answer", time.monotonic(), prompt))
 
             def _send(self, code: int, payload: dict) -> None:
                 self._send_raw(code, json.dumps(payload).encode())

@@ -22,7 +22,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,6 +70,7 @@ class GenerationOutcome:
     error_class: str | None = None
     error_message: str | None = None
     timeouts: int = 0  # attempts that timed out (retried or final)
+    held: bool = False  # waited for the first request of its template (PrefixWarmup)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +166,62 @@ class TimeoutPolicy:
         if durations:
             limit = max(limit, self.margin * statistics.median(durations))
         return min(limit * 2 ** earlier_timeouts, self.cap_s)
+
+
+WARMUP_PREFIX_CHARS = 1024
+"""Requests wait for each other only if their prompts agree on this many characters (~250
+tokens): a shorter shared prefix costs little to recompute, and a template whose requests
+differ early (Self-Instruct's instruction prompt: a short header, then sampled demos) would
+only lose its parallelism."""
+
+
+def warmup_key(request: GenerationRequest) -> tuple[str, int, str, int]:
+    """Which requests share a prefix worth waiting for: same stage, round and template, and
+    the same first `WARMUP_PREFIX_CHARS` characters (hashed; the gate lives in one process)."""
+    return (request.stage, request.round, request.prompt_ref,
+            hash(request.prompt[:WARMUP_PREFIX_CHARS]))
+
+
+class PrefixWarmup:
+    """Lets one request per prompt template go first; the others of that template wait for it.
+
+    Requests built from one template share a long prefix (instructions and in-context demos).
+    vLLM reuses a prefix's KV cache only once some request has finished computing it, so
+    requests that arrive together all miss the cache and each computes the whole prefix.
+    Holding the rest of a template until its first request has answered (or failed) lets
+    them all hit. Waiting changes only when a request is sent, never what it asks for: each
+    request keeps its own seed, and results are keyed by request.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first: dict[Hashable, threading.Event] = {}  # key -> set once the first is done
+        self._warm: set[Hashable] = set()
+
+    @contextmanager
+    def turn(self, key: Hashable) -> Iterator[bool]:
+        """Run the body when it is this request's turn; yields whether it had to wait.
+
+        The first request of ``key`` runs at once; later ones wait until it has left its
+        body (answered or failed); once a key is warm, nobody waits."""
+        with self._lock:
+            first = self._first.get(key)
+            leader = first is None and key not in self._warm
+            if leader:
+                first = self._first[key] = threading.Event()
+        if not leader:
+            held = first is not None and not first.is_set()
+            if first is not None:
+                first.wait()
+            yield held
+            return
+        try:
+            yield False
+        finally:
+            with self._lock:
+                self._warm.add(key)
+                done = self._first.pop(key)
+            done.set()
 
 
 class _AttemptTimeout(TimeoutError):

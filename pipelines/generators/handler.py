@@ -20,16 +20,19 @@ from typing import Any
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from pipelines.generators.backends import GeneratorIdentity, endpoint_for
+from pipelines.generators.backends import BACKENDS, GeneratorIdentity, endpoint_for
 from pipelines.generators.cache import ResponseCache, cache_key
 from pipelines.generators.generation import (
     GenerationFailed,
     GenerationOutcome,
     GenerationRequest,
     OpenAICompatClient,
+    PrefixWarmup,
     RetryPolicy,
     TimeoutPolicy,
+    warmup_key,
 )
+from pipelines.generators.vllm_server import read_prefix_cache
 from pipelines.outputs.progress import PROGRESS
 from pipelines.settings import GeneratorConfig
 
@@ -54,6 +57,46 @@ def _timeout_policy(base_url: str, served_name: str, cfg: GeneratorConfig) -> Ti
         return policy
 
 
+_WARMUPS: dict[tuple[GeneratorIdentity, str], PrefixWarmup] = {}
+_METERS: dict[str, _PrefixCacheMeter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _warmup(identity: GeneratorIdentity, share_token: str) -> PrefixWarmup:
+    """One gate per model and process: every bundle of a stage sees which templates are warm."""
+    with _SHARED_LOCK:
+        return _WARMUPS.setdefault((identity, share_token), PrefixWarmup())
+
+
+class _PrefixCacheMeter:
+    """The server's prefix-cache counters, read after each bundle of real calls: the change
+    since the previous reading (by any bundle of this process) is that bundle's. Bundles of
+    different stages running at the same time share the server, so the split between them is
+    approximate; the sum over stages is exact for this process's server."""
+
+    def __init__(self, base_url: str) -> None:
+        self._base_url = base_url
+        self._lock = threading.Lock()
+        self._last = read_prefix_cache(base_url)
+
+    def delta(self) -> tuple[int, int] | None:
+        """(queried, hit) prompt tokens since the previous reading; None if unreadable."""
+        with self._lock:
+            now, last = read_prefix_cache(self._base_url), self._last
+            self._last = now
+        if now is None or last is None or now[0] < last[0]:  # none, or a restarted server
+            return None
+        return now[0] - last[0], now[1] - last[1]
+
+
+def _meter(base_url: str) -> _PrefixCacheMeter:
+    with _SHARED_LOCK:
+        meter = _METERS.get(base_url)
+        if meter is None:
+            meter = _METERS[base_url] = _PrefixCacheMeter(base_url)
+        return meter
+
+
 class _Session:
     """What load_model returns: the cache, and a client bound to an endpoint on first need.
 
@@ -71,6 +114,10 @@ class _Session:
         self._lock = threading.Lock()
         self.identity = identity
         self.cache = cache
+        self.warmup = _warmup(identity, share_token) if cfg.warms_prefixes else None
+        # Our own servers are vLLM: their prefix-cache hit rate is measured per stage.
+        self._measure = not BACKENDS[cfg.backend].remote
+        self.meter: _PrefixCacheMeter | None = None
         self.pool = ThreadPoolExecutor(max_workers=cfg.max_concurrency,
                                        thread_name_prefix="instructbeam-gen")
 
@@ -95,6 +142,8 @@ class _Session:
                     endpoint, self.identity.served_name,
                     api_key=api_key, timeout_s=cfg.timeout_s, retry=retry,
                     timeouts=_timeout_policy(endpoint, self.identity.served_name, cfg))
+                if self._measure:
+                    self.meter = _meter(endpoint)
             return self._client
 
 
@@ -128,6 +177,11 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
         outcomes = list(model.pool.map(lambda r: _generate_one(r, model), batch))
         for outcome in outcomes:  # counters only work on the bundle's thread, not the pool's
             _count_outcome(outcome, caching=model.cache is not None)
+        if model.meter is not None and any(not o.cached for o in outcomes):
+            measured = model.meter.delta()
+            if measured is not None:
+                metric("generator", batch[0].stage, "prefix_cache_queries", measured[0])
+                metric("generator", batch[0].stage, "prefix_cache_hits", measured[1])
         return [PredictionResult(o.request, o) for o in outcomes]
 
     def get_metrics_namespace(self) -> str:
@@ -173,6 +227,7 @@ def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
         metric("generator", stage, "cache_misses")
     metric("generator", stage, "retries", max(outcome.attempts - 1, 0))
     metric("generator", stage, "timeouts", outcome.timeouts)
+    metric("generator", stage, "warmup_waits", int(outcome.held))
     if outcome.completion is None:
         metric("generator", stage, "failed")
         return
@@ -187,12 +242,22 @@ def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOu
         hit = session.cache.get(key)
         if hit is not None:
             return GenerationOutcome(request, hit, cached=True, attempts=0)
+    if session.warmup is None:
+        return _call(request, session, key, held=False)
+    # One template's requests share its prefix: the first goes alone (see PrefixWarmup).
+    with session.warmup.turn(warmup_key(request)) as held:
+        return _call(request, session, key, held=held)
+
+
+def _call(request: GenerationRequest, session: _Session, key: str, *,
+          held: bool) -> GenerationOutcome:
     try:
         completion, attempts, timeouts = session.client.generate(request)
     except GenerationFailed as exc:
         return GenerationOutcome(request, None, attempts=exc.attempts,
                                  error_class=exc.kind, error_message=str(exc),
-                                 timeouts=exc.timeouts)
+                                 timeouts=exc.timeouts, held=held)
     if session.cache is not None:
         session.cache.put(key, completion)
-    return GenerationOutcome(request, completion, attempts=attempts, timeouts=timeouts)
+    return GenerationOutcome(request, completion, attempts=attempts, timeouts=timeouts,
+                             held=held)

@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -393,6 +394,37 @@ _REGISTRY: dict[str, VLLMServer] = {}
 _STARTING: dict[str, VLLMServer] = {}  # being started by get_or_start, not yet ready
 _REGISTRY_LOCK = threading.Lock()
 _KEY_LOCKS: dict[str, threading.Lock] = {}
+
+
+PREFIX_CACHE_METRICS = ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits")
+"""vLLM's Prometheus counters (in tokens) of prompt tokens looked up in / found in its prefix
+cache; exposed with a ``_total`` suffix, one series per engine."""
+_SAMPLE = re.compile(r"^([A-Za-z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)")
+
+
+def parse_prefix_cache(metrics_text: str) -> tuple[int, int]:
+    """(queried, hit) prompt tokens from a ``/metrics`` page, summed over engines."""
+    totals = dict.fromkeys(PREFIX_CACHE_METRICS, 0.0)
+    for line in metrics_text.splitlines():
+        sample = _SAMPLE.match(line)
+        if sample and (name := sample.group(1).removesuffix("_total")) in totals:
+            totals[name] += float(sample.group(2))
+    queried, hit = (int(totals[n]) for n in PREFIX_CACHE_METRICS)
+    return queried, hit
+
+
+def read_prefix_cache(base_url: str, timeout_s: float = 5.0) -> tuple[int, int] | None:
+    """The server's prefix-cache counters now, or None when it exposes none (not vLLM, or
+    unreachable): a measurement, never a reason to fail a request."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(f"{root}/metrics", timeout=timeout_s) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    if not any(name in text for name in PREFIX_CACHE_METRICS):
+        return None
+    return parse_prefix_cache(text)
 
 
 def get_or_start(spec: ServerSpec, log_dir: Path | str | None = None,

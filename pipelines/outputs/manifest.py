@@ -185,7 +185,8 @@ def generator_settings(cfg: RunConfig, output_dir: Path | str) -> dict[str, Any]
         if settings is not None:
             servers.setdefault(gen.model, settings.record())
     out: dict[str, Any] = {"timeout": {"floor_s": cfg.generator.timeout_s,
-                                       "adaptive": cfg.generator.adaptive_timeout}}
+                                       "adaptive": cfg.generator.adaptive_timeout},
+                      "prefix_warmup": cfg.generator.warms_prefixes}
     if servers:
         out["servers"] = servers
         if isinstance(output_dir, str) and "://" in output_dir:

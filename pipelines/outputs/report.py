@@ -10,6 +10,15 @@ from pipelines.outputs.targets import describe
 from pipelines.recipes.instag.steps import format_report
 
 
+def _prefix_cache(usage: dict[str, int]) -> str:
+    """The stage's prefix-cache hit rate (share of prompt tokens vLLM found cached)."""
+    queried = usage.get("prefix_cache_queries", 0)
+    if not queried:
+        return ""
+    return (f"; prefix cache {usage.get('prefix_cache_hits', 0) / queried:.0%} of "
+            f"{queried} prompt tokens")
+
+
 def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
     """The end-of-run table; `output_dir` may be a local path or a gs:// prefix."""
     base = str(output_dir).rstrip("/")
@@ -48,7 +57,8 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
             lines.append(f"    {stage:<{w}}{u.get('cache_hits', 0)} / {u.get('calls', 0)} / "
                          f"{u.get('failed', 0)}; {u.get('retries', 0)} retries, "
                          f"{u.get('timeouts', 0)} timeouts; "
-                         f"{u.get('completion_tokens', 0)} tokens")
+                         f"{u.get('completion_tokens', 0)} tokens"
+                         + _prefix_cache(u))
     if "instag" in manifest.get("reports", {}):
         lines += format_report(manifest["reports"]["instag"])
     broken = [c for c in manifest["accounting"] if not c["holds"]]

@@ -93,6 +93,7 @@ def test_a_slow_server_keeps_its_finished_work(scripted_server, tmp_path):
     assert 0 < timeouts <= calls // 2, usage
     assert _usage_total(manifest, "retries") == timeouts
     assert manifest["run"]["generator"]["timeout"] == {"floor_s": 1.0, "adaptive": True}
+    assert manifest["run"]["generator"]["prefix_warmup"] is False  # openai: off by default
     calls_table = format_summary(manifest, out).split("generator calls", 1)[1]
     for stage, u in usage.items():
         row = calls_table.split(f"    {stage} ", 1)[1].splitlines()[0]
