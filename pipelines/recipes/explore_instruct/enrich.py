@@ -25,10 +25,11 @@ from pipelines.recipes.explore_instruct.steps import (
     example_order,
     example_record,
     primer,
+    unparsed_reason,
 )
 from pipelines.transforms.provenance import Provenance, derive_seed
 from prompts import load_prompt
-from schemas import InstructionRecord, Reason, stable_id
+from schemas import InstructionRecord, stable_id
 from schemas.tree import Example, TaskNode, TreeView
 
 if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
@@ -93,8 +94,7 @@ def judge_enrich(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provena
     parsed = parse_enrich_response(text, outcome.completion.finish_reason,
                                    DOMAINS[cfg.explore_instruct.domain])
     if not parsed:
-        reason = (Reason.EMPTY_RESPONSE if not outcome.completion.text.strip()
-                  else Reason.UNPARSABLE_RESPONSE)
+        reason = unparsed_reason(outcome)
         row = replace(example_record(node.node_id, node.path, STAGE_ENRICH, ctx.round,
                                      ctx.slot, 0, Example("", "", text)),
                       id=stable_id(RECIPE, STAGE_ENRICH, outcome.request.request_id, "none"))

@@ -169,6 +169,13 @@ class Candidate:
     examples: tuple[Judged, ...]
 
 
+def unparsed_reason(outcome: GenerationOutcome) -> Reason:
+    """Why an answer gave nothing to keep: it was empty, or it did not parse."""
+    assert outcome.completion is not None
+    return (Reason.EMPTY_RESPONSE if not outcome.completion.text.strip()
+            else Reason.UNPARSABLE_RESPONSE)
+
+
 def judge_extend(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provenance
                  ) -> tuple[list[tuple[InstructionRecord, Verdict, Candidate]], list[Judged]]:
     """Parse one extend answer into candidates with verdicts (`explore_extend`), and the
@@ -179,8 +186,7 @@ def judge_extend(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provena
     subtasks = parse_extend_response(text, outcome.completion.finish_reason,
                                      DOMAINS[cfg.explore_instruct.domain])
     if not subtasks:
-        reason = (Reason.EMPTY_RESPONSE if not outcome.completion.text.strip()
-                  else Reason.UNPARSABLE_RESPONSE)
+        reason = unparsed_reason(outcome)
         row = InstructionRecord(
             id=stable_id(RECIPE, STAGE_EXTEND, outcome.request.request_id, "unparsable"),
             content_hash=content_hash(text), recipe=RECIPE, stage=STAGE_EXTEND,
