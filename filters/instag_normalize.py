@@ -100,8 +100,12 @@ def association_rows(tags: Iterable[str], counts: Mapping[str, int], min_count: 
 
 
 def frequent_pairs(rows: Sequence[Collection[str]], min_count: int) -> dict[tuple[str, str], int]:
-    """Pairs of tags in >= min_count rows, mined by mlxtend's FP-Growth (max_len = 2)."""
-    if not rows:
+    """Pairs of tags in >= min_count rows, mined by mlxtend's FP-Growth (max_len = 2).
+
+    `rows` are only the multi-tag queries, so they can be fewer than `min_count` (a count taken
+    from the whole pool): then no pair can be frequent, and FP-Growth would refuse the support
+    fraction (> 1) rather than answer that."""
+    if not rows or min_count > len(rows):
         return {}
     import pandas as pd
     from mlxtend.frequent_patterns import fpgrowth

