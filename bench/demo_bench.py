@@ -8,7 +8,7 @@ prefix-cache hit rate per stage (`run.generator_usage` in the manifest: prompt t
 found cached / looked up). Prints the machine (cores, bf16/AMX flags) and the load average
 before and after, since figures from a shared machine are only comparable side by side.
 
-    .venv/bin/python bench/demo_bench.py [--rounds 1] [--out /tmp/demo_bench]
+    .venv/bin/python bench/demo_bench.py [--rounds 1] [--modes off,on] [--out /tmp/demo_bench]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def run_once(warmup: bool, out: Path) -> dict:
         "prefix_warmup": warmup, "wall_s": round(wall, 1),
         "server_start_s": int(ready.group(1)) if ready else None,
         "completion_tokens": tokens, "tok_per_s": round(tokens / wall, 1),
-        "hit_rate": {stage: round(u["prefix_cache_hits"] / u["prefix_cache_queries"], 3)
+        "hit_rate": {stage: round(u.get("prefix_cache_hits", 0) / u["prefix_cache_queries"], 3)
                      for stage, u in usage.items() if u.get("prefix_cache_queries")},
         "warmup_waits": {stage: u.get("warmup_waits", 0) for stage, u in usage.items()},
         "load_before": load_before, "load_after": load(),
@@ -72,11 +72,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/demo_bench"))
+    parser.add_argument("--modes", default="off,on",
+                        help="prefix warm-up modes to run, in order (default off,on)")
     args = parser.parse_args()
     print(f"machine: {machine()}; load average {load()} (a shared machine: other jobs run)")
     results = []
     for _ in range(args.rounds):
-        for warmup in (False, True):
+        for warmup in (mode == "on" for mode in args.modes.split(",")):
             result = run_once(warmup, args.out)
             results.append(result)
             print(json.dumps(result), flush=True)
