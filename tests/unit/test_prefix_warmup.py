@@ -86,10 +86,11 @@ def test_only_requests_sharing_a_long_prefix_wait_for_each_other() -> None:
     assert key != warmup_key(_request(demos, ref="t.v2"))
 
 
-def test_prefix_warmup_defaults_on_for_our_servers_off_for_remote_endpoints() -> None:
-    assert GeneratorConfig(backend="embedded").warms_prefixes
-    assert GeneratorConfig(backend="vllm", model="m").warms_prefixes
+def test_prefix_warmup_is_off_unless_asked_for() -> None:
+    assert not GeneratorConfig(backend="embedded").warms_prefixes
+    assert not GeneratorConfig(backend="vllm", model="m").warms_prefixes
     assert not GeneratorConfig(backend="openai", base_url="http://x/v1").warms_prefixes
+    assert GeneratorConfig(backend="embedded", prefix_warmup=True).warms_prefixes
     assert GeneratorConfig(backend="openai", base_url="http://x/v1",
                            prefix_warmup=True).warms_prefixes
     assert not GeneratorConfig(backend="embedded", prefix_warmup=False).warms_prefixes
