@@ -22,7 +22,6 @@ from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import RunConfig
@@ -30,7 +29,7 @@ from pipelines.errors import RunFailed
 from pipelines.generators import vllm_server
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.cache import default_cache_dir
-from pipelines.generators.handler import GeneratorModelHandler
+from pipelines.generators.handler import GeneratorModelHandler, metric
 from pipelines.outputs import manifest as manifest_lib
 from pipelines.outputs import output_dir as outputs
 from pipelines.outputs import report_html
@@ -274,7 +273,7 @@ def _chain(outputs: RecipeOutputs, cfg: RunConfig, ctx: BuildContext
 
 
 def _count_step(record: InstructionRecord, step: str, name: str) -> InstructionRecord:
-    Metrics.counter(f"{manifest_lib.STEP_PREFIX}{step}", name).inc()
+    metric("step", step, name)  # read back under manifest.STEP_PREFIX
     return record
 
 

@@ -110,6 +110,8 @@ def _calls(manifest: dict, name: str) -> int:
 def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
         backend, scripted_server, tmp_path):
     env = dict(os.environ, INSTRUCTBEAM_PROGRESS="1")
+    # servers this pytest process already owns (the e2e tests' shared session servers)
+    servers_before = set(vllm_server.find_leftover_servers(owner_pid=os.getpid()))
     if backend == "openai":
         slow = scripted_server(faults=SLOW)
         config = _config(tmp_path, ["backend: openai", f"base_url: {slow.base_url}",
@@ -172,7 +174,7 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(
     total = _calls(manifest, "requests")
     assert _calls(manifest, "cache_hits") >= cached
     assert calls_made() == _calls(manifest, "calls") <= total - cached
-    assert vllm_server.find_leftover_servers(owner_pid=os.getpid()) == []
+    assert set(vllm_server.find_leftover_servers(owner_pid=os.getpid())) <= servers_before
     print(f"\n{backend}: interrupted after {paid_before} calls with {cached} answers cached; "
           f"rerun: {calls_made()} calls of {total} requests")
 
