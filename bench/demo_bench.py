@@ -1,6 +1,8 @@
-"""The Self-Instruct demo end to end, prefix warm-up off vs on: the README's demo timings.
+"""A demo end to end, prefix warm-up off vs on: the README's demo timings.
 
-Runs `instructbeam run configs/self_instruct_demo.yaml --no-cache` (so every call reaches the
+Runs `instructbeam run <config> --no-cache` (default: configs/self_instruct_demo.yaml; the
+Explore-Instruct figure comes from `--config configs/explore_instruct_demo.yaml`), so every
+call reaches the
 embedded vLLM server; each run starts its own server) once per mode, alternating modes for
 `--rounds` rounds, and reports per run: wall time, the server's start time (its "server
 ready after N s" progress line), completion tokens per second of wall time, and the
@@ -8,7 +10,8 @@ prefix-cache hit rate per stage (`run.generator_usage` in the manifest: prompt t
 found cached / looked up). Prints the machine (cores, bf16/AMX flags) and the load average
 before and after, since figures from a shared machine are only comparable side by side.
 
-    .venv/bin/python bench/demo_bench.py [--rounds 1] [--modes off,on] [--out /tmp/demo_bench]
+    .venv/bin/python bench/demo_bench.py [--config C] [--rounds 1] [--modes off,on]
+                                         [--out /tmp/demo_bench]
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_once(warmup: bool, out: Path) -> dict:
-    target = out / ("warmup_on" if warmup else "warmup_off")
+def run_once(config: Path, warmup: bool, out: Path) -> dict:
+    target = out / config.stem / ("warmup_on" if warmup else "warmup_off")
     cli = Path(sys.executable).with_name("instructbeam")
-    cmd = [str(cli), "run", str(CONFIG), "--no-cache", "--output-dir", str(target),
+    cmd = [str(cli), "run", str(config), "--no-cache", "--output-dir", str(target),
            "--set", f"generator.prefix_warmup={str(warmup).lower()}"]
     load_before = load()
     start = time.perf_counter()
@@ -58,7 +61,7 @@ def run_once(warmup: bool, out: Path) -> dict:
     ready = READY.search(proc.stderr + proc.stdout)
     tokens = sum(u.get("completion_tokens", 0) for u in usage.values())
     return {
-        "prefix_warmup": warmup, "wall_s": round(wall, 1),
+        "config": config.name, "prefix_warmup": warmup, "wall_s": round(wall, 1),
         "server_start_s": int(ready.group(1)) if ready else None,
         "completion_tokens": tokens, "tok_per_s": round(tokens / wall, 1),
         "hit_rate": {stage: round(u.get("prefix_cache_hits", 0) / u["prefix_cache_queries"], 3)
@@ -70,6 +73,7 @@ def run_once(warmup: bool, out: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/demo_bench"))
     parser.add_argument("--modes", default="off,on",
@@ -79,10 +83,11 @@ def main() -> int:
     results = []
     for _ in range(args.rounds):
         for warmup in (mode == "on" for mode in args.modes.split(",")):
-            result = run_once(warmup, args.out)
+            result = run_once(args.config.resolve(), warmup, args.out)
             results.append(result)
             print(json.dumps(result), flush=True)
-    print("\n| prefix warm-up | wall s | server start s | completion tok | tok/s | "
+    print(f"\n{args.config.name}\n")
+    print("| prefix warm-up | wall s | server start s | completion tok | tok/s | "
           "prefix-cache hit rate per stage | load before/after |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
