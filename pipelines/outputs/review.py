@@ -34,6 +34,8 @@ VERDICTS: Final = ("good", "bad", "skip")
 UNDONE: Final = "undone"  # withdraws the id's earlier verdict
 TEXT_FIELDS: Final = ("instruction", "input", "output")
 MAX_REASON: Final = 2000  # characters; a reason is a note, not a document
+# line breaks to str.splitlines() that json.dumps(ensure_ascii=False) leaves raw
+_LINE_BREAKS: Final = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,7 +67,10 @@ class ReviewVerdict:
     at: str
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+        """One line that every line splitter agrees on: text stays readable (not \\u-escaped)
+        except the characters `str.splitlines` would break a line at."""
+        text = json.dumps(dataclasses.asdict(self), ensure_ascii=False)
+        return text.translate(_LINE_BREAKS)
 
 
 def verdicts_path(run_dir: Path) -> Path:

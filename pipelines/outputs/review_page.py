@@ -250,7 +250,8 @@ PAGE_JS: Final = r"""
   });
   var KEYS = {
     g: function () { record("good"); }, b: function () { record("bad"); },
-    s: function () { record("skip"); }, u: undo, r: function () { reasonBox.focus(); },
+    s: function () { record("skip"); }, u: undo,
+    r: function () { reasonBox.focus(); reasonBox.select(); },
     j: function () { move(1); }, k: function () { move(-1); },
     ArrowRight: function () { move(1); }, ArrowDown: function () { move(1); },
     ArrowLeft: function () { move(-1); }, ArrowUp: function () { move(-1); }
@@ -324,7 +325,8 @@ def render(run_dir: Path) -> str:
         f'<div class="buttons">{buttons}<button type="button" id="export">export verdicts'
         '</button></div><p id="status" role="status" data-pending="0"></p></section>'
         '<section><p class="keys"><kbd>g</kbd> good · <kbd>b</kbd> bad · <kbd>s</kbd> skip · '
-        "<kbd>r</kbd> type a reason, <kbd>Enter</kbd> keeps it (and re-saves a reviewed "
+        "<kbd>r</kbd> type a reason (replaces the old one; <kbd>End</kbd> appends), "
+        "<kbd>Enter</kbd> keeps it (and re-saves a reviewed "
         "row), <kbd>Esc</kbd> leaves it · <kbd>u</kbd> undo the last verdict · "
         "<kbd>j</kbd>/<kbd>k</kbd> or arrows move · verdicts go to "
         f"{escape(str(run_dir / REVIEW_DIR / VERDICTS_FILE))}</p></section></main>"

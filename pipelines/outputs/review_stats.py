@@ -75,9 +75,9 @@ def format_review(sample: Sequence[SampleRow], verdicts: Mapping[str, ReviewVerd
         return lines
     lines.append("    precision = good / (good + bad), with a 95% Wilson interval")
     in_force = list(verdicts.values())
-    for key in ("source", "stage"):
-        groups = tally(in_force, key)
-        width = max(len(key) + 3, *(len(t.name) + 2 for t in groups))
+    by = {key: tally(in_force, key) for key in ("source", "stage")}
+    width = max(len("by source") + 2, *(len(t.name) + 2 for g in by.values() for t in g))
+    for key, groups in by.items():
         lines.append(f"    {'by ' + key:<{width}}{'good':>6}{'bad':>6}{'skip':>6}"
                      f"{'precision':>11}  95% interval")
         for t in groups:

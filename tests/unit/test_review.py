@@ -210,3 +210,13 @@ def test_script_json_cannot_close_the_script():
     text = script_json({"a": "</script><!-- & -->"})
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text) == {"a": "</script><!-- & -->"}
+
+
+def test_a_log_line_stays_one_line_for_any_splitter(tmp_path):
+    """json.dumps(ensure_ascii=False) leaves U+2028 raw, and str.splitlines() breaks there."""
+    row = read_sample(small_run(tmp_path))[0]  # HOSTILE ends in U+2028
+    append_verdicts(tmp_path, [make_verdict(row, "bad", "a\u2029b\x85c")] * 2)
+    text = verdicts_path(tmp_path).read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 2 and "Instruction" not in text  # hostile row is r004
+    assert json.loads(text.splitlines()[1])["reason"] == "a\u2029b\x85c"
+    assert read_verdicts(tmp_path)[row.id].instruction == HOSTILE
