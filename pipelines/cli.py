@@ -197,7 +197,7 @@ def _inspect(output_dir: Path) -> int:
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
     print(format_summary(read(output_dir), output_dir))
-    if (output_dir / AUDIT_DIR).is_dir():
+    if any((output_dir / AUDIT_DIR).glob("*.jsonl")):  # none when audit_per_source: 0
         sample = read_sample(output_dir)
         where = f"{output_dir}/{REVIEW_DIR}/{VERDICTS_FILE}"
         print("\n".join(format_review(sample, read_verdicts(output_dir), where)))

@@ -5,7 +5,11 @@ rerun into the same folder does not throw the verdicts away."""
 from __future__ import annotations
 
 import json
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -13,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from helpers import scripted_config
+from review_fakes import small_run
 
 from pipelines.cli import main
 from pipelines.errors import InputError
@@ -164,3 +170,28 @@ def test_a_rerun_keeps_the_verdicts(finished_run):
     with pytest.raises(InputError, match="review/"):
         run(cfg)
     assert verdicts_path(out).exists()
+
+
+def test_the_cli_serves_until_ctrl_c(tmp_path):
+    """`instructbeam review RUN` prints where it serves, takes verdicts, and Ctrl-C ends it
+    with exit 0."""
+    run_dir = small_run(tmp_path / "run")
+    process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "review", str(run_dir)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert "review/index.html (5 audit rows, 0 reviewed)" in process.stdout.readline()
+        url = re.search(r"reviewing at (http://127\.0\.0\.1:\d+/) ", process.stdout.readline())
+        assert url, process.stderr.read()
+        request = urllib.request.Request(
+            url.group(1) + "verdicts", method="POST", data=b'{"id": "r001", "verdict": "good"}',
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert {i: v.verdict for i, v in read_verdicts(run_dir).items()} == {"r001": "good"}
