@@ -185,22 +185,16 @@ def _plan(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _inspect(output_dir: Path) -> int:
     from pipelines.outputs.manifest import read
     from pipelines.outputs.report import format_summary
-    from pipelines.outputs.review import (
-        AUDIT_DIR,
-        REVIEW_DIR,
-        VERDICTS_FILE,
-        read_sample,
-        read_verdicts,
-    )
+    from pipelines.outputs.review import read_sample, read_verdicts, verdicts_path
     from pipelines.outputs.review_stats import format_review
 
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
     print(format_summary(read(output_dir), output_dir))
-    if any((output_dir / AUDIT_DIR).glob("*.jsonl")):  # none when audit_per_source: 0
+    where = verdicts_path(output_dir)
+    if where.exists():  # once someone has reviewed (`instructbeam review`)
         sample = read_sample(output_dir)
-        where = f"{output_dir}/{REVIEW_DIR}/{VERDICTS_FILE}"
-        print("\n".join(format_review(sample, read_verdicts(output_dir), where)))
+        print("\n".join(format_review(sample, read_verdicts(output_dir), str(where))))
     return 0
 
 
