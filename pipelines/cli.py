@@ -67,6 +67,19 @@ def main(argv: list[str] | None = None) -> int:
                           "so a rerun that replaces the run keeps it)")
     export_p.add_argument("--with-provenance", action="store_true",
                           help="add meta: {id, generator, prompt_ref} to every item")
+    review_p = sub.add_parser(
+        "review", help="review a finished run's audit sample in a browser (good/bad/skip)",
+        epilog="Serves the page on 127.0.0.1 until Ctrl-C; verdicts are appended to "
+               "OUTPUT_DIR/review/verdicts.jsonl. Example: instructbeam review "
+               "out/self_instruct_demo --no-serve")
+    review_p.add_argument("output_dir", help="a finished run's output directory")
+    review_p.add_argument("--no-serve", action="store_true",
+                          help="only write OUTPUT_DIR/review/index.html; opened as a file it "
+                          "keeps verdicts in the browser until you export them")
+    review_p.add_argument("--port", type=int, default=0,
+                          help="port on 127.0.0.1 to serve on (default: a free one)")
+    review_p.add_argument("--import", dest="import_file", metavar="FILE",
+                          help="append the verdicts of a file the page exported, then exit")
     plan_p = sub.add_parser(
         "plan", help="build a config's Dataflow job offline (no network) and print its size",
         epilog="Example: instructbeam plan configs/self_instruct_demo.yaml --set output_dir="
@@ -88,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args)
         if args.command == "plan":
             return _plan(args, beam_args)
+        if args.command == "review":
+            if beam_args:
+                parser.error(f"unexpected arguments: {' '.join(beam_args)}")
+            return _review(args)
         if beam_args and not all(a.startswith("--") for a in beam_args):
             parser.error(f"unexpected arguments: {' '.join(beam_args)}")
         with catch_interrupt(time.time()) as interrupt:
@@ -168,10 +185,16 @@ def _plan(args: argparse.Namespace, beam_args: list[str]) -> int:
 def _inspect(output_dir: Path) -> int:
     from pipelines.outputs.manifest import read
     from pipelines.outputs.report import format_summary
+    from pipelines.outputs.review import read_sample, read_verdicts, verdicts_path
+    from pipelines.outputs.review_stats import format_review
 
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
     print(format_summary(read(output_dir), output_dir))
+    where = verdicts_path(output_dir)
+    if where.exists():  # once someone has reviewed (`instructbeam review`)
+        sample = read_sample(output_dir)
+        print("\n".join(format_review(sample, read_verdicts(output_dir), str(where))))
     return 0
 
 
@@ -181,6 +204,39 @@ def _report(output_dir: Path) -> int:
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
     print(f"instructbeam: wrote {write_report(output_dir)}")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from pipelines.outputs.review import import_verdicts, read_sample, read_verdicts, verdicts_path
+    from pipelines.outputs.review_page import write_page
+    from pipelines.outputs.review_server import ReviewServer
+
+    run_dir = Path(args.output_dir)
+    if not (run_dir / "manifest.json").exists():
+        raise InputError(f"{run_dir}: no manifest.json (not a finished instructbeam run)")
+    if args.import_file:
+        added = import_verdicts(run_dir, Path(args.import_file))
+        print(f"instructbeam: appended {added} verdicts to {verdicts_path(run_dir)}")
+    page = write_page(run_dir)
+    sample, verdicts = read_sample(run_dir), read_verdicts(run_dir)
+    reviewed = sum(1 for row in sample if row.id in verdicts)
+    print(f"instructbeam: wrote {page} ({len(sample)} audit rows, {reviewed} reviewed)")
+    if args.no_serve or args.import_file:
+        return 0
+    try:
+        server = ReviewServer(run_dir, args.port)
+    except OSError as exc:
+        raise InputError(f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}; "
+                         "pass --port 0 for a free port, or --no-serve") from exc
+    print(f"instructbeam: reviewing at {server.url} (verdicts go to {verdicts_path(run_dir)}); "
+          "Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 

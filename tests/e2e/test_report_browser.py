@@ -4,21 +4,15 @@ chart draws marks with a real size. Skipped where the browser is missing, except
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import skip_or_fail
+from browser import CHROMIUM, chromium, open_page
 from report_fakes import EXPECTED_CHARTS, write_fake_run
 
 from pipelines.outputs.report_html import write_report
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
 # Per chart: its title and how many marks have a non-empty bounding box.
 CHART_MARKS_JS = """
@@ -36,48 +30,12 @@ return Array.from(document.querySelectorAll('svg.chart')).map(function (svg) {
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
-    if missing:
-        skip_or_fail(f"{' and '.join(missing)} not installed (run: bash .ci/browser-deps.sh)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        skip_or_fail("selenium is not installed (pip install -e '.[test]')")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.add_argument("--window-size=1200,900")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _open(driver, path: Path) -> tuple[list[dict], list[str]]:
-    """Load the page; return its console entries and the URLs of the requests made for it.
-
-    The browser's own start page may still log a chrome:// request in the same window, so
-    requests are attributed by `documentURL`; none may leave the machine whatever made it."""
-    import json
-
-    driver.get_log("performance")  # drop what an earlier page left
-    driver.get_log("browser")
-    driver.get(path.as_uri())
-    requests = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] != "Network.requestWillBeSent":
-            continue
-        url = message["params"]["request"]["url"]
-        assert not url.startswith(("http:", "https:", "ws:", "wss:", "ftp:")), url
-        if message["params"].get("documentURL") == path.as_uri():
-            requests.append(url)
-    return driver.get_log("browser"), requests
+    return open_page(driver, path.as_uri())
 
 
 @pytest.fixture(scope="module")

@@ -50,11 +50,16 @@ EXCLUDED: dict[str, str] = {
     r"^\. \.venv/bin/activate$": "changes the reader's shell; the commands here call the venv's "
                                   "programs by path",
     r"^docker ": "needs Docker and an image registry",
+    rf"^{re.escape(CLI)} review \S+$":
+        "serves the review page until Ctrl-C: tests/pipeline/test_review_run.py drives the "
+        "same server, tests/e2e/test_review_browser.py a browser on it",
+    rf"^{re.escape(CLI)} review \S+ --import \S+$":
+        "needs a file the review page exported: tests/e2e/test_review_browser.py imports one",
     rf"^{re.escape(CLI)} run \S+ .*(--runner=DataflowRunner|--generation_accelerator=)":
         "submits a Dataflow job (Google Cloud); `plan` checks the same job offline",
 }
 CONFIG = rf"^{re.escape(CLI)} run configs/\S+\.yaml( --output-dir \S+)?( --set \S+)+$"
-RUN = rf"^{re.escape(CLI)} (inspect|export|plan) "
+RUN = rf"^{re.escape(CLI)} ((inspect|export|plan) |review \S+ --no-serve$)"
 # Placeholders of the Dataflow steps, replaced by values that need no cloud.
 PLACEHOLDERS = {"CONFIG": "configs/self_instruct_demo.yaml", "P": "readme-project",
                 "R": "us-central1", "gs://...": "gs://instructbeam-readme/run"}
@@ -188,6 +193,8 @@ def test_command_runs(in_workdir, command, note, capsys):
         assert Path(target).is_file() and Path(target).stat().st_size > 0, (target, printed)
     elif args[0] == "plan":
         assert "step" in printed, printed
+    elif args[0] == "review":
+        assert Path(args[1], "review", "index.html").is_file(), printed
 
 
 @pytest.mark.parametrize("command", CONFIG_COMMANDS)

@@ -1,0 +1,345 @@
+"""review/index.html: one self-contained page for reviewing a run's audit sample by keyboard.
+
+Everything is inline (CSS, script, the rows as JSON), so the page needs nothing but itself.
+Served by `instructbeam review RUN` (pipelines/outputs/review_server.py), it posts each
+verdict to that local server, which appends it to review/verdicts.jsonl. Opened as a file, it
+keeps verdicts in the browser's localStorage, and "export verdicts" downloads them for
+`instructbeam review RUN --import FILE`. Either way, reopening resumes at the first unreviewed
+row.
+
+Rows are untrusted model text: they reach the page only as JSON inside a script element with
+every `<`, `>` and `&` escaped, and the script puts them into the page with `textContent`,
+never as markup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from html import escape
+from pathlib import Path
+from typing import Any, Final
+
+from pipelines.outputs.report_style import CSS
+from pipelines.outputs.review import (
+    MAX_REASON,
+    PAGE_FILE,
+    REVIEW_DIR,
+    VERDICTS_FILE,
+    SampleRow,
+    read_sample,
+    read_verdicts,
+)
+
+# No request may leave the page except its own posts to the server that served it.
+CSP: Final = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+              "connect-src 'self'; img-src data:")
+
+PAGE_CSS: Final = """
+.row{min-height:320px}.rowhead{display:flex;flex-wrap:wrap;gap:6px 14px;align-items:center;
+margin-bottom:6px}.rowhead .where{color:var(--mute)}
+.text{white-space:pre-wrap;overflow-wrap:anywhere;border:1px solid var(--line);border-radius:6px;
+padding:8px 10px;background:#fcfcfd;max-height:40vh;overflow:auto;font:13px/1.45 ui-monospace,
+SFMono-Regular,Menlo,Consolas,monospace}.text.empty{color:var(--mute);font-style:italic}
+dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;font-size:12px;
+margin:10px 0}dl.meta dt{color:var(--mute)}dl.meta dd{margin:0;overflow-wrap:anywhere}
+.pill.none{color:var(--mute);background:var(--bg);border:1px solid var(--line)}
+.pill.good{color:#25633f;background:#e3f2e8}.pill.bad{color:#fff;background:var(--f)}
+.pill.skip{color:var(--ink);background:#eceff3}
+.reason{display:flex;gap:8px;align-items:center;margin:12px 0 8px}.reason input{flex:1;
+min-width:0;font:inherit;padding:5px 8px;border:1px solid var(--line);border-radius:6px}
+.buttons{display:flex;flex-wrap:wrap;gap:6px}button{font:inherit;padding:4px 10px;
+border:1px solid var(--line);border-radius:6px;background:#fff;cursor:pointer}
+button kbd,.keys kbd{font:11px ui-monospace,monospace;border:1px solid var(--line);
+border-radius:3px;padding:0 4px;background:var(--bg)}
+#status{min-height:1.4em;font-size:12px;color:var(--mute)}#status.error{color:var(--f);
+font-weight:600}.done{color:#25633f;font-weight:600}
+.keys{font-size:12px;color:var(--mute);margin:0}
+"""
+
+PAGE_JS: Final = r"""
+(function () {
+  "use strict";
+  var DATA = JSON.parse(document.getElementById("review-data").textContent);
+  var ROWS = DATA.rows, VERDICTS = ["good", "bad", "skip"];
+  var SERVED = location.protocol === "http:" || location.protocol === "https:";
+  var STORE = "instructbeam-review:" + DATA.key;
+  var state = {}, draft = {}, history = [], index = {}, pending = 0, queue = Promise.resolve();
+  var $ = function (id) { return document.getElementById(id); };
+  var reasonBox = $("reason");
+  ROWS.forEach(function (row, i) { index[row.id] = i; });
+  Object.keys(DATA.verdicts).forEach(function (id) { state[id] = DATA.verdicts[id]; });
+  if (!SERVED) {  // verdicts made in this browser since the page was written
+    var local = {};
+    try { local = JSON.parse(localStorage.getItem(STORE) || "{}"); } catch (e) { local = {}; }
+    Object.keys(local).forEach(function (id) {
+      if (id in index && (!state[id] || local[id].at >= state[id].at)) { state[id] = local[id]; }
+    });
+  }
+  function verdictOf(id) {
+    var v = state[id];
+    return v && VERDICTS.indexOf(v.verdict) >= 0 ? v.verdict : null;
+  }
+  function status(text, error) {
+    $("status").textContent = text;
+    $("status").className = error ? "error" : "";
+  }
+  function firstUnreviewed(from) {
+    for (var n = 0; n < ROWS.length; n += 1) {
+      var i = (from + n) % ROWS.length;
+      if (!verdictOf(ROWS[i].id)) { return i; }
+    }
+    return -1;
+  }
+  var pos = Math.max(0, firstUnreviewed(0));
+
+  function lineFor(row, verdict, reason) {
+    return {id: row.id, stage: row.stage, source: row.source, verdict: verdict,
+            reason: reason, instruction: row.instruction, input: row.input,
+            output: row.output, at: new Date().toISOString()};
+  }
+  function post(line) {
+    pending += 1;
+    $("status").setAttribute("data-pending", pending);
+    queue = queue.then(function () {  // one at a time, so the log keeps the order of keys
+      return fetch("verdicts", {method: "POST", headers: {"Content-Type": "application/json"},
+                                body: JSON.stringify({id: line.id, verdict: line.verdict,
+                                                      reason: line.reason})})
+        .then(function (r) {
+          if (!r.ok) { return r.text().then(function (t) { throw new Error(t || r.status); }); }
+          return r.json();
+        })
+        .then(function (saved) {
+          if (state[saved.id] === line) { state[saved.id] = saved; }
+          status("saved to " + DATA.file);
+        })
+        .catch(function (e) {
+          status("NOT saved (" + e.message + "): use export verdicts to keep them", true);
+        })
+        .then(function () {
+          pending -= 1;
+          $("status").setAttribute("data-pending", pending);
+        });
+    });
+  }
+  function save(line) {
+    state[line.id] = line;
+    if (SERVED) {
+      post(line);
+    } else {
+      try {
+        localStorage.setItem(STORE, JSON.stringify(state));
+        status("kept in this browser: export verdicts, then instructbeam review RUN --import FILE");
+      } catch (e) { status("could not keep it in this browser: " + e.message, true); }
+    }
+  }
+  function record(verdict) {
+    var row = ROWS[pos];
+    history.push({id: row.id, before: state[row.id] || null});
+    save(lineFor(row, verdict, reasonBox.value.trim()));
+    delete draft[row.id];
+    var next = firstUnreviewed(pos + 1);
+    pos = next >= 0 ? next : Math.min(pos + 1, ROWS.length - 1);
+    render();
+  }
+  function undo() {
+    var last = history.pop();
+    if (!last) { status("nothing to undo"); return; }
+    var row = ROWS[index[last.id]], before = last.before;
+    var back = before && VERDICTS.indexOf(before.verdict) >= 0;
+    save(lineFor(row, back ? before.verdict : "undone", back ? before.reason : ""));
+    pos = index[last.id];
+    render();
+  }
+  function keepReason() {
+    var row = ROWS[pos], verdict = verdictOf(row.id), text = reasonBox.value.trim();
+    if (verdict) {
+      history.push({id: row.id, before: state[row.id]});
+      save(lineFor(row, verdict, text));
+    } else {
+      draft[row.id] = text;
+      status("reason kept for this row: press g, b or s");
+    }
+    reasonBox.blur();
+    render();
+  }
+  function move(step) {
+    pos = Math.max(0, Math.min(ROWS.length - 1, pos + step));
+    render();
+  }
+  function exportVerdicts() {
+    var lines = ROWS.filter(function (r) { return state[r.id]; })
+      .map(function (r) { return JSON.stringify(state[r.id]) + "\n"; });
+    var a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob(lines, {type: "application/x-ndjson"}));
+    a.download = DATA.name + "-verdicts.jsonl";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    status("exported " + lines.length + " verdicts");
+  }
+  function fill(id, text) {
+    $(id).textContent = text === "" ? "(empty)" : text;
+    $(id).className = text === "" ? "text empty" : "text";
+  }
+  function shown(value) {
+    if (typeof value === "number" && !Number.isInteger(value)) { return value.toFixed(3); }
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+  function renderMeta(row) {
+    var dl = $("meta");
+    dl.textContent = "";
+    var pairs = [["id", row.id]];
+    Object.keys(row.extra).forEach(function (k) {
+      var v = row.extra[k];
+      if (v && typeof v === "object" && !Array.isArray(v)) {
+        Object.keys(v).forEach(function (sub) { pairs.push([k + "." + sub, v[sub]]); });
+      } else if (v !== null && v !== "") { pairs.push([k, v]); }
+    });
+    pairs.forEach(function (p) {
+      var dt = document.createElement("dt"), dd = document.createElement("dd");
+      dt.textContent = p[0];
+      dd.textContent = shown(p[1]);
+      dl.appendChild(dt);
+      dl.appendChild(dd);
+    });
+  }
+  function renderProgress() {
+    var per = {}, done = 0;
+    ROWS.forEach(function (row) {
+      var s = per[row.source] || (per[row.source] = {n: 0, good: 0, bad: 0, skip: 0});
+      var v = verdictOf(row.id);
+      s.n += 1;
+      if (v) { s[v] += 1; done += 1; }
+    });
+    $("done").textContent = done + " of " + ROWS.length + " reviewed";
+    $("done").className = done === ROWS.length ? "done" : "";
+    var body = $("per-source");
+    body.textContent = "";
+    Object.keys(per).sort().forEach(function (name) {
+      var s = per[name], tr = document.createElement("tr");
+      [name, (s.good + s.bad + s.skip) + " / " + s.n, s.good, s.bad, s.skip]
+        .forEach(function (cell) {
+          var td = document.createElement("td");
+          td.textContent = String(cell);
+          tr.appendChild(td);
+        });
+      body.appendChild(tr);
+    });
+  }
+  function render() {
+    var row = ROWS[pos], verdict = verdictOf(row.id);
+    $("pos").textContent = "row " + (pos + 1) + " of " + ROWS.length;
+    $("where").textContent = row.source + " · " + row.stage;
+    $("verdict").textContent = verdict || "unreviewed";
+    $("verdict").className = "pill " + (verdict || "none");
+    fill("instruction", row.instruction);
+    fill("input", row.input);
+    fill("output", row.output);
+    renderMeta(row);
+    if (document.activeElement !== reasonBox) {
+      reasonBox.value = row.id in draft ? draft[row.id] : (verdict ? state[row.id].reason : "");
+    }
+    renderProgress();
+    document.body.setAttribute("data-row", row.id);
+  }
+  reasonBox.addEventListener("keydown", function (e) {
+    if (e.key === "Enter") { e.preventDefault(); keepReason(); }
+    if (e.key === "Escape") { e.preventDefault(); reasonBox.blur(); render(); }
+  });
+  var KEYS = {
+    g: function () { record("good"); }, b: function () { record("bad"); },
+    s: function () { record("skip"); }, u: undo,
+    r: function () { reasonBox.focus(); reasonBox.select(); },
+    j: function () { move(1); }, k: function () { move(-1); },
+    ArrowRight: function () { move(1); }, ArrowDown: function () { move(1); },
+    ArrowLeft: function () { move(-1); }, ArrowUp: function () { move(-1); }
+  };
+  document.addEventListener("keydown", function (e) {
+    if (e.target === reasonBox || e.ctrlKey || e.metaKey || e.altKey) { return; }
+    if (!Object.prototype.hasOwnProperty.call(KEYS, e.key)) { return; }
+    e.preventDefault();
+    KEYS[e.key]();
+  });
+  document.querySelectorAll("button[data-key]").forEach(function (button) {
+    button.addEventListener("click", function () { KEYS[button.getAttribute("data-key")](); });
+  });
+  $("export").addEventListener("click", exportVerdicts);
+  status(SERVED ? "verdicts are saved to " + DATA.file
+                : "opened as a file: verdicts stay in this browser until exported");
+  render();
+}());
+"""
+
+BUTTONS: Final = (("g", "good"), ("b", "bad"), ("s", "skip"), ("u", "undo"),
+                  ("k", "previous"), ("j", "next"))
+
+
+def run_key(run_dir: Path, rows: list[SampleRow]) -> str:
+    """Names this run's verdicts in the browser's storage (file:// pages share one origin)."""
+    text = "\n".join([str(Path(run_dir).resolve()), *(row.id for row in rows)])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def script_json(value: Any) -> str:
+    """JSON that cannot end or open a tag inside <script>: `<`, `>` and `&` as \\u escapes."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def render(run_dir: Path) -> str:
+    """The page for a run, with the verdicts in force when it is rendered."""
+    run_dir = Path(run_dir)
+    rows = read_sample(run_dir)
+    verdicts = read_verdicts(run_dir)
+    name = run_dir.resolve().name or "run"
+    data = {"key": run_key(run_dir, rows), "name": name, "file": f"{REVIEW_DIR}/{VERDICTS_FILE}",
+            "rows": [{"id": r.id, "source": r.source, "stage": r.stage,
+                      "instruction": r.instruction, "input": r.input, "output": r.output,
+                      "extra": dict(r.extra)} for r in rows],
+            "verdicts": {i: dataclasses.asdict(v) for i, v in verdicts.items()}}
+    sources = len({r.source for r in rows})
+    buttons = "".join(f'<button type="button" data-key="{key}"><kbd>{key}</kbd> {label}'
+                      "</button>" for key, label in BUTTONS)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{escape(f'instructbeam review: {name}')}</title>"
+        f"<style>{CSS}{PAGE_CSS}</style></head><body><main>"
+        f"<header><h1>instructbeam review · {escape(name)}</h1>"
+        f'<p class="meta">{len(rows)} audit rows from {sources} source'
+        f'{"s" * (sources != 1)} · <span id="done"></span></p>'
+        '<table><thead><tr><th>source</th><th>reviewed</th><th>good</th><th>bad</th>'
+        '<th>skip</th></tr></thead><tbody id="per-source"></tbody></table></header>'
+        '<section class="row"><div class="rowhead"><b id="pos"></b>'
+        '<span class="pill none" id="verdict"></span><span class="where" id="where"></span>'
+        "</div><h3>Instruction</h3><div class=\"text\" id=\"instruction\"></div>"
+        '<h3>Input</h3><div class="text" id="input"></div>'
+        '<h3>Output</h3><div class="text" id="output"></div><dl class="meta" id="meta"></dl>'
+        '<div class="reason"><label for="reason"><kbd>r</kbd> reason</label>'
+        f'<input id="reason" type="text" maxlength="{MAX_REASON}" autocomplete="off" '
+        'placeholder="why (optional); Enter keeps it"></div>'
+        f'<div class="buttons">{buttons}<button type="button" id="export">export verdicts'
+        '</button></div><p id="status" role="status" data-pending="0"></p></section>'
+        '<section><p class="keys"><kbd>g</kbd> good · <kbd>b</kbd> bad · <kbd>s</kbd> skip · '
+        "<kbd>r</kbd> type a reason (replaces the old one; <kbd>End</kbd> appends), "
+        "<kbd>Enter</kbd> keeps it (and re-saves a reviewed "
+        "row), <kbd>Esc</kbd> leaves it · <kbd>u</kbd> undo the last verdict · "
+        "<kbd>j</kbd>/<kbd>k</kbd> or arrows move · verdicts go to "
+        f"{escape(str(run_dir / REVIEW_DIR / VERDICTS_FILE))}</p></section></main>"
+        f'<script type="application/json" id="review-data">{script_json(data)}</script>'
+        f"<script>{PAGE_JS}</script></body></html>\n")
+
+
+def write_page(run_dir: Path) -> Path:
+    """Write `RUN_DIR/review/index.html` (replaced whole, never half-written)."""
+    directory = Path(run_dir) / REVIEW_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PAGE_FILE
+    tmp = directory / (PAGE_FILE + ".tmp")
+    tmp.write_text(render(run_dir), encoding="utf-8")
+    tmp.rename(path)
+    return path

@@ -1,0 +1,124 @@
+"""The local server behind `instructbeam review RUN`: it serves the review page and appends each
+verdict the page posts to review/verdicts.jsonl.
+
+Standard library only, bound to 127.0.0.1. It answers only requests addressed to itself (the
+Host header names this server, a posted verdict comes from its own page), so another web site
+open in the same browser cannot write verdicts. The texts of a verdict line are taken from
+the run's audit sample, never from the request: the page sends only id, verdict and reason.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+
+from pipelines.errors import InputError
+from pipelines.outputs.review import (
+    MAX_REASON,
+    UNDONE,
+    VERDICTS,
+    append_verdicts,
+    make_verdict,
+    read_sample,
+)
+from pipelines.outputs.review_page import CSP, render
+
+HOST: Final = "127.0.0.1"
+MAX_BODY: Final = 16 * 1024 + 4 * MAX_REASON  # bytes; a verdict is an id, a word and a note
+
+
+class ReviewServer(ThreadingHTTPServer):
+    """Serves one run's review page on `HOST`; port 0 picks a free port."""
+
+    daemon_threads = True
+
+    def __init__(self, run_dir: Path, port: int = 0) -> None:
+        self.run_dir = Path(run_dir)
+        self.rows = {row.id: row for row in read_sample(self.run_dir)}
+        self.lock = threading.Lock()  # one append at a time, in arrival order
+        super().__init__((HOST, port), _Handler)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/"
+
+    def origins(self) -> tuple[str, ...]:
+        return tuple(f"{name}:{self.port}" for name in (HOST, "localhost"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ReviewServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        if not self._addressed_to_us():
+            return
+        if self.path not in ("/", "/index.html"):
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+            return
+        page = render(self.server.run_dir).encode("utf-8")
+        self._send(HTTPStatus.OK, "text/html; charset=utf-8", page)
+
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        if not self._addressed_to_us():
+            return
+        if self.path != "/verdicts":
+            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
+            return
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.removeprefix("http://") not in self.server.origins():
+            self._send(HTTPStatus.FORBIDDEN, "text/plain", b"verdicts come from the review page")
+            return
+        if not self.headers.get("Content-Type", "").startswith("application/json"):
+            self._send(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "text/plain", b"send JSON")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= MAX_BODY:
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "text/plain", b"bad length")
+            return
+        try:
+            line = self._verdict(json.loads(self.rfile.read(length)))
+        except (ValueError, InputError) as exc:
+            self._send(HTTPStatus.BAD_REQUEST, "text/plain", str(exc).encode("utf-8"))
+            return
+        with self.server.lock:
+            append_verdicts(self.server.run_dir, [line])
+        self._send(HTTPStatus.OK, "application/json", line.to_json().encode("utf-8"))
+
+    def _verdict(self, body: Any) -> Any:
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object {id, verdict, reason}")
+        row = self.server.rows.get(body.get("id"))  # type: ignore[arg-type]
+        if row is None:
+            raise ValueError(f"id {body.get('id')!r:.80} is not in the audit sample")
+        verdict, reason = body.get("verdict"), body.get("reason", "")
+        if verdict not in (*VERDICTS, UNDONE) or not isinstance(reason, str):
+            raise ValueError("verdict must be good, bad, skip or undone; reason a string")
+        return make_verdict(row, verdict, reason)
+
+    def _addressed_to_us(self) -> bool:
+        """Refuse requests for another host name (DNS rebinding)."""
+        if self.headers.get("Host") in self.server.origins():
+            return True
+        self._send(HTTPStatus.MISDIRECTED_REQUEST, "text/plain", b"wrong host")
+        return False
+
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base signature
+        """Quiet: the terminal shows where verdicts go, not one line per key press."""

@@ -1,0 +1,153 @@
+"""The review page in a real headless Chromium (tests/browser.py): the keyboard flow (g/b/s, the
+reason box, undo, moving), verdicts kept across reloads with the page resuming at the first
+unreviewed row, hostile rows shown as text, and no request leaving the machine. Served by the
+local server it writes review/verdicts.jsonl; opened as a file it keeps verdicts in the
+browser, and its export imports with `instructbeam review --import`. No vLLM: the run dir is
+an audit sample written by tests/review_fakes.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser import LOCAL, chromium, open_page, severe
+from review_fakes import HOSTILE, small_run
+
+from pipelines.cli import main
+from pipelines.outputs.review import read_verdicts, verdicts_path
+from pipelines.outputs.review_page import write_page
+from pipelines.outputs.review_server import ReviewServer
+
+# small_run's rows in page order: source "seed" first, then "self_instruct"
+ORDER = ["r004", "r005", "r001", "r002", "r003"]
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory, downloads: Path) -> Iterator[object]:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {
+            "behavior": "allow", "downloadPath": str(downloads)})
+        yield driver
+
+
+@pytest.fixture
+def served(tmp_path) -> Iterator[ReviewServer]:
+    server = ReviewServer(small_run(tmp_path / "run"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def press(driver, *keys: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    for key in keys:
+        ActionChains(driver).send_keys(key).perform()
+
+
+def wait_saved(driver) -> None:
+    """Until every verdict the page posted has been answered."""
+    deadline = time.monotonic() + 10
+    while driver.execute_script(
+            "return document.getElementById('status').getAttribute('data-pending')") != "0":
+        assert time.monotonic() < deadline, "the page's posts were not answered"
+        time.sleep(0.05)
+
+
+def shown(driver) -> dict[str, str]:
+    return driver.execute_script("""
+        var t = function (id) { return document.getElementById(id).textContent; };
+        return {row: document.body.getAttribute('data-row'), verdict: t('verdict'),
+                done: t('done'), instruction: t('instruction'), status: t('status'),
+                reason: document.getElementById('reason').value,
+                focused: document.activeElement.id};""")
+
+
+def logged(run: Path) -> list[tuple[str, str, str]]:
+    return [(x["id"], x["verdict"], x["reason"]) for x in
+            map(json.loads, verdicts_path(run).read_text(encoding="utf-8").splitlines())]
+
+
+def test_keyboard_flow_saves_to_the_server_and_resumes(browser, served):
+    run = served.run_dir
+    console, requests = open_page(browser, served.url, allow=LOCAL)
+    assert severe(console) == [] and requests == [served.url]
+    page = shown(browser)
+    assert page["row"] == ORDER[0] and page["verdict"] == "unreviewed"
+    assert page["instruction"] == HOSTILE  # shown as text, never run
+    assert browser.execute_script("return typeof window.pwned") == "undefined"
+    assert page["done"] == "0 of 5 reviewed"
+
+    press(browser, "g")  # good, and on to the next row
+    press(browser, "r")  # the reason box takes the keys now
+    assert shown(browser)["focused"] == "reason"
+    press(browser, "too short", "\ue007")  # Enter keeps the reason for this row
+    assert shown(browser)["focused"] != "reason"
+    press(browser, "b", "s")
+    wait_saved(browser)
+    assert logged(run) == [("r004", "good", ""), ("r005", "bad", "too short"),
+                           ("r001", "skip", "")]
+    assert shown(browser)["row"] == ORDER[3] and shown(browser)["done"] == "3 of 5 reviewed"
+
+    press(browser, "u")  # undo the skip: back on that row, unreviewed again
+    wait_saved(browser)
+    assert (shown(browser)["row"], shown(browser)["verdict"]) == (ORDER[2], "unreviewed")
+    assert logged(run)[-1] == ("r001", "undone", "")
+    assert set(read_verdicts(run)) == {"r004", "r005"}
+
+    console, _ = open_page(browser, served.url, allow=LOCAL)  # reload
+    assert severe(console) == []
+    page = shown(browser)
+    assert (page["row"], page["done"]) == (ORDER[2], "2 of 5 reviewed")  # first unreviewed
+    press(browser, "k")  # back to the bad row: its verdict and reason are shown
+    page = shown(browser)
+    assert (page["row"], page["verdict"], page["reason"]) == (ORDER[1], "bad", "too short")
+    press(browser, "r", "cut off", "\ue007")  # r selects the old reason; typing replaces it
+    wait_saved(browser)
+    assert logged(run)[-1] == ("r005", "bad", "cut off")
+    press(browser, "\ue014", "\ue014", "j")  # arrow right twice, then j: the last row
+    assert shown(browser)["row"] == ORDER[4]
+    press(browser, "\ue012")  # arrow left
+    assert shown(browser)["row"] == ORDER[3]
+
+
+def test_a_file_page_keeps_verdicts_in_the_browser_and_exports_them(browser, downloads,
+                                                                    tmp_path):
+    run = small_run(tmp_path / "run")
+    page_uri = write_page(run).as_uri()
+    console, requests = open_page(browser, page_uri)
+    assert severe(console) == [] and requests == [page_uri]
+    press(browser, "g", "b", "u", "s")  # undo the bad: r005 becomes skip
+    console, _ = open_page(browser, page_uri)  # reload: kept in localStorage
+    assert severe(console) == []
+    page = shown(browser)
+    assert (page["row"], page["done"]) == (ORDER[2], "2 of 5 reviewed")
+    assert not verdicts_path(run).exists()  # a file page cannot write the log
+
+    browser.find_element("id", "export").click()
+    exported = _wait_for_file(downloads, "run-verdicts.jsonl")
+    assert main(["review", str(run), "--import", str(exported)]) == 0
+    assert {i: v.verdict for i, v in read_verdicts(run).items()} == {"r004": "good",
+                                                                     "r005": "skip"}
+
+
+def _wait_for_file(directory: Path, name: str) -> Path:
+    deadline = time.monotonic() + 10
+    while not (directory / name).is_file():
+        assert time.monotonic() < deadline, f"{name} was not downloaded to {directory}"
+        time.sleep(0.05)
+    return directory / name
