@@ -240,6 +240,8 @@ def judge_subtasks(subtasks: Iterable[Subtask], source: InstructionRecord, groun
             verdict = Verdict.drop(Reason.SAME_AS_SOURCE, "repeats the whole request")
         elif key in seen:
             verdict = Verdict.drop(Reason.DUPLICATE_INSTANCE, "same sub-task twice")
+        elif normalize_text(sub.output) == key:  # small models echo the sub-task as answer
+            verdict = Verdict.drop(Reason.INPUT_EQUALS_OUTPUT, "answer repeats the sub-task")
         elif grounded and normalize_text(sub.output) not in answer:
             verdict = Verdict.drop(Reason.UNGROUNDED_SUBTASK,
                                    "answer is not a passage of the source answer")

@@ -169,10 +169,11 @@ def test_subtasks_are_judged_against_the_source_answer():
         Subtask(source.instruction, "Paris"),  # the whole request again
         Subtask("", "Paris"),
         Subtask("Say since when.", ""),
+        Subtask("paris is the capital of france", "Paris is the capital of France"),  # echo
     ], source, grounded=True)
     assert [v.reason for _, v in judged] == [
         None, Reason.DUPLICATE_INSTANCE, Reason.UNGROUNDED_SUBTASK, Reason.SAME_AS_SOURCE,
-        Reason.EMPTY_INSTRUCTION, Reason.EMPTY_OUTPUT]
+        Reason.EMPTY_INSTRUCTION, Reason.EMPTY_OUTPUT, Reason.INPUT_EQUALS_OUTPUT]
     free = judge_subtasks([Subtask("Name its population.", "Two million")], source, False)
     assert free[0][1].keep
 
