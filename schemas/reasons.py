@@ -55,3 +55,14 @@ class Reason(StrEnum):
     NOT_SAMPLED = "not_sampled"  # not drawn by the allocation, or cut by the sample size
     # #InsTag: Cf-D never selects a query without tags (after normalization).
     NO_TAGS = "no_tags"
+    # Atomic tasks (EcomGPT): why a row yields no derived task.
+    OUTPUT_TOO_SHORT_TO_REVERSE = "output_too_short_to_reverse"  # a label cannot name its request
+    REQUEST_TOO_LONG_TO_REVERSE = "request_too_long_to_reverse"  # pasted material: unrecoverable
+    LOSSY_REVERSAL = "lossy_reversal"  # the output drops most of the input (e.g. a summary)
+    SINGLE_PART_TASK = "single_part_task"  # nothing to split
+    NOT_DECOMPOSABLE = "not_decomposable"  # the generator found fewer than two sub-tasks
+    NO_USABLE_SUBTASKS = "no_usable_subtasks"  # every sub-task was rejected
+    UNGROUNDED_SUBTASK = "ungrounded_subtask"  # its answer is not taken from the source answer
+    SAME_AS_SOURCE = "same_as_source"  # the "sub-task" repeats the whole request
+    OPTION_TOO_LONG = "option_too_long"  # too long to be one choice among several
+    TOO_FEW_OPTIONS = "too_few_options"  # its group has too few distinct other answers

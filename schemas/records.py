@@ -79,6 +79,9 @@ class InstructionRecord:
     tag_count: int | None = None  # len(tags): Cf-D's complexity
     cfd_pass: int | None = None  # the Cf-D pass that selected the row (1-based)
     cfd_rank: int | None = None  # its place in the selection order (0-based)
+    # Atomic tasks (EcomGPT): a row derived from existing rows says from which and how.
+    derived_from: tuple[str, ...] | None = None  # the source row id(s), anchor first
+    transform: str | None = None  # "<name>@v<N>", e.g. "reversal@v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,9 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "tag_count": _INT,
     "cfd_pass": _INT,
     "cfd_rank": _INT,
+    # Atomic tasks (EcomGPT)
+    "derived_from": _STRINGS,
+    "transform": _STRING,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,

@@ -4,6 +4,7 @@ it from the source): the list of recipes is visible without running anything."""
 
 from __future__ import annotations
 
+from pipelines.recipes.atomic_tasks.recipe import RECIPE as ATOMIC_TASKS
 from pipelines.recipes.base import Recipe
 from pipelines.recipes.ensemble_instruct.recipe import RECIPE as ENSEMBLE_INSTRUCT
 from pipelines.recipes.explore_instruct.recipe import RECIPE as EXPLORE_INSTRUCT
@@ -17,4 +18,5 @@ REGISTRY: dict[str, Recipe] = {
     "explore_instruct": EXPLORE_INSTRUCT,
     "ensemble_instruct": ENSEMBLE_INSTRUCT,
     "instag": INSTAG,
+    "atomic_tasks": ATOMIC_TASKS,
 }

@@ -66,6 +66,10 @@ CASES: dict[tuple[str, str, int], dict[str, object]] = {
     ("instag", "tag", 1): {
         "query": "Write a haiku about autumn leaves.\n\nMake it sad.", "assistant_cue": True
     },
+    ("atomic_tasks", "simplify", 1): {
+        "request": "Name a fruit. Then explain why it is healthy.", "input": "",
+        "response": "An apple. It is rich in fibre.", "max_subtasks": 4, "assistant_cue": True
+    },
 }
 
 TEMPLATE_IDS = [f"{a}/{n}@v{v}" for a, n, v in CASES]

@@ -1,0 +1,1 @@
+"""Atomic-task prompt templates (package data; see prompts/__init__.py)."""
