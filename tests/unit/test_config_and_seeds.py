@@ -45,7 +45,7 @@ def test_good_config_loads(tmp_path):
          ":8: field 'self_instruct.max_round' is not a known key; did you mean `max_rounds`?"),
         (GOOD.replace("generator:", "generater:"),
          ":3: field 'generater' is not a known key; did you mean `generator`?"),
-        (GOOD + "zzz: 1\n", ":9: field 'zzz' is not a known key (known: audit_per_source, "),
+        (GOOD + "zzz: 1\n", ":9: field 'zzz' is not a known key (known: atomic_tasks, audit_per_source, "),
         (GOOD.replace("num_instructions: 10", "num_instructions: ten"),
          ":7: field 'self_instruct.num_instructions' must be int"),
         (GOOD.replace("max_rounds: 2", "max_rounds: 0"),
