@@ -55,3 +55,7 @@ class Reason(StrEnum):
     NOT_SAMPLED = "not_sampled"  # not drawn by the allocation, or cut by the sample size
     # #InsTag: Cf-D never selects a query without tags (after normalization).
     NO_TAGS = "no_tags"
+    # Score filters (score, then threshold): the row's named score is out of the window.
+    SCORE_BELOW_MIN = "score_below_min"
+    SCORE_ABOVE_MAX = "score_above_max"
+    MISSING_SCORE = "missing_score"  # no scorer measured it (e.g. its judge request failed)

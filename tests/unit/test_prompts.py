@@ -66,6 +66,10 @@ CASES: dict[tuple[str, str, int], dict[str, object]] = {
     ("instag", "tag", 1): {
         "query": "Write a haiku about autumn leaves.\n\nMake it sad.", "assistant_cue": True
     },
+    ("quality", "judge", 1): {
+        "scale": 5, "instruction": "Give a synonym for the given word.", "input": "happy",
+        "output": "Joyful."
+    },
 }
 
 TEMPLATE_IDS = [f"{a}/{n}@v{v}" for a, n, v in CASES]
