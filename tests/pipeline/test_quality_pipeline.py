@@ -7,16 +7,21 @@ from __future__ import annotations
 import json
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from helpers import read_rows
+from quality_fakes import ScriptedJudge
 
 from filters.quality import score_of
 from filters.text_stats import TEXT_STATS
 from pipelines.config import RunConfig
 from pipelines.run import run
 from pipelines.settings import (
+    CacheConfig,
     FiltersConfig,
+    GeneratorConfig,
     InputConfig,
+    LlmJudgeConfig,
     NoveltyFilterConfig,
     ScoreFilterConfig,
     ScorersConfig,
@@ -115,3 +120,78 @@ def test_scores_survive_a_round_trip_through_the_output(tmp_path):
     records = [from_row(InstructionRecord, row) for row in rows]
     assert all(score_of(r, "non_ascii_share") == 0.0 for r in records)
     assert [name for name, _ in records[0].scores or ()] == list(TEXT_STATS)
+
+
+# --- the LLM judge --------------------------------------------------------------------------
+
+JUDGED = [
+    {"instruction": "Name a red fruit.", "input": "", "output": "An apple."},
+    {"instruction": "Explain tides.", "input": "", "output": "Something vague. [score 2]"},
+    {"instruction": "Add 2 and 2.", "input": "", "output": "4 [score 4]"},
+    {"instruction": "Say hi.", "input": "", "output": "GARBLE"},
+]
+
+
+def _judge_run(tmp_path, base_url: str, name: str = "out", cache: bool = False, **filters):
+    path = tmp_path / "judged.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in JUDGED))
+    chain = dict(scorers=ScorersConfig(llm_judge=LlmJudgeConfig(enabled=True)),
+                 score_filters=(ScoreFilterConfig("llm_judge"),)) | filters
+    cfg = RunConfig(
+        recipe="filter", output_dir=str(tmp_path / name), input=InputConfig(path=str(path)),
+        generator=GeneratorConfig(backend="openai", base_url=base_url, model="scripted",
+                                  max_concurrency=4, timeout_s=5.0, max_attempts=2,
+                                  backoff_s=0.01, max_backoff_s=0.02),
+        filters=FiltersConfig(**chain), audit_per_source=0,
+        cache=CacheConfig(enabled=cache, dir=str(tmp_path / "cache")),
+        max_failure_ratio=0.5)
+    return run(cfg)
+
+
+@pytest.fixture
+def judge():
+    server = ScriptedJudge()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_llm_judge_scores_rows_and_the_score_filter_thresholds(judge, tmp_path):
+    result = _judge_run(tmp_path, judge.base_url)
+    out, stages = result.output_dir, result.manifest["stages"]
+    kept = read_rows(out, "data")
+    assert sorted((r["output"], s["value"]) for r in kept for s in r["scores"]) == [
+        ("4 [score 4]", 4.0), ("An apple.", 5.0)]
+    assert all(r["judge_rationale"].startswith("Scripted rating") for r in kept)
+    rejected = {r["output"]: (r["reason"], r["score"]) for r in read_rows(out, "rejected")}
+    assert rejected == {"Something vague. [score 2]": ("score_below_min", 2.0),
+                        "GARBLE": ("missing_score", None)}
+    # The unparsable answer is a dead letter that keeps the raw text.
+    failed = read_rows(out, "failed")
+    assert len(failed) == 1 and failed[0]["stage"] == "llm_judge_answer"
+    assert failed[0]["error_class"] == "unparsable_response"
+    assert "no JSON object" in failed[0]["message"]
+    assert "four-ish" in failed[0]["message"]
+    assert stages["llm_judge"]["in"] == stages["llm_judge"]["ok"] == 4
+    assert stages["llm_judge"]["produced"] == stages["llm_judge"]["kept"] == 4
+    assert (stages["llm_judge_answer"]["ok"], stages["llm_judge_answer"]["failed"]) == (3, 1)
+    assert all(c["holds"] for c in result.manifest["accounting"])
+    # Greedy, JSON-schema decoded, through the chat API.
+    body = judge.bodies[0]
+    assert body["temperature"] == 0.0 and "messages" in body
+    assert body["structured_outputs"]["json"]["properties"]["score"]["maximum"] == 5
+
+
+def test_llm_judge_answers_come_from_the_cache_on_a_rerun(judge, tmp_path):
+    first = _judge_run(tmp_path, judge.base_url, "one", cache=True)
+    calls = len(judge.bodies)
+    second = _judge_run(tmp_path, judge.base_url, "two", cache=True)
+    assert calls == 4 and len(judge.bodies) == calls  # no new calls
+    assert read_rows(first.output_dir, "data") == read_rows(second.output_dir, "data")
+    assert second.manifest["run"]["generator_usage"]["llm_judge"]["cache_hits"] == 4
+
+
+def test_llm_judge_without_structured_output_sends_no_schema(judge, tmp_path):
+    _judge_run(tmp_path, judge.base_url, scorers=ScorersConfig(
+        llm_judge=LlmJudgeConfig(enabled=True, structured_output=False)))
+    assert all("structured_outputs" not in b for b in judge.bodies)
