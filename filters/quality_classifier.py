@@ -6,10 +6,11 @@ label} (1 good, 0 bad), or the verdicts a reviewer wrote (`<run>/review/verdicts
 append-only; the last line per id wins, `skip` is ignored).
 
 Features: the embedding of the prompt (instruction + input), of the output, and their
-element-wise product. The product is what lets a *linear* model see whether an answer belongs
-to its prompt (a mismatched answer can be fluent on its own). The artifact is a small JSON
-file (`quality_classifier.v1.json`): the weights, the embedder's name, the SHA-256 of the
-training rows and their counts, so a score can always be traced to its training data.
+element-wise product, standardized. The product is what lets a *linear* model see whether an
+answer belongs to its prompt (a mismatched answer can be fluent on its own). The artifact is
+a small JSON file (`quality_classifier.v1.json`): the weights, the standardization, the
+embedder's name, the SHA-256 of the training rows and their counts, so a score can always be
+traced to its training data.
 Scoring needs only numpy and the embedder; scikit-learn is needed to train.
 """
 
@@ -31,6 +32,7 @@ from filters.tag_embeddings import MINILM, embedder
 ARTIFACT: Final = "quality_classifier.v1.json"
 FORMAT: Final = "instructbeam/quality_classifier"
 VERSION: Final = 1
+SCORE_DIGITS: Final = 6
 VERDICT_LABELS: Final = {"good": 1, "bad": 0}  # "skip" carries no label
 
 Row = tuple[str, str, str]  # (instruction, input, output)
@@ -132,6 +134,8 @@ class ClassifierModel:
     embedding: str
     coef: tuple[float, ...]
     intercept: float
+    mean: tuple[float, ...]  # per-feature standardization, fitted on the training rows
+    scale: tuple[float, ...]
     training_sha256: str
     rows: int
     positives: int
@@ -139,18 +143,23 @@ class ClassifierModel:
     score_name: str = CLASSIFIER
 
     def score(self, rows: Sequence[Row]) -> list[float]:
-        """P(good) for each row."""
+        """P(good) for each row, rounded to SCORE_DIGITS decimals: an embedder's last bits
+        depend on the batch a row is encoded in (summation order), and Beam's batches vary
+        from run to run, while the output should not."""
         if not rows:
             return []
-        z = features(rows, embedder(self.embedding)) @ np.asarray(self.coef) + self.intercept
-        return [1.0 / (1.0 + math.exp(-float(v))) for v in z]
+        x = (features(rows, embedder(self.embedding)) - np.asarray(self.mean)) / np.asarray(
+            self.scale)
+        coef = np.asarray(self.coef)
+        return [round(1.0 / (1.0 + math.exp(-(float(np.dot(r, coef)) + self.intercept))),
+                      SCORE_DIGITS) for r in x]
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "embedding": self.embedding,
                 "features": "prompt,output,prompt*output", "c": self.c,
                 "training_sha256": self.training_sha256, "rows": self.rows,
                 "positives": self.positives, "intercept": self.intercept,
-                "coef": list(self.coef)}
+                "coef": list(self.coef), "mean": list(self.mean), "scale": list(self.scale)}
 
 
 def train_classifier(rows: Sequence[Labelled], embedding: str = MINILM, c: float = 1.0
@@ -163,9 +172,14 @@ def train_classifier(rows: Sequence[Labelled], embedding: str = MINILM, c: float
         raise LabelError(f"training needs both good (1) and bad (0) rows; got {len(rows)} "
                          f"row(s), all {labels[0] if labels else 'absent'}")
     x = features([r.row for r in rows], embedder(embedding))
-    fit = LogisticRegression(C=c, max_iter=5000).fit(x, np.asarray(labels))
+    # Standardized features: the product block is ~1/dim the size of the others, and one
+    # regularization strength should treat every feature alike.
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    fit = LogisticRegression(C=c, max_iter=5000).fit((x - mean) / scale, np.asarray(labels))
     return ClassifierModel(embedding, tuple(float(v) for v in fit.coef_[0]),
-                           float(fit.intercept_[0]), training_sha256(rows), len(rows),
+                           float(fit.intercept_[0]), tuple(float(v) for v in mean),
+                           tuple(float(v) for v in scale), training_sha256(rows), len(rows),
                            sum(labels), c)
 
 
@@ -188,5 +202,5 @@ def load_classifier(model_dir: str | Path) -> ClassifierModel:
         raise LabelError(f"{path}: not a version-{VERSION} quality classifier")
     embedder(data["embedding"])  # an unknown embedder fails here, not on the first batch
     return ClassifierModel(data["embedding"], tuple(data["coef"]), float(data["intercept"]),
-                           data["training_sha256"], int(data["rows"]), int(data["positives"]),
-                           float(data.get("c", 1.0)))
+                           tuple(data["mean"]), tuple(data["scale"]), data["training_sha256"],
+                           int(data["rows"]), int(data["positives"]), float(data.get("c", 1.0)))

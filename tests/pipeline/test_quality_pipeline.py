@@ -13,11 +13,19 @@ from helpers import read_rows
 from quality_fakes import ScriptedJudge
 
 from filters.quality import score_of
+from filters.quality_classifier import (
+    Labelled,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
 from filters.text_stats import TEXT_STATS
 from pipelines.config import RunConfig
+from pipelines.errors import InputError
 from pipelines.run import run
 from pipelines.settings import (
     CacheConfig,
+    ClassifierConfig,
     FiltersConfig,
     GeneratorConfig,
     InputConfig,
@@ -195,3 +203,52 @@ def test_llm_judge_without_structured_output_sends_no_schema(judge, tmp_path):
     _judge_run(tmp_path, judge.base_url, scorers=ScorersConfig(
         llm_judge=LlmJudgeConfig(enabled=True, structured_output=False)))
     assert all("structured_outputs" not in b for b in judge.bodies)
+
+
+# --- the learned classifier -----------------------------------------------------------------
+
+def _trained(tmp_path) -> str:
+    good = [("Name a red fruit.", "", "An apple is a red fruit."),
+            ("Translate to French.", "cat", "chat"),
+            ("Add two and three.", "", "Two plus three is five."),
+            ("Name a planet.", "", "Mars is a planet.")]
+    bad = [(i, x, good[(k + 1) % len(good)][2]) for k, (i, x, _) in enumerate(good)]
+    rows = [Labelled(*r, 1) for r in good] + [Labelled(*r, 0) for r in bad]
+    save_classifier(train_classifier(rows, "char-trigram"), tmp_path / "model")
+    return str(tmp_path / "model")
+
+
+def test_classifier_scores_in_the_chain_and_its_filter_routes(tmp_path):
+    model_dir = _trained(tmp_path)
+    rows = [{"instruction": "Name a planet.", "input": "", "output": "Mars is a planet."},
+            {"instruction": "Name a planet.", "input": "", "output": "chat"}]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = RunConfig(recipe="filter", output_dir=str(tmp_path / "out"),
+                    input=InputConfig(path=str(path)), audit_per_source=0,
+                    filters=FiltersConfig(
+                        scorers=ScorersConfig(classifier=ClassifierConfig(
+                            enabled=True, model_dir=model_dir)),
+                        score_filters=(ScoreFilterConfig("classifier"),)))
+    result = run(cfg)
+    expected = dict(zip(("keep", "drop"), load_classifier(model_dir).score(
+        [(r["instruction"], r["input"], r["output"]) for r in rows]), strict=True))
+    kept = read_rows(result.output_dir, "data")
+    rejected = read_rows(result.output_dir, "rejected")
+    assert [r["output"] for r in kept] == ["Mars is a planet."]
+    assert kept[0]["scores"] == [{"name": "classifier", "value": expected["keep"]}]
+    assert [(r["reason"], r["score"]) for r in rejected] == [("score_below_min",
+                                                              expected["drop"])]
+    assert result.manifest["stages"]["classifier"]["produced"] == 2
+
+
+def test_a_missing_classifier_is_one_error_before_anything_is_written(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n")
+    cfg = RunConfig(recipe="filter", output_dir=str(tmp_path / "out"),
+                    input=InputConfig(path=str(path)),
+                    filters=FiltersConfig(scorers=ScorersConfig(classifier=ClassifierConfig(
+                        enabled=True, model_dir=str(tmp_path / "nowhere")))))
+    with pytest.raises(InputError, match="classifier.model_dir: .*not a quality classifier"):
+        run(cfg)
+    assert not (tmp_path / "out").exists()
