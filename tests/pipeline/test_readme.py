@@ -46,6 +46,9 @@ EXCLUDED: dict[str, str] = {
         "both flags through the CLI",
     r"^make install$": "installs the venv: the first half of `make run`",
     r"^make bench$": "benchmarks take minutes; run by hand",
+    rf"^{re.escape(CLI)} train-classifier ":
+        "needs a labelled set and the MiniLM model; tests/unit/test_quality_classifier.py runs "
+        "the command through the CLI",
     r"^(python3|\.venv/bin/(instructbeam|python))$": "names a program, runs nothing",
     r"^\. \.venv/bin/activate$": "changes the reader's shell; the commands here call the venv's "
                                   "programs by path",
