@@ -150,8 +150,8 @@ def _attach_judgement(element: tuple[str, dict[str, Iterable[Any]]], stage: str
     answers: list[JudgeAnswer] = list(grouped["answer"])
     for record in grouped["record"]:
         _count_scored(stage)
-        if answers:
-            yield with_scores(record, [(LLM_JUDGE, answers[0].score or 0.0)],
+        if answers and answers[0].score is not None:  # only parsed answers get here
+            yield with_scores(record, [(LLM_JUDGE, answers[0].score)],
                               judge_rationale=answers[0].rationale)
         else:  # its request or its answer is a dead letter: no score, nothing dropped
             yield record
