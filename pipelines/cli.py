@@ -88,6 +88,19 @@ def main(argv: list[str] | None = None) -> int:
                "'type:nvidia-l4;count:1;install-nvidia-driver'")
     plan_p.add_argument("config", help="YAML config file")
     plan_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    train_p = sub.add_parser(
+        "train-classifier", help="train the quality classifier scorer from labelled rows",
+        epilog="LABELS: JSONL files of {instruction, input, output, label: 1 good | 0 bad}, "
+               "review verdict files, or run folders (their review/verdicts.jsonl). Example: "
+               "instructbeam train-classifier labels.jsonl --out models/quality")
+    train_p.add_argument("labels", nargs="+", help="labelled JSONL files or run folders")
+    train_p.add_argument("--out", required=True, metavar="DIR",
+                         help="folder for the artifact (filters.scorers.classifier.model_dir)")
+    train_p.add_argument("--embedding", default="all-minilm-l6-v2",
+                         help="sentence embedder (default all-minilm-l6-v2; char-trigram "
+                              "needs no model)")
+    train_p.add_argument("--c", type=float, default=1.0,
+                         help="inverse regularization strength of the logistic regression")
     args, beam_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -105,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             if beam_args:
                 parser.error(f"unexpected arguments: {' '.join(beam_args)}")
             return _review(args)
+        if args.command == "train-classifier":
+            return _train_classifier(args)
         if beam_args and not all(a.startswith("--") for a in beam_args):
             parser.error(f"unexpected arguments: {' '.join(beam_args)}")
         with catch_interrupt(time.time()) as interrupt:
@@ -247,6 +262,36 @@ def _export(args: argparse.Namespace) -> int:
                          Path(args.output) if args.output else None,
                          with_provenance=args.with_provenance)
     print(f"instructbeam: wrote {count} {args.format} records to {path}")
+    return 0
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from filters.quality_classifier import (
+        LabelError,
+        read_labelled,
+        save_classifier,
+        train_classifier,
+    )
+    from filters.tag_embeddings import EMBEDDERS
+
+    if args.embedding not in EMBEDDERS:
+        raise InputError(f"--embedding {args.embedding!r}: one of {', '.join(EMBEDDERS)}")
+    if args.c <= 0:
+        raise InputError("--c must be > 0")
+    rows = []
+    try:
+        for name in args.labels:
+            path = Path(name)
+            rows += read_labelled(path / "review" / "verdicts.jsonl" if path.is_dir() else path)
+        model = train_classifier(rows, args.embedding, args.c)
+    except LabelError as exc:
+        raise InputError(str(exc)) from None
+    except ImportError as exc:
+        raise InputError(f"{exc.name} is not installed; pip install 'instructbeam[quality]'"
+                         ) from None
+    path = save_classifier(model, Path(args.out))
+    print(f"instructbeam: trained on {model.rows} rows ({model.positives} good), wrote {path} "
+          f"(training data sha256 {model.training_sha256[:12]})")
     return 0
 
 

@@ -44,7 +44,7 @@ from pipelines.runtime.beam_options import (
     check_run_options,
     generation_resource_hints,
 )
-from pipelines.transforms.filter_chain import rule_config
+from pipelines.transforms.filter_chain import check_scorers, rule_config
 from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA, InstructionRecord
 from schemas.tree import NODE_SCHEMA
 
@@ -118,6 +118,7 @@ def validate_inputs(cfg: RunConfig) -> tuple[list, int, GeneratorIdentity | None
     for name in cfg.then:  # chained steps read no input; they check what they need
         REGISTRY[name].validate_rows(cfg)
     rule_config(cfg.filters.rules)
+    check_scorers(cfg.filters)
     return list(inputs.seeds), inputs.rows, inputs.identity
 
 

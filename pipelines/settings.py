@@ -10,9 +10,11 @@ error naming the file, the line and the field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from filters.quality import DEFAULT_MIN, SCORER_OUTPUTS
 from pipelines.generators.backends import BACKENDS
 
 # How every recipe starts a vLLM server unless told otherwise; recipes that use the same
@@ -199,12 +201,142 @@ class NearDupConfig:
 
 
 @dataclass(frozen=True)
+class TextStatsConfig:
+    """Cheap text statistics as scores (filters/text_stats.py); they drop nothing."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
+class LlmJudgeConfig:
+    """The run's generator rates each row 1..scale on a rubric (prompts/quality/judge.v<N>),
+    greedy, through the response cache; answers that do not parse become dead letters."""
+
+    enabled: bool = False
+    scale: int = 5
+    prompt_version: int = 1
+    # JSON-schema decoding (vLLM `structured_outputs`); off for endpoints without it.
+    structured_output: bool = True
+    max_tokens: int = 128
+    max_rationale_chars: int = 200
+
+    def __post_init__(self) -> None:
+        check(2 <= self.scale <= 10, "scale", "must be in [2, 10]")
+        check(self.prompt_version >= 1, "prompt_version", "must be >= 1")
+        check(self.max_tokens >= 16, "max_tokens", "must be >= 16")
+        check(self.max_rationale_chars >= 20, "max_rationale_chars", "must be >= 20")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """A logistic regression over sentence embeddings, trained by `instructbeam
+    train-classifier` (filters/quality_classifier.py); scores P(good)."""
+
+    enabled: bool = False
+    model_dir: str | None = None  # what train-classifier wrote (--out)
+
+    def __post_init__(self) -> None:
+        check(not self.enabled or bool(self.model_dir), "model_dir",
+              "is required when the classifier is enabled (instructbeam train-classifier "
+              "LABELS.jsonl --out DIR writes one)")
+
+
+@dataclass(frozen=True)
+class ScorersConfig:
+    """The QualityScorer family: each adds named scores to every row and drops nothing."""
+
+    text_stats: TextStatsConfig = field(default_factory=TextStatsConfig)
+    llm_judge: LlmJudgeConfig = field(default_factory=LlmJudgeConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def enabled(self) -> tuple[str, ...]:
+        """The enabled scorers' step names."""
+        return tuple(name for name in SCORER_STEPS if getattr(self, name).enabled)
+
+
+@dataclass(frozen=True)
+class ScoreFilterConfig:
+    """Keep rows whose score `score` lies in [min, max]; no bound given: the scorer's default
+    (llm_judge >= 4, classifier >= 0.5)."""
+
+    score: str
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self) -> None:
+        known = [n for names in SCORER_OUTPUTS.values() for n in names]
+        close = difflib.get_close_matches(self.score, known, n=1)
+        check(self.score in known, "score",
+              f"unknown score {self.score!r}" + (f"; did you mean {close[0]!r}?" if close
+                                                  else f" (known: {', '.join(known)})"))
+        check(self.min is None or self.max is None or self.min <= self.max, "min",
+              "must be <= max")
+        check(self.min is not None or self.max is not None or self.score in DEFAULT_MIN,
+              "min", f"or max is required for score {self.score!r} (it has no default)")
+
+    def bounds(self) -> tuple[float | None, float | None]:
+        """(min, max) as applied: the scorer's default minimum when neither is given."""
+        if self.min is None and self.max is None:
+            return DEFAULT_MIN[self.score], None
+        return self.min, self.max
+
+
+# The steps a filter chain may list in `filters.order`; "scorers" stands for every enabled
+# scorer in SCORER_STEPS order.
+SCORER_STEPS: tuple[str, ...] = tuple(SCORER_OUTPUTS)
+SCORERS = "scorers"
+SCORE_FILTERS = "score_filters"
+FILTER_STEPS: tuple[str, ...] = ("rules", *SCORER_STEPS, SCORERS, SCORE_FILTERS, "novelty",
+                                 "near_dup")
+DEFAULT_ORDER: tuple[str, ...] = ("rules", SCORERS, SCORE_FILTERS, "novelty", "near_dup")
+
+
+@dataclass(frozen=True)
 class FiltersConfig:
-    """Filters applied to the final records of any recipe, in this order."""
+    """Filters applied to the final records of any recipe, in `order`.
+
+    A step runs when it is listed in `order` and enabled (score filters: when any is
+    configured). Leaving `rules` out of `order` turns it off; a step that is off by default
+    but enabled must be listed (else the config is an error, not a silently skipped step).
+    """
 
     rules: RulesConfig = field(default_factory=RulesConfig)
     novelty: NoveltyFilterConfig = field(default_factory=NoveltyFilterConfig)
     near_dup: NearDupConfig = field(default_factory=NearDupConfig)
+    scorers: ScorersConfig = field(default_factory=ScorersConfig)
+    score_filters: tuple[ScoreFilterConfig, ...] = ()
+    order: tuple[str, ...] = DEFAULT_ORDER
+
+    def __post_init__(self) -> None:
+        for name in self.order:
+            close = difflib.get_close_matches(name, FILTER_STEPS, n=1)
+            check(name in FILTER_STEPS, "order",
+                  f"unknown step {name!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                              f" (known: {', '.join(FILTER_STEPS)})"))
+        expanded = [s for name in self.order
+                    for s in (SCORER_STEPS if name == SCORERS else (name,))]
+        twice = sorted({s for s in expanded if expanded.count(s) > 1})
+        check(not twice, "order", f"lists {', '.join(map(repr, twice))} twice")
+        wanted = [*(["novelty"] if self.novelty.enabled else []),
+                  *(["near_dup"] if self.near_dup.enabled else []),
+                  *self.scorers.enabled(), *([SCORE_FILTERS] if self.score_filters else [])]
+        missing = [s for s in wanted if s not in expanded]
+        check(not missing, "order", f"leaves out {', '.join(map(repr, missing))}, which is "
+                                    "enabled; add it where it should run")
+        for sf in self.score_filters:
+            scorer = next(s for s, names in SCORER_OUTPUTS.items() if sf.score in names)
+            check(scorer in self.scorers.enabled() and
+                  expanded.index(scorer) < expanded.index(SCORE_FILTERS), "score_filters",
+                  f"score {sf.score!r} needs scorers.{scorer} enabled and listed before "
+                  f"score_filters in order")
+
+    def steps(self) -> tuple[str, ...]:
+        """The steps that run, in order (`scorers` expanded to the enabled scorers)."""
+        enabled = {"rules": self.rules.enabled, "novelty": self.novelty.enabled,
+                   "near_dup": self.near_dup.enabled, SCORE_FILTERS: bool(self.score_filters),
+                   **{s: s in self.scorers.enabled() for s in SCORER_STEPS}}
+        return tuple(s for name in self.order
+                     for s in (SCORER_STEPS if name == SCORERS else (name,)) if enabled[s])
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,7 @@ class Reason(StrEnum):
     SAME_AS_SOURCE = "same_as_source"  # the "sub-task" repeats the whole request
     OPTION_TOO_LONG = "option_too_long"  # too long to be one choice among several
     TOO_FEW_OPTIONS = "too_few_options"  # its group has too few distinct other answers
+    # Score filters (score, then threshold): the row's named score is out of the window.
+    SCORE_BELOW_MIN = "score_below_min"
+    SCORE_ABOVE_MAX = "score_above_max"
+    MISSING_SCORE = "missing_score"  # no scorer measured it (e.g. its judge request failed)

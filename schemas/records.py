@@ -31,6 +31,10 @@ _BOOL = pa.bool_()
 # tuple[str, ...] on the dataclass; the item is named "element" as Parquet stores it, so that
 # a written file's schema equals the declared one.
 _STRINGS = pa.list_(pa.field("element", pa.string()))
+# tuple[tuple[str, float], ...]: named scores as a list of (name, value) structs, not an Arrow
+# map, which Hugging Face `datasets` cannot load.
+_SCORES = pa.list_(pa.field("element", pa.struct([("name", pa.string()),
+                                                  ("value", pa.float64())])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,10 @@ class InstructionRecord:
     # Atomic tasks (EcomGPT): a row derived from existing rows says from which and how.
     derived_from: tuple[str, ...] | None = None  # the source row id(s), anchor first
     transform: str | None = None  # "<name>@v<N>", e.g. "reversal@v1"
+    # Quality scoring (issue 17): named scores the QualityScorer family measured, in the
+    # order they were added ((name, value) pairs), and the LLM judge's one-line rationale.
+    scores: tuple[tuple[str, float], ...] | None = None
+    judge_rationale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +163,8 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     # Atomic tasks (EcomGPT)
     "derived_from": _STRINGS,
     "transform": _STRING,
+    "scores": _SCORES,
+    "judge_rationale": _STRING,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,
@@ -213,8 +223,9 @@ T = TypeVar("T", InstructionRecord, FailureRecord)
 def from_row(cls: type[T], row: Mapping[str, object]) -> T:
     """Rebuild a record from a row, ignoring columns a later schema version added."""
     names = {f.name for f in dataclasses.fields(cls)}
-    # Arrow gives lists back; the frozen dataclasses hold tuples.
-    return cls(**{k: tuple(v) if isinstance(v, list) else v  # type: ignore[arg-type]
+    # Arrow gives lists back, and structs as dicts; the frozen dataclasses hold tuples.
+    return cls(**{k: tuple(tuple(x.values()) if isinstance(x, dict) else x for x in v)
+                  if isinstance(v, list) else v  # type: ignore[arg-type]
                   for k, v in row.items() if k in names})
 
 

@@ -70,6 +70,10 @@ CASES: dict[tuple[str, str, int], dict[str, object]] = {
         "request": "Name a fruit. Then explain why it is healthy.", "input": "",
         "response": "An apple. It is rich in fibre.", "max_subtasks": 4, "assistant_cue": True
     },
+    ("quality", "judge", 1): {
+        "scale": 5, "instruction": "Give a synonym for the given word.", "input": "happy",
+        "output": "Joyful."
+    },
 }
 
 TEMPLATE_IDS = [f"{a}/{n}@v{v}" for a, n, v in CASES]

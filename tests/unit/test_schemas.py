@@ -29,6 +29,9 @@ def _arrow_type(hint: str) -> pa.DataType:
     base = hint.replace(" | None", "")
     if base == "tuple[str, ...]":
         return pa.list_(pa.field("element", pa.string()))
+    if base == "tuple[tuple[str, float], ...]":  # named scores: (name, value) structs
+        return pa.list_(pa.field("element", pa.struct([("name", pa.string()),
+                                                       ("value", pa.float64())])))
     return PY_TO_ARROW[{"str": str, "int": int, "float": float, "bool": bool}[base]]
 
 
@@ -57,7 +60,8 @@ def test_schema_version_travels_in_metadata():
 def _record(**kw) -> InstructionRecord:
     base = dict(id="r1", content_hash=content_hash("Do x."), recipe="self_instruct",
                 stage="instruction_gen", round=1, instruction="Do x.", rouge_l_max=0.5,
-                is_classification=False, slot=2, position=0, tags=("a", "b"), tag_count=2)
+                is_classification=False, slot=2, position=0, tags=("a", "b"), tag_count=2,
+                scores=(("llm_judge", 4.0), ("classifier", 0.25)), judge_rationale="Fine.")
     return InstructionRecord(**(base | kw))
 
 

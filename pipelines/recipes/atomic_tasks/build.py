@@ -16,6 +16,7 @@ from pipelines.transforms.atomic_tasks import (
     SimplifyTasks,
 )
 from pipelines.transforms.filter_chain import apply_filters, read_input
+from pipelines.transforms.quality import JudgeModel
 
 
 def _reversal(ctx: BuildContext, stage: str) -> beam.PTransform:
@@ -57,5 +58,7 @@ def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> R
         rejected.append(out.rejected)
         failed.append(out.failed)
     dataset = made | f"{prefix}AtomicTasks/Rows" >> beam.Flatten()
-    dataset, filtered = apply_filters(dataset, ctx.cfg.filters, prefix)
-    return RecipeOutputs(dataset, rejected=[*rejected, *filtered], failed=failed)
+    dataset, filtered, filter_failed = apply_filters(dataset, ctx.cfg.filters, prefix,
+                                                     judge=JudgeModel.of(ctx))
+    return RecipeOutputs(dataset, rejected=[*rejected, *filtered],
+                         failed=[*failed, *filter_failed])

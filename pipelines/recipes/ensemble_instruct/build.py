@@ -33,6 +33,7 @@ from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.settings import GeneratorConfig
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
+from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
 from pipelines.transforms.route import FAILED, RouteVerdicts, count, stage_generator
 from schemas import FailureRecord
@@ -113,9 +114,10 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
                               resource_hints=dict(ctx.resource_hints))
     en = build_ensemble_instruct(p, ctx.cfg, ctx.inputs.seeds, ctx.handler,
                                  ctx.inputs.identity, extras)
-    dataset, rejected = apply_filters(en.instances, ctx.cfg.filters)
+    dataset, rejected, failed = apply_filters(en.instances, ctx.cfg.filters,
+                                              judge=JudgeModel.of(ctx))
     return RecipeOutputs(dataset, {"instructions": en.instructions},
-                         [*en.rejected, *rejected], list(en.failed))
+                         [*en.rejected, *rejected], [*en.failed, *failed])
 
 
 def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTask],

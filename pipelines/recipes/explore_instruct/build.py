@@ -30,6 +30,7 @@ from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.explore_instruct import enrich, finish, steps
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
+from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import RouteVerdicts, count, gather_all, stage_generator
 from schemas import InstructionRecord
 
@@ -78,14 +79,19 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     assert ctx.handler is not None and ctx.inputs.identity is not None
     cfg = ctx.cfg
 
+    chain_failed: list[beam.PCollection] = []  # the LLM judge's dead letters, if it runs
+
     def clean(pool: beam.PCollection) -> tuple[beam.PCollection, list[beam.PCollection]]:
-        return apply_filters(pool, cfg.filters)
+        kept, rejected, failed = apply_filters(pool, cfg.filters, judge=JudgeModel.of(ctx))
+        chain_failed.extend(failed)
+        return kept, rejected
 
     ex = build_explore_instruct(p, cfg, ctx.handler, ctx.inputs.identity, clean)
     write_tree = functools.partial(finish.WriteTree,
                                    sample_size=cfg.explore_instruct.sample_size)
     return RecipeOutputs(ex.dataset, {"nodes": ex.nodes}, list(ex.rejected),
-                         list(ex.failed), files={"tree": (ex.tree_items, write_tree)})
+                         [*ex.failed, *chain_failed],
+                         files={"tree": (ex.tree_items, write_tree)})
 
 
 def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandler,

@@ -7,6 +7,7 @@ import apache_beam as beam
 
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.transforms.filter_chain import apply_filters, read_input
+from pipelines.transforms.quality import JudgeModel
 
 
 def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
@@ -15,5 +16,6 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
 
 
 def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> RecipeOutputs:
-    dataset, rejected = apply_filters(rows, ctx.cfg.filters, prefix)
-    return RecipeOutputs(dataset, rejected=rejected)
+    dataset, rejected, failed = apply_filters(rows, ctx.cfg.filters, prefix,
+                                              judge=JudgeModel.of(ctx))
+    return RecipeOutputs(dataset, rejected=rejected, failed=failed)

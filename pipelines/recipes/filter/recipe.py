@@ -1,9 +1,12 @@
-"""The `filter` recipe: the configured filter chain over an existing dataset, no generator."""
+"""The `filter` recipe: the configured filter chain over an existing dataset; the generator
+is only started when the chain's LLM judge (`filters.scorers.llm_judge`) runs."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from filters.quality import LLM_JUDGE
+from pipelines.generators.backends import resolve_identity
 from pipelines.recipes.base import Inputs, Recipe, no_generators
 from pipelines.recipes.filter.build import build, build_rows
 from pipelines.transforms.dataset_input import validate as validate_input
@@ -14,7 +17,8 @@ if TYPE_CHECKING:
 
 def validate(cfg: RunConfig) -> Inputs:
     assert cfg.input is not None
-    return Inputs(validate_input(cfg.input), None)
+    judge = resolve_identity(cfg.generator) if LLM_JUDGE in cfg.filters.steps() else None
+    return Inputs(validate_input(cfg.input), judge)
 
 
 RECIPE = Recipe(

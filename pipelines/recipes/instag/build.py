@@ -40,6 +40,7 @@ from pipelines.recipes.instag import steps
 from pipelines.recipes.instag.config import InsTagConfig
 from pipelines.transforms.dataset_input import input_order
 from pipelines.transforms.filter_chain import apply_filters, read_input
+from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import RouteVerdicts, count, gather_all, stage_generator
 from schemas import InstructionRecord
 
@@ -170,7 +171,7 @@ def instag_report(pool: beam.PCollection, subset: beam.PCollection | None,
 
 def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     assert ctx.handler is not None and ctx.inputs.identity is not None
-    return build_instag(p, ctx.cfg, ctx.handler, ctx.inputs.identity)
+    return build_instag(p, ctx.cfg, ctx.handler, ctx.inputs.identity, JudgeModel.of(ctx))
 
 
 def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> RecipeOutputs:
@@ -182,12 +183,14 @@ def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> R
 
 
 def build_instag(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandler,
-                 identity: GeneratorIdentity) -> RecipeOutputs:
+                 identity: GeneratorIdentity, judge: JudgeModel | None = None
+                 ) -> RecipeOutputs:
     """Input dataset -> shared filters -> tag -> normalize -> Cf-D (if sample_size) + report."""
     assert cfg.input is not None
     records = read_input(p, cfg.input)
-    dataset, rejected = apply_filters(records, cfg.filters)  # cleaning first, as in DESIGN
-    return tag_and_sample(RecipeOutputs(dataset, rejected=rejected), cfg, handler, identity)
+    dataset, rejected, failed = apply_filters(records, cfg.filters, judge=judge)  # cleaning
+    return tag_and_sample(RecipeOutputs(dataset, rejected=rejected, failed=failed), cfg,
+                          handler, identity)
 
 
 def tag_and_sample(outputs: RecipeOutputs, cfg: RunConfig, handler: GeneratorModelHandler,

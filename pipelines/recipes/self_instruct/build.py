@@ -24,6 +24,7 @@ from pipelines.recipes.self_instruct import steps
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance, novelty_round
+from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
 from pipelines.transforms.route import stage_generator
 
@@ -43,9 +44,10 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     """The recipe's graph: the bootstrap, then the configured filter chain on its instances."""
     assert ctx.handler is not None and ctx.inputs.identity is not None
     si = build_self_instruct(p, ctx.cfg, ctx.inputs.seeds, ctx.handler, ctx.inputs.identity)
-    dataset, rejected = apply_filters(si.instances, ctx.cfg.filters)
+    dataset, rejected, failed = apply_filters(si.instances, ctx.cfg.filters,
+                                              judge=JudgeModel.of(ctx))
     return RecipeOutputs(dataset, {"instructions": si.instructions},
-                         [*si.rejected, *rejected], list(si.failed))
+                         [*si.rejected, *rejected], [*si.failed, *failed])
 
 
 def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTask],

@@ -1,0 +1,244 @@
+"""Quality scoring as Beam transforms: scorers that add named scores, and `ScoreFilter`.
+
+Score, then threshold (NeMo Curator's split). A scorer never drops a row: it adds its scores
+to `InstructionRecord.scores` (and counts every row as produced and kept in its stage), so
+the output shows the measurement and a threshold becomes a query. `ScoreFilter` is the
+decision: it keeps rows whose score lies in a window and rejects the rest with a reason code
+and the deciding score, like every other filter.
+
+* `TextStatsScorer`: filters/text_stats.py (length ratio, repeated n-grams, non-ASCII share,
+  unfinished sentence); microseconds a row.
+* `LlmJudgeScorer`: the generator rates each row 1..scale with a one-line rationale
+  (prompts/quality/judge.v<N>.jinja), greedy, JSON-schema decoded, through the response
+  cache. A failed request and an answer that does not parse are dead letters (the raw answer
+  is kept in the failure's message); the row goes on without the score, and a `ScoreFilter`
+  on it rejects it as `missing_score`.
+* `ClassifierScorer`: a logistic regression over sentence embeddings, trained by
+  `instructbeam train-classifier` (filters/quality_classifier.py), loaded once per worker in
+  `DoFn.setup`; rows are scored in batches (the embedder is much faster per batch).
+
+Use from any Beam pipeline of InstructionRecords::
+
+    scored = records | "Stats" >> TextStatsScorer()
+    routed = scored | "Short" >> ScoreFilter("output_prompt_ratio", minimum=0.2)
+    routed.kept, routed.rejected  # rejected: score_below_min / score_above_max / missing_score
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import apache_beam as beam
+
+from filters.quality import LLM_JUDGE, score_verdict, with_scores
+from filters.quality_classifier import ClassifierModel, load_classifier
+from filters.quality_judge import JudgeAnswer, clip, judge_schema, parse_judge_answer
+from filters.text_stats import text_stats
+from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from pipelines.generators.handler import GeneratorModelHandler
+from pipelines.settings import LlmJudgeConfig, SamplingConfig
+from pipelines.transforms.provenance import derive_seed
+from pipelines.transforms.route import FAILED, Routed, RouteVerdicts, count, stage_generator
+from prompts import load_prompt
+from schemas import FailureRecord, InstructionRecord, Reason, stable_id
+
+if TYPE_CHECKING:  # annotations only
+    from pipelines.recipes.base import BuildContext
+
+FILTER_NAME = "score"
+# The judge's fields are clipped to this many characters each, so one very long row fits the
+# model's context (DEFAULT_SERVER_ARGS: 4,096 tokens) instead of failing its request.
+JUDGE_FIELD_CHARS = 3000
+
+
+def _count_scored(stage: str) -> None:
+    count(stage, "produced")
+    count(stage, "kept")
+
+
+# --- text statistics -------------------------------------------------------------------------
+
+def _add_text_stats(record: InstructionRecord, stage: str) -> InstructionRecord:
+    _count_scored(stage)
+    return with_scores(record, text_stats(record.instruction, record.input, record.output))
+
+
+class TextStatsScorer(beam.PTransform):
+    """Records -> the same records with the text statistics in `scores`."""
+
+    def __init__(self, stage: str = "text_stats") -> None:
+        super().__init__()
+        self._stage = stage
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return records | "Measure" >> beam.Map(_add_text_stats, stage=self._stage)
+
+
+# --- LLM judge -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class JudgeModel:
+    """The generator that judges: the run's handler and identity, the recipe name its failure
+    records carry, and the run seed (greedy decoding ignores it, but every request has one)."""
+
+    handler: GeneratorModelHandler
+    identity: GeneratorIdentity
+    recipe: str
+    seed: int
+
+    @staticmethod
+    def of(ctx: BuildContext) -> JudgeModel | None:
+        """The run's main generator as the judge; None when the recipe has none."""
+        if ctx.handler is None or ctx.inputs.identity is None:
+            return None
+        return JudgeModel(ctx.handler, ctx.inputs.identity, ctx.cfg.recipe, ctx.cfg.seed)
+
+
+def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str
+                  ) -> GenerationRequest:
+    """One greedy chat request rating `record`. The seed comes from the prompt, not the row
+    id, so the same text judged in another run (or step) is a cache hit."""
+    template = load_prompt("quality", "judge", cfg.prompt_version)
+    prompt = template.render(
+        scale=cfg.scale, instruction=clip(record.instruction, JUDGE_FIELD_CHARS),
+        input=clip(record.input, JUDGE_FIELD_CHARS), output=clip(record.output,
+                                                                 JUDGE_FIELD_CHARS))
+    extra = ({"structured_outputs": {"json": judge_schema(cfg.scale, cfg.max_rationale_chars)}}
+             if cfg.structured_output else None)
+    return GenerationRequest(
+        request_id=stable_id("quality", LLM_JUDGE, record.id), stage=stage, round=0,
+        subject_id=record.id, prompt=prompt, prompt_ref=template.ref,
+        sampling=SamplingConfig(max_tokens=cfg.max_tokens, temperature=0.0).as_request(),
+        seed=derive_seed(seed, LLM_JUDGE, stable_id(prompt)), api="chat", extra_body=extra)
+
+
+class _ParseAnswerFn(beam.DoFn):
+    """Outcome -> (record id, JudgeAnswer), or a FailureRecord keeping the raw answer.
+
+    Counted as its own stage (`<stage>_answer`: in = ok + failed), beside the request stage."""
+
+    def __init__(self, cfg: LlmJudgeConfig, stage: str, recipe: str, generator: str) -> None:
+        self._cfg, self._stage = cfg, stage
+        self._recipe, self._generator = recipe, generator
+
+    def process(self, outcome: GenerationOutcome) -> Iterator[Any]:
+        assert outcome.completion is not None
+        req, text = outcome.request, outcome.completion.text
+        count(self._stage, "in")
+        answer = parse_judge_answer(text, outcome.completion.finish_reason, self._cfg.scale,
+                                    self._cfg.max_rationale_chars)
+        if answer.ok:
+            count(self._stage, "ok")
+            yield req.subject_id, answer
+            return
+        count(self._stage, "failed")
+        yield beam.pvalue.TaggedOutput(FAILED, FailureRecord(
+            id=stable_id(self._recipe, "failure", req.request_id, "answer"),
+            recipe=self._recipe, stage=self._stage, round=req.round,
+            subject_id=req.subject_id, error_class=Reason.UNPARSABLE_RESPONSE.value,
+            message=f"{answer.problem}; raw answer: {text}", attempts=outcome.attempts,
+            generator=self._generator, prompt_ref=req.prompt_ref,
+            prompt_sha256=req.prompt_sha256))
+
+
+def _attach_judgement(element: tuple[str, dict[str, Iterable[Any]]], stage: str
+                      ) -> Iterator[InstructionRecord]:
+    _, grouped = element
+    answers: list[JudgeAnswer] = list(grouped["answer"])
+    for record in grouped["record"]:
+        _count_scored(stage)
+        if answers and answers[0].score is not None:  # only parsed answers get here
+            yield with_scores(record, [(LLM_JUDGE, answers[0].score)],
+                              judge_rationale=answers[0].rationale)
+        else:  # its request or its answer is a dead letter: no score, nothing dropped
+            yield record
+
+
+class Scored(NamedTuple):
+    records: beam.PCollection  # every input record, with the score where it was measured
+    failed: beam.PCollection  # FailureRecord: failed requests and unparsable answers
+
+
+class LlmJudgeScorer(beam.PTransform):
+    """Records -> Scored(records with `llm_judge` and `judge_rationale`, dead letters)."""
+
+    def __init__(self, judge: JudgeModel, cfg: LlmJudgeConfig, stage: str = LLM_JUDGE) -> None:
+        super().__init__()
+        self._judge, self._cfg, self._stage = judge, cfg, stage
+
+    def expand(self, records: beam.PCollection) -> Scored:
+        judge, cfg, stage = self._judge, self._cfg, self._stage
+        answers = (
+            records
+            | "Requests" >> beam.Map(judge_request, cfg=cfg, seed=judge.seed, stage=stage)
+            | "Generate" >> stage_generator(judge.handler, judge.identity, judge.recipe)(stage)
+        )
+        parsed = answers.ok | "Parse" >> beam.ParDo(_ParseAnswerFn(
+            cfg, f"{stage}_answer", judge.recipe, judge.identity.model)).with_outputs(
+            FAILED, main="answers")
+        scored = (
+            {"record": records | "ById" >> beam.Map(lambda r: (r.id, r)),
+             "answer": parsed.answers}
+            | "Join" >> beam.CoGroupByKey()
+            | "Attach" >> beam.FlatMap(_attach_judgement, stage=stage)
+        )
+        failed = ((answers.failed, parsed[FAILED]) | "Failed" >> beam.Flatten())
+        return Scored(scored, failed)
+
+
+# --- learned classifier ----------------------------------------------------------------------
+
+class _ClassifyFn(beam.DoFn):
+    """Scores a batch of records; the model is read once per DoFn instance (worker thread),
+    the embedder once per process (filters.tag_embeddings caches it)."""
+
+    def __init__(self, model_dir: str, stage: str) -> None:
+        self._model_dir, self._stage = model_dir, stage
+        self._model: ClassifierModel | None = None
+
+    def setup(self) -> None:
+        self._model = load_classifier(self._model_dir)
+
+    def process(self, batch: list[InstructionRecord]) -> Iterator[InstructionRecord]:
+        assert self._model is not None
+        probabilities = self._model.score([(r.instruction, r.input, r.output) for r in batch])
+        for record, p in zip(batch, probabilities, strict=True):
+            _count_scored(self._stage)
+            yield with_scores(record, [(self._model.score_name, float(p))])
+
+
+class ClassifierScorer(beam.PTransform):
+    """Records -> the same records with `classifier` = P(good) in `scores`."""
+
+    def __init__(self, model_dir: str, stage: str = "classifier", batch_size: int = 64) -> None:
+        super().__init__()
+        self._model_dir, self._stage, self._batch = model_dir, stage, batch_size
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (records
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch)
+                | "Classify" >> beam.ParDo(_ClassifyFn(self._model_dir, self._stage)))
+
+
+# --- the threshold ---------------------------------------------------------------------------
+
+class ScoreFilter(beam.PTransform):
+    """Keep records whose score `name` lies in [minimum, maximum]; reject the rest with
+    `score_below_min` / `score_above_max` (score = the value) or `missing_score`."""
+
+    def __init__(self, name: str, *, minimum: float | None = None,
+                 maximum: float | None = None, stage: str | None = None) -> None:
+        super().__init__()
+        if minimum is None and maximum is None:
+            raise ValueError(f"ScoreFilter({name!r}) needs a minimum or a maximum")
+        self._name, self._min, self._max = name, minimum, maximum
+        self._stage = stage or f"score_filter/{name}"
+
+    def expand(self, records: beam.PCollection) -> Routed:
+        name, lo, hi = self._name, self._min, self._max
+        return (records
+                | "Judge" >> beam.Map(lambda r: (r, score_verdict(r, name, lo, hi)))
+                | "Route" >> RouteVerdicts(self._stage, f"{FILTER_NAME}:{name}"))

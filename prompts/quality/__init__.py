@@ -1,0 +1,1 @@
+"""Quality-scoring prompt templates (package data; see prompts/__init__.py)."""
