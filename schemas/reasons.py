@@ -55,3 +55,11 @@ class Reason(StrEnum):
     NOT_SAMPLED = "not_sampled"  # not drawn by the allocation, or cut by the sample size
     # #InsTag: Cf-D never selects a query without tags (after normalization).
     NO_TAGS = "no_tags"
+    # UltraChat: opening lines and dialogues (a dialogue is judged turn by turn).
+    PASSAGE_OUT_OF_RANGE = "passage_out_of_range"  # a material's words outside the bounds
+    ROLE_DRIFT = "role_drift"  # the simulated user answered like the assistant
+    EMPTY_TURN = "empty_turn"
+    REPEATED_TURN = "repeated_turn"  # ROUGE-L to an earlier turn above the threshold
+    TURN_TRUNCATED = "turn_truncated"  # a turn stopped at max_tokens (finish_reason length)
+    REFUSAL = "refusal"  # the assistant turn matches a refusal template
+    CONTEXT_EXCEEDED = "context_exceeded"  # not even the first round fits the context
