@@ -18,7 +18,7 @@ from filters.verdict import Verdict
 from schemas import Reason
 
 _ITEM = re.compile(r"^\s*(?:\d{1,3}\s*[.):]|[-*\u2022])\s+(.*\S)\s*$")
-_USER_LABEL = re.compile(r"^\s*(?:\*\*)?(?:user|human|me)(?:\*\*)?\s*:\s*", re.IGNORECASE)
+_USER_LABEL = re.compile(r"^\s*\*{0,2}(?:user|human|me)\*{0,2}\s*:\*{0,2}\s*", re.IGNORECASE)
 _WRAPPING_QUOTES = ('"', "\u201c", "\u201d")
 
 # How an assistant's answer opens; a simulated user that opens like this has switched roles

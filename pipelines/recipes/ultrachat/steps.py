@@ -46,10 +46,6 @@ STAGE_MATERIAL = "ultrachat_material"  # instructions per passage
 STAGE_OPENINGS = "ultrachat_openings"  # ROUGE-L novelty over all opening lines
 STAGE_OPENINGS_NEAR_DUP = "ultrachat_openings_near_dup"
 STAGE_SAMPLE = "ultrachat_opening_sample"
-STAGE_ORDER = (STAGE_TOPICS, STAGE_SUBTOPICS, STAGE_QUESTIONS, STAGE_DERIVED, STAGE_ENTITIES,
-               STAGE_ENTITY_QUESTIONS, STAGE_ENTITY_FOLLOWUPS, STAGE_MATERIAL_TYPES,
-               STAGE_WRITING, STAGE_REFINED, STAGE_PASSAGES, STAGE_MATERIAL, STAGE_OPENINGS,
-               STAGE_OPENINGS_NEAR_DUP, STAGE_SAMPLE)
 MIN_ITEM_WORDS = 2
 
 Judged = tuple[InstructionRecord, Verdict]
