@@ -140,6 +140,12 @@ def test_three_sectors_drift_and_a_failed_middle_turn(chat_server, tmp_path):
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"] * 3
 
+    datasets = pytest.importorskip("datasets")  # the chat shape HF tools expect
+    ds = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"),
+                               split="train", cache_dir=str(tmp_path / "hf"))
+    assert ds.features["messages"].feature["role"].dtype == "string"
+    assert len(ds[0]["messages"]) == 6 and set(ds[0]["messages"][0]) == {"role", "content"}
+
     tagger = ScriptedTagger()
     tagger.start()
     try:
