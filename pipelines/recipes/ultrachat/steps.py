@@ -60,11 +60,13 @@ class ListAsk:
     n: int
 
 
-def _row(stage: str, sector: str, text: str, rid: str, origin: str = "machine",
-         **lineage: object) -> InstructionRecord:
+def _row(stage: str, sector: str, text: str, rid: str, origin: str = "machine", *,
+         task_id: str = "", topic: str | None = None, passage_id: str | None = None,
+         slot: int | None = None, position: int | None = None) -> InstructionRecord:
     return InstructionRecord(id=rid, content_hash=content_hash(text), recipe=RECIPE,
                              stage=stage, round=0, instruction=text, origin=origin,
-                             sector=sector, **lineage)  # type: ignore[arg-type]
+                             task_id=task_id, sector=sector, topic=topic,
+                             passage_id=passage_id, slot=slot, position=position)
 
 
 def given_rows(texts: Iterable[str], stage: str, sector: str) -> list[InstructionRecord]:
