@@ -8,8 +8,10 @@ import pytest
 
 from filters.dialogue_stats import DialogueNumbers, dialogue_numbers, mtld, summarize
 from filters.ultrachat import TurnRules, check_turn, clean_user_turn, parse_list
-from pipelines.config import RunConfig
+from pipelines.config import RunConfig, load_config
+from pipelines.errors import InputError
 from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.cache import cache_key
 from pipelines.generators.generation import Completion, GenerationOutcome, GenerationRequest
 from pipelines.recipes.ultrachat import dialogue, steps
 from pipelines.recipes.ultrachat.config import UltraChatConfig
@@ -187,3 +189,25 @@ def test_report_summary_rows():
     assert report["dialogues"] == 2 and report["rounds_histogram"] == {"3": 2}
     assert ["rejected: role_drift", 1] in report["summary"]
     assert ["opening lines: world", 3] in report["summary"]
+
+
+def test_a_multi_turn_request_sends_its_messages_and_keys_the_cache_on_them():
+    base = GenerationRequest("r", "s", 1, "x", "same prompt", "ref", {"max_tokens": 8}, 1,
+                             api="chat")
+    one = replace(base, messages=(("user", "Hi"),))
+    two = replace(base, messages=(("user", "Hi"), ("assistant", "Hello"), ("user", "Why?")))
+    keys = {cache_key("m", "r", req) for req in (base, one, two)}
+    assert len(keys) == 3
+
+
+def test_ultrachat_may_read_an_input_other_generators_may_not(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("recipe: ultrachat\noutput_dir: out\ninput: {path: p.jsonl}\n")
+    assert load_config(path).input is not None
+    path.write_text("recipe: self_instruct\noutput_dir: out\ninput: {path: p.jsonl}\n")
+    with pytest.raises(InputError, match="input"):
+        load_config(path)
+    path.write_text("recipe: ultrachat\noutput_dir: out\nultrachat: {min_rounds: 5, "
+                    "max_rounds: 3}\n")
+    with pytest.raises(InputError, match="min_rounds"):
+        load_config(path)
