@@ -25,7 +25,9 @@ DEMO = ROOT / "configs" / "ultrachat_demo.yaml"
 SMOKE = {"ultrachat.world.meta_topics": ["Science and nature"],
          "ultrachat.world.subtopics_per_topic": 0, "ultrachat.world.questions_per_topic": 2,
          "ultrachat.world.derived_per_question": 0, "ultrachat.world.entities": [],
-         "ultrachat.writing.enabled": False, "input": None, "ultrachat.min_rounds": 2,
+         "ultrachat.writing.material_types": ["email"],
+         "ultrachat.writing.instructions_per_type": 2, "ultrachat.writing.refine": False,
+         "input": None, "ultrachat.min_rounds": 2,
          "ultrachat.max_rounds": 2, "ultrachat.user_sampling.max_tokens": 32,
          "ultrachat.assistant_sampling.max_tokens": 48, "max_failure_ratio": 0.5}
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -40,8 +42,8 @@ def test_ultrachat_demo_runs_on_a_real_model(tmp_path: Path, embedded_server):
 
     assert all(c["holds"] for c in manifest["accounting"]), manifest["accounting"]
     stages = manifest["stages"]
-    assert stages["ultrachat_questions"]["in"] == 1
-    selected = stages["ultrachat_opening_sample"]["kept"]
+    assert stages["ultrachat_questions"]["in"] == stages["ultrachat_writing"]["in"] == 1
+    selected = stages.get("ultrachat_opening_sample", {}).get("kept", 0)
     assert selected >= 1, "no opening line survived"
     # every dialogue ends once: a row (kept or rejected), or one failed turn
     failed = sum(stages.get(s, {}).get("failed", 0)
@@ -53,7 +55,8 @@ def test_ultrachat_demo_runs_on_a_real_model(tmp_path: Path, embedded_server):
         roles = [m["role"] for m in row["messages"]]
         assert roles == ["user", "assistant"] * row["rounds"] and 1 <= row["rounds"] <= 2
         assert row["turn_generators"][1:] == [MODEL] * (len(roles) - 1)
-        assert row["sector"] == "world" and row["topic"] == "Science and nature"
+        assert (row["sector"], row["topic"]) in {("world", "Science and nature"),
+                                                 ("writing", "email")}
         assert row["opening_id"] and row["dialogue_end"] in ("rounds_reached", "context_full")
     report = manifest["reports"]["ultrachat"]
     assert report["dialogues"] == manifest["rows"]["data"]

@@ -129,7 +129,8 @@ def test_three_sectors_drift_and_a_failed_middle_turn(chat_server, tmp_path):
     assert report["openings_by_sector"] == {"materials": 2, "world": 8, "writing": 1}
     assert report["rejected_by_reason"] == {"role_drift": 2}
     assert 0 < report["distinct_1"] <= 1 and report["mtld"] > 0
-    assert "ultrachat" in (out / "report.html").read_text(encoding="utf-8")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Figures</h2>" in page and "<td>distinct 2</td>" in page
 
     # multi-turn exports, and #InsTag reading the dialogues through messages_field
     path, n = export(out, "sharegpt")
