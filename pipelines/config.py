@@ -60,7 +60,7 @@ class SharedRunConfig:
         entry = REGISTRY[self.recipe]
         if entry.needs_input:
             check(self.input is not None, "input", f"is required for recipe {self.recipe!r}")
-        else:
+        elif not entry.optional_input:
             check(self.input is None, "input", f"only applies to recipe 'filter', not "
                                                f"{self.recipe!r}")
         check(0.0 <= self.max_failure_ratio <= 1.0, "max_failure_ratio", "must be in [0, 1]")

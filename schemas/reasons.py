@@ -70,3 +70,11 @@ class Reason(StrEnum):
     SCORE_BELOW_MIN = "score_below_min"
     SCORE_ABOVE_MAX = "score_above_max"
     MISSING_SCORE = "missing_score"  # no scorer measured it (e.g. its judge request failed)
+    # UltraChat: opening lines and dialogues (a dialogue is judged turn by turn).
+    PASSAGE_OUT_OF_RANGE = "passage_out_of_range"  # a material's words outside the bounds
+    ROLE_DRIFT = "role_drift"  # the simulated user answered like the assistant
+    EMPTY_TURN = "empty_turn"
+    REPEATED_TURN = "repeated_turn"  # ROUGE-L to an earlier turn above the threshold
+    TURN_TRUNCATED = "turn_truncated"  # a turn stopped at max_tokens (finish_reason length)
+    REFUSAL = "refusal"  # the assistant turn matches a refusal template
+    CONTEXT_EXCEEDED = "context_exceeded"  # not even the first round fits the context

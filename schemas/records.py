@@ -28,6 +28,8 @@ _STRING = pa.string()
 _INT = pa.int64()
 _FLOAT = pa.float64()
 _BOOL = pa.bool_()
+_MESSAGES = pa.list_(pa.field("element", pa.struct([("role", pa.string()),
+                                                    ("content", pa.string())])))
 # tuple[str, ...] on the dataclass; the item is named "element" as Parquet stores it, so that
 # a written file's schema equals the declared one.
 _STRINGS = pa.list_(pa.field("element", pa.string()))
@@ -35,6 +37,14 @@ _STRINGS = pa.list_(pa.field("element", pa.string()))
 # map, which Hugging Face `datasets` cannot load.
 _SCORES = pa.list_(pa.field("element", pa.struct([("name", pa.string()),
                                                   ("value", pa.float64())])))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a multi-turn row: `role` is "system", "user" or "assistant"."""
+
+    role: str
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,16 @@ class InstructionRecord:
     # order they were added ((name, value) pairs), and the LLM judge's one-line rationale.
     scores: tuple[tuple[str, float], ...] | None = None
     judge_rationale: str | None = None
+    # UltraChat: a multi-turn dialogue (instruction = its opening line, output = first reply).
+    messages: tuple[Message, ...] | None = None  # every turn, user first
+    sector: str | None = None  # "world" | "writing" | "materials"
+    opening_id: str | None = None  # the opening line's row id (a dialogue's lineage root)
+    topic: str | None = None  # what the opening came from: topic path, entity or material type
+    passage_id: str | None = None  # sector "materials": the input row the passage came from
+    rounds: int | None = None  # complete user + assistant rounds
+    dialogue_end: str | None = None  # "rounds_reached" | "context_full" | why it stopped
+    turn_generators: tuple[str, ...] | None = None  # per message: the model that wrote it
+    turn_finish_reasons: tuple[str, ...] | None = None  # per message ("given": not generated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +139,8 @@ class FailureRecord:
     generator: str | None = None
     prompt_ref: str | None = None
     prompt_sha256: str | None = None
+    # UltraChat: JSON [{role, content}] of the dialogue up to the turn that failed.
+    partial: str | None = None
 
 
 _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
@@ -165,6 +187,15 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "transform": _STRING,
     "scores": _SCORES,
     "judge_rationale": _STRING,
+    "messages": _MESSAGES,
+    "sector": _STRING,
+    "opening_id": _STRING,
+    "topic": _STRING,
+    "passage_id": _STRING,
+    "rounds": _INT,
+    "dialogue_end": _STRING,
+    "turn_generators": _STRINGS,
+    "turn_finish_reasons": _STRINGS,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,
@@ -185,6 +216,7 @@ _FAILURE_TYPES: Final[dict[str, pa.DataType]] = {
     "generator": _STRING,
     "prompt_ref": _STRING,
     "prompt_sha256": _STRING,
+    "partial": _STRING,
 }
 _NOT_NULL: Final = frozenset({"id", "content_hash", "recipe", "stage", "round", "instruction"})
 
@@ -224,9 +256,16 @@ def from_row(cls: type[T], row: Mapping[str, object]) -> T:
     """Rebuild a record from a row, ignoring columns a later schema version added."""
     names = {f.name for f in dataclasses.fields(cls)}
     # Arrow gives lists back, and structs as dicts; the frozen dataclasses hold tuples.
-    return cls(**{k: tuple(tuple(x.values()) if isinstance(x, dict) else x for x in v)
-                  if isinstance(v, list) else v  # type: ignore[arg-type]
+    return cls(**{k: _from_list(k, v) if isinstance(v, list) else v  # type: ignore[arg-type]
                   for k, v in row.items() if k in names})
+
+
+def _from_list(name: str, value: list) -> tuple:
+    """Arrow's lists as tuples: messages as Messages, other structs (named scores) as tuples."""
+    if name == "messages":
+        return tuple(m if isinstance(m, Message) else Message(m["role"], m["content"])
+                     for m in value)
+    return tuple(tuple(x.values()) if isinstance(x, dict) else x for x in value)
 
 
 def rejected_from_row(row: Mapping[str, object]) -> RejectedRecord:

@@ -37,6 +37,8 @@ def cache_key(model: str, revision: str, request: GenerationRequest) -> str:
     }
     if request.extra_body:  # only when present, so that older cache keys stay valid
         material["extra_body"] = request.extra_body
+    if request.messages:  # likewise: a multi-turn chat request
+        material["messages"] = [list(turn) for turn in request.messages]
     blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -47,6 +47,9 @@ class GenerationRequest:
     context: Any = None
     # Extra top-level request fields (e.g. vLLM's `structured_outputs`); part of the cache key.
     extra_body: dict[str, Any] | None = None
+    # Chat only: a whole conversation as (role, content) pairs, sent instead of `prompt` as
+    # one user message (a multi-turn assistant turn); part of the cache key.
+    messages: tuple[tuple[str, str], ...] | None = None
 
     @property
     def prompt_sha256(self) -> str:
@@ -339,7 +342,8 @@ class OpenAICompatClient:
         body: dict[str, Any] = {"model": self.model, "seed": request.seed, **request.sampling,
                                 **(request.extra_body or {})}
         if request.api == "chat":
-            body["messages"] = [{"role": "user", "content": request.prompt}]
+            turns = request.messages or (("user", request.prompt),)
+            body["messages"] = [{"role": role, "content": content} for role, content in turns]
             url = f"{self.base_url}/chat/completions"
         else:
             body["prompt"] = request.prompt

@@ -61,6 +61,12 @@ COLUMNS: Final = {
     "tags_open": "#InsTag: the tagger's tags", "tags_raw": "the tagger's raw answers (JSON)",
     "tags": "normalized tags", "tag_count": "number of normalized tags",
     "cfd_pass": "Cf-D pass that selected the row", "cfd_rank": "place in Cf-D's order",
+    "messages": "UltraChat: the dialogue, [{role, content}]",
+    "sector": "UltraChat sector of the opening line", "opening_id": "the opening line's row",
+    "topic": "topic path, entity or material type of the opening",
+    "passage_id": "input row of the passage (sector materials)",
+    "rounds": "user + assistant rounds", "dialogue_end": "why the dialogue stopped",
+    "turn_generators": "model per turn", "turn_finish_reasons": "finish reason per turn",
 }
 _SIZES: Final = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                  (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))

@@ -8,8 +8,9 @@ Choices, so that a reader of the file knows what they got:
 - The human / user turn of a single-turn row is `instruction + "\\n\\n" + input` when the input
   has text, else the instruction alone (Alpaca's own prompt puts the input after the
   instruction as a separate block; a whitespace-only input carries nothing and is left out).
-- A multi-turn row (an input dataset read with `messages_field`, stored in `conversation`) is
-  exported whole in the ShareGPT and OpenAI formats; Alpaca has no turns, so it gets the row's
+- A multi-turn row (an UltraChat dialogue, stored in `messages`, or an input dataset read with
+  `messages_field`, stored in `conversation`) is exported whole in the ShareGPT and OpenAI
+  formats; Alpaca has no turns, so it gets the row's
   single-turn view (the first user turn and the reply after it) like every other row.
 - Rows come out in `id` order, whatever the number of shards: each shard is sorted by id when
   written (pipelines/outputs/shards.py), so a k-way merge of record batches gives the global order
@@ -43,7 +44,7 @@ FORMATS: Final = ("alpaca", "sharegpt", "openai")
 DEFAULT_FILE_NAMES: Final = {"alpaca": "alpaca.json", "sharegpt": "sharegpt.json",
                              "openai": "openai.jsonl"}
 META_FIELDS: Final = ("id", "generator", "prompt_ref")
-_TEXT_FIELDS: Final = ("id", "instruction", "input", "output", "conversation")
+_TEXT_FIELDS: Final = ("id", "instruction", "input", "output", "conversation", "messages")
 _SHAREGPT_ROLES: Final = {"user": "human", "assistant": "gpt", "system": "system"}
 BATCH_ROWS: Final = 1024
 
@@ -56,7 +57,9 @@ def prompt_text(instruction: str, input_text: str | None) -> str:
 
 
 def _messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    """The row as canonical [{"role", "content"}] messages (the stored conversation if any)."""
+    """The row as canonical [{"role", "content"}] messages (the stored turns if any)."""
+    if row.get("messages"):
+        return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
     if row.get("conversation"):
         return [{"role": m["role"], "content": m["content"]}
                 for m in json.loads(row["conversation"])]

@@ -35,8 +35,14 @@ STEP_IN, STEP_KEPT = "in", "kept"
 STAGE_ORDER = ("input", "instruction_gen", "novelty", "clf_identify", "instance_gen",
                "explore_given", "explore_extend", "explore_nodes", "explore_enrich",
                "explore_examples", "explore_filter", "explore_sample", "extra_output",
-               "ensemble", "rules", "dedup_novelty", "near_dup", "instag_tag",
-               "instag_normalize", "instag_sample")
+               "ensemble", "ultrachat_topics", "ultrachat_subtopics", "ultrachat_questions",
+               "ultrachat_derived", "ultrachat_entities", "ultrachat_entity_questions",
+               "ultrachat_entity_followups", "ultrachat_material_types", "ultrachat_writing",
+               "ultrachat_refined", "ultrachat_passages", "ultrachat_material",
+               "ultrachat_openings", "ultrachat_openings_near_dup", "ultrachat_opening_sample",
+               "ultrachat_user_turn", "ultrachat_assistant_turn", "ultrachat_dialogues",
+               "rules", "dedup_novelty", "near_dup", "instag_tag", "instag_normalize",
+               "instag_sample")
 
 
 def read_counters(result: Any) -> dict[str, dict[str, int]]:

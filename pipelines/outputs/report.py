@@ -61,6 +61,10 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
                          + _prefix_cache(u))
     if "instag" in manifest.get("reports", {}):
         lines += format_report(manifest["reports"]["instag"])
+    for name, report in sorted(manifest.get("reports", {}).items()):
+        if isinstance(report, dict) and report.get("summary"):  # e.g. UltraChat's figures
+            lines += ["", f"  {name}:"]
+            lines += [f"    {label}: {value}" for label, value in report["summary"]]
     broken = [c for c in manifest["accounting"] if not c["holds"]]
     lines += ["", "  accounting: " + ("OK (in = ok + failed, produced = kept + rejected)"
                                       if not broken else f"BROKEN {broken}")]

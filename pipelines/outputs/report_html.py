@@ -44,7 +44,8 @@ def write_report(output_dir: Path, manifest: dict[str, Any] | None = None) -> Pa
 
 def render(output_dir: Path, manifest: dict[str, Any]) -> str:
     sections = [_header(manifest), _funnel(manifest), _novelty(output_dir, manifest),
-                _lengths(output_dir), _tags(output_dir, manifest), _tree(output_dir),
+                _lengths(output_dir), _tags(output_dir, manifest), _figures(manifest),
+                _tree(output_dir),
                 _examples(output_dir), _usage(manifest)]
     title = f"instructbeam report: {manifest.get('recipe', '?')}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -220,6 +221,23 @@ def _tags(output_dir: Path, m: dict[str, Any]) -> str:
     return _section("Tags", "Tag frequencies and how much of the pool's tag vocabulary the "
                     "dataset covers.", _figure("Most frequent tags", freq),
                     _figure("Tag coverage", cover))
+
+
+def _figures(m: dict[str, Any]) -> str:
+    """The `summary` rows of every recipe report that has them (e.g. UltraChat's dialogue
+    statistics), one table per report."""
+    tables = []
+    for name, report in sorted(m.get("reports", {}).items()):
+        rows = report.get("summary") if isinstance(report, dict) else None
+        if not rows:
+            continue
+        body = "".join(f"<tr><td>{escape(str(label))}</td><td>{escape(_num(value))}</td></tr>"
+                       for label, value in rows)
+        tables.append(f"<h3>{escape(name)}</h3><table><tbody>{body}</tbody></table>")
+    if not tables:
+        return ""
+    return ("<section><h2>Figures</h2><p class=\"intro\">What the recipe measured over its "
+            "dataset (reports/&lt;name&gt;.json).</p>" + "".join(tables) + "</section>")
 
 
 def _tree(output_dir: Path) -> str:

@@ -108,6 +108,7 @@ class Recipe:
     build: Callable[[beam.Pipeline, BuildContext], RecipeOutputs]  # the job graph
     config: type | None = None  # its config section class (YAML key `name`); None: none
     needs_input: bool = False  # reads an existing dataset (`input:`), else must not have one
+    optional_input: bool = False  # may read one (`input:`), e.g. UltraChat's passages
     check: Callable[[RunConfig], None] = no_check  # rules across config sections
     # Every generator it calls, as (what the config calls it, its config): the first is
     # `generator`. Used for server settings in the manifest and for input locations.

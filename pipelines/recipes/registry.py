@@ -11,6 +11,7 @@ from pipelines.recipes.explore_instruct.recipe import RECIPE as EXPLORE_INSTRUCT
 from pipelines.recipes.filter.recipe import RECIPE as FILTER
 from pipelines.recipes.instag.recipe import RECIPE as INSTAG
 from pipelines.recipes.self_instruct.recipe import RECIPE as SELF_INSTRUCT
+from pipelines.recipes.ultrachat.recipe import RECIPE as ULTRACHAT
 
 REGISTRY: dict[str, Recipe] = {
     "self_instruct": SELF_INSTRUCT,
@@ -19,4 +20,5 @@ REGISTRY: dict[str, Recipe] = {
     "ensemble_instruct": ENSEMBLE_INSTRUCT,
     "instag": INSTAG,
     "atomic_tasks": ATOMIC_TASKS,
+    "ultrachat": ULTRACHAT,
 }

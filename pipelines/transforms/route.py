@@ -119,11 +119,18 @@ class Generated(NamedTuple):
     failed: beam.PCollection  # FailureRecord
 
 
+# What a failed request had produced before it failed (e.g. a dialogue's turns so far), as
+# text for the failure record; None: nothing worth keeping.
+Partial = Callable[[GenerationRequest], str | None]
+
+
 class _SplitOutcomesFn(beam.DoFn):
-    def __init__(self, stage: str, recipe: str, generator: str) -> None:
+    def __init__(self, stage: str, recipe: str, generator: str,
+                 partial: Partial | None = None) -> None:
         self._stage = stage
         self._recipe = recipe
         self._generator = generator
+        self._partial = partial
 
     def process(self, outcome: GenerationOutcome) -> Iterable[Any]:
         if outcome.ok:
@@ -144,6 +151,7 @@ class _SplitOutcomesFn(beam.DoFn):
             generator=self._generator,
             prompt_ref=req.prompt_ref,
             prompt_sha256=req.prompt_sha256,
+            partial=self._partial(req) if self._partial is not None else None,
         ))
 
 
@@ -158,17 +166,20 @@ class Generate(beam.PTransform):
     """Requests -> completed outcomes + failure records, one generator call per element.
 
     Every step using the same generator passes the same `model_identifier`, so they share
-    one loaded model (one server) per worker instead of starting one each.
+    one loaded model (one server) per worker instead of starting one each. `partial` puts
+    what a failed request's unit had produced so far on its failure record.
     """
 
     def __init__(self, handler: GeneratorModelHandler, *, stage: str, recipe: str,
-                 generator: str, model_identifier: str) -> None:
+                 generator: str, model_identifier: str, partial: Partial | None = None
+                 ) -> None:
         super().__init__()
         self._handler = handler
         self._stage = stage
         self._recipe = recipe
         self._generator = generator
         self._model_identifier = model_identifier
+        self._partial = partial
 
     def expand(self, requests: beam.PCollection) -> Generated:
         outcomes = (
@@ -178,7 +189,7 @@ class Generate(beam.PTransform):
             | "Call" >> RunInference(self._handler, model_identifier=self._model_identifier)
             | "Outcome" >> beam.Map(lambda result: result.inference)
             | "Split" >> beam.ParDo(
-                _SplitOutcomesFn(self._stage, self._recipe, self._generator)
+                _SplitOutcomesFn(self._stage, self._recipe, self._generator, self._partial)
             ).with_outputs(FAILED, main="ok")
         )
         return Generated(outcomes.ok, outcomes[FAILED])

@@ -74,6 +74,26 @@ CASES: dict[tuple[str, str, int], dict[str, object]] = {
         "scale": 5, "instruction": "Give a synonym for the given word.", "input": "happy",
         "output": "Joyful."
     },
+    ("ultrachat", "meta_topics", 1): {"n": 30},
+    ("ultrachat", "subtopics", 1): {"n": 30, "topic": "Technology"},
+    ("ultrachat", "questions", 1): {"n": 10, "topic": "Technology / Cloud computing"},
+    ("ultrachat", "derived_questions", 1): {
+        "n": 10, "topic": "Technology", "question": "How do data centres stay cool?"},
+    ("ultrachat", "entity_questions", 1): {"n": 5, "entity": "Ada Lovelace"},
+    ("ultrachat", "entity_followups", 1): {
+        "n": 10, "kind": "specific", "entity": "Ada Lovelace",
+        "question": "Why does Ada Lovelace matter to computing?"},
+    ("ultrachat", "writing_instructions", 1): {"n": 10, "material": "email"},
+    ("ultrachat", "refine_instruction", 1): {
+        "material": "email", "instruction": "Write an email asking for a day off."},
+    ("ultrachat", "material_instructions", 1): {
+        "n": 5, "passage": "The lighthouse keeper climbed the stairs every evening."},
+    ("ultrachat", "material_opening", 1): {
+        "instruction": "Summarize this text in one sentence.",
+        "passage": "The lighthouse keeper climbed the stairs every evening."},
+    ("ultrachat", "user_turn", 1): {"history": [
+        {"role": "user", "content": "How do tides work?"},
+        {"role": "assistant", "content": "The moon's gravity pulls the oceans."}]},
 }
 
 TEMPLATE_IDS = [f"{a}/{n}@v{v}" for a, n, v in CASES]

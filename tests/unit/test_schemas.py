@@ -14,6 +14,7 @@ from schemas import (
     SCHEMA_VERSION,
     FailureRecord,
     InstructionRecord,
+    Message,
     RejectedRecord,
     content_hash,
     from_row,
@@ -32,6 +33,9 @@ def _arrow_type(hint: str) -> pa.DataType:
     if base == "tuple[tuple[str, float], ...]":  # named scores: (name, value) structs
         return pa.list_(pa.field("element", pa.struct([("name", pa.string()),
                                                        ("value", pa.float64())])))
+    if base == "tuple[Message, ...]":
+        return pa.list_(pa.field("element", pa.struct([("role", pa.string()),
+                                                       ("content", pa.string())])))
     return PY_TO_ARROW[{"str": str, "int": int, "float": float, "bool": bool}[base]]
 
 
@@ -75,6 +79,17 @@ def test_round_trips_through_arrow():
     failure = FailureRecord("f", "self_instruct", "clf_identify", 1, "r1", "timeout", "m", 3)
     table = pa.Table.from_pylist([to_row(failure)], schema=FAILURE_SCHEMA)
     assert from_row(FailureRecord, table.to_pylist()[0]) == failure
+
+
+def test_messages_round_trip_as_a_list_of_structs():
+    record = _record(messages=(Message("user", "Hi?"), Message("assistant", "Hello.")),
+                     turn_generators=("given", "m"), rounds=1, sector="world")
+    table = pa.Table.from_pylist([to_row(record)], schema=RECORD_SCHEMA)
+    assert table.schema.field("messages").type.value_type == pa.struct(
+        [("role", pa.string()), ("content", pa.string())])
+    assert table.column("messages").to_pylist()[0] == [
+        {"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    assert from_row(InstructionRecord, table.to_pylist()[0]) == record
 
 
 def test_ids_are_stable_and_distinct_for_repeated_text():
