@@ -42,6 +42,7 @@ from pipelines.transforms.filter_chain import apply_filters, count_input
 from pipelines.transforms.near_dup import NearDuplicateFilter
 from pipelines.transforms.novelty import NoveltyFilter
 from pipelines.transforms.provenance import Provenance
+from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import Generate, RouteVerdicts, count, stage_generator
 from schemas import InstructionRecord
 
@@ -254,7 +255,9 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     finished = converse(openings, g, user, assistant)
     rows = (finished | "Dialogue/Rows" >> beam.Map(dialogue.dialogue_row, identity, cfg)
             | "Dialogue/Route" >> RouteVerdicts(dialogue.STAGE_DIALOGUES, "dialogue_turns"))
-    dataset, dropped = apply_filters(rows.kept, cfg.filters)
+    dataset, dropped, filter_failed = apply_filters(rows.kept, cfg.filters,
+                                                    judge=JudgeModel.of(ctx))
     report = dataset | "Statistics" >> DialogueStatistics(openings, rows.rejected)
     return RecipeOutputs(dataset, rejected=[*g.rejected, rows.rejected, *dropped],
-                         failed=g.failed, files={"reports": (report, WriteReports)})
+                         failed=[*g.failed, *filter_failed],
+                         files={"reports": (report, WriteReports)})
