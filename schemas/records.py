@@ -61,7 +61,7 @@ class InstructionRecord:
     finish_reason: str | None = None
     rouge_l_max: float | None = None  # novelty score against the pool
     most_similar: str | None = None  # the pool text that gave rouge_l_max
-    slot: int | None = None  # which prompt of its round produced it
+    slot: int | None = None  # which prompt produced it (bootstrap: its index in the lane)
     position: int | None = None  # its place in that response
     near_dup_cluster: str | None = None  # MinHash cluster id (the smallest id in the cluster)
     near_dup_survivor: str | None = None  # the record kept for that cluster
@@ -79,6 +79,8 @@ class InstructionRecord:
     tag_count: int | None = None  # len(tags): Cf-D's complexity
     cfd_pass: int | None = None  # the Cf-D pass that selected the row (1-based)
     cfd_rank: int | None = None  # its place in the selection order (0-based)
+    # streaming bootstrap (issue 15): the lane whose loop produced the row (slot = its prompt)
+    lane: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "tag_count": _INT,
     "cfd_pass": _INT,
     "cfd_rank": _INT,
+    "lane": _INT,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,
