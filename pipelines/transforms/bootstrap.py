@@ -97,8 +97,10 @@ class _LaneFn(beam.DoFn):
         self._session = self._handler.load_model()
 
     def teardown(self) -> None:
+        # Never wait here: after a Ctrl-C a pool thread may still be starting a server, and
+        # the run must stop it (vllm_server.stop_all), not wait for its model load.
         if self._session is not None:
-            self._session.pool.shutdown(wait=True)
+            self._session.pool.shutdown(wait=False, cancel_futures=True)
 
     def process(self, lane: int) -> Iterable[Any]:
         spec, session = self._spec, self._session
