@@ -165,7 +165,8 @@ class BootstrapLoop:
         while True:
             while (self.stop_reason is None and self.sent < self._max_prompts
                    and self.in_flight < self._concurrency
-                   and self._refresh.visible(self.sent) <= self.decided):
+                   and self._refresh.visible(self.sent) <= self.decided
+                   and not self._likely_enough()):
                 seen = pool_sizes[self._refresh.visible(self.sent)]
                 request = self._request(self.sent, PoolPrefix(self.machine, seen))
                 pending[self.sent] = executor.submit(self._call, request)
@@ -190,6 +191,15 @@ class BootstrapLoop:
             self.in_flight = len(pending)
             yield Unused(outcome)
         self.in_flight = 0
+
+    def _likely_enough(self) -> bool:
+        """Do the undecided prompts already promise the rest of the target, at the yield
+        seen so far (with a 25 % margin)? Then more would likely be wasted near the end.
+        This only decides what is sent, never what is decided: the output stays the same."""
+        if self.decided == 0:
+            return False
+        rate = self.accepted / self.decided
+        return (self.sent - self.decided) * rate >= 1.25 * (self._target - self.accepted)
 
     def _stopped(self) -> str | None:
         if self.accepted >= self._target:

@@ -243,4 +243,4 @@ def test_one_schema_for_every_folder(workdir):
     for kind in ("data", "instructions"):
         for shard in sorted((out / kind).glob("*.parquet")):
             assert pq.read_schema(shard).remove_metadata() == RECORD_SCHEMA.remove_metadata()
-    assert len(RECORD_SCHEMA.names) == 38 and "38 columns" in TEXT
+    assert len(RECORD_SCHEMA.names) == 39 and "39 columns" in TEXT
