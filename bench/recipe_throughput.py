@@ -102,13 +102,10 @@ def replay(base_url: str, bodies: list[tuple[str, dict]], concurrency: int
     return time.perf_counter() - start, tokens
 
 
-def overrides(tmp: str, n: int, concurrency: int, old: bool = False) -> dict:
-    out = {"output_dir": f"{tmp}/out", "cache.enabled": False,
-           "generator.max_concurrency": concurrency,
-           "self_instruct.num_instructions": n}
-    if not old:
-        out["self_instruct.refresh_window"] = max(concurrency - 1, 0)
-    return out
+def overrides(tmp: str, n: int, concurrency: int) -> dict:
+    return {"output_dir": f"{tmp}/out", "cache.enabled": False,
+            "generator.max_concurrency": concurrency,
+            "self_instruct.num_instructions": n}
 
 
 OLD_RUN = """
@@ -131,7 +128,7 @@ def old_recipe(commit: str, proxy: Proxy, n: int, concurrency: int) -> tuple[flo
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-        sets = [f"{k}={v}" for k, v in overrides(tmp, n, concurrency, old=True).items()]
+        sets = [f"{k}={v}" for k, v in overrides(tmp, n, concurrency).items()]
         proxy.reset()
         done = subprocess.run([sys.executable, "-c", OLD_RUN, str(src / DEMO.relative_to(ROOT)),
                                proxy.url, *sets], cwd=src, capture_output=True, text=True,

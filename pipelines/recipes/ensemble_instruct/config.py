@@ -40,7 +40,7 @@ class EnsembleTasksConfig:
 
     num_instructions: int = 100
     refresh: Literal["window", "batch"] = "window"
-    refresh_window: int = 32
+    refresh_window: int = 128
     prompts_per_round: int = 5  # the paper's request batch (the batch of refresh: batch)
     max_prompts: int | None = None  # None: 4 per wanted instruction
     lanes: int = 1

@@ -33,11 +33,12 @@ def _paper_instance_sampling() -> SamplingConfig:
 class SelfInstructConfig:
     num_instructions: int = 100
     # The streaming bootstrap (pipelines/transforms/bootstrap_loop.py). `window` (ours): prompt
-    # i's demos come from the pool after prompts < i - refresh_window were decided, so up to
-    # refresh_window + 1 requests are in flight; `batch` (the paper): the pool changes every
-    # prompts_per_round prompts, so at most that many are in flight.
+    # i's demos come from the pool after prompts < i - refresh_window were decided; the window
+    # must be well above max_concurrency, or one slow answer holds the loop (answers are
+    # decided in order); `batch` (the paper): the pool changes every prompts_per_round
+    # prompts, so at most that many are in flight.
     refresh: Literal["window", "batch"] = "window"
-    refresh_window: int = 32
+    refresh_window: int = 128
     prompts_per_round: int = 5  # the paper's request_batch_size (the batch of refresh: batch)
     max_prompts: int | None = None  # prompt budget; None: 4 per wanted instruction
     lanes: int = 1  # independent loops (own seeds, own pool), e.g. one per GPU worker
