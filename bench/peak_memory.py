@@ -42,12 +42,10 @@ def _sample(procs: list[psutil.Process]) -> tuple[int, int, list[tuple[str, int]
     return rss, pss, rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--interval", type=float, default=0.5)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+def measure(command: list[str], interval: float = 0.5
+            ) -> tuple[int, float, int, int, list[tuple[str, int]]]:
+    """Run `command`; return (exit code, wall seconds, peak RSS, peak PSS, the processes at
+    the RSS peak) of its whole process tree (other benches reuse this)."""
     started = time.time()
     child = subprocess.Popen(command)
     root = psutil.Process(child.pid)
@@ -58,13 +56,23 @@ def main() -> int:
         peak_pss = max(peak_pss, pss)
         if rss > peak_rss:
             peak_rss, peak_rows = rss, rows
-        time.sleep(args.interval)
+        time.sleep(interval)
+    return child.returncode, time.time() - started, peak_rss, peak_pss, peak_rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--interval", type=float, default=0.5)
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    code, wall, peak_rss, peak_pss, peak_rows = measure(command, args.interval)
     print(f"\npeak memory of the process tree: RSS {peak_rss / GIB:.2f} GiB, "
-          f"PSS {peak_pss / GIB:.2f} GiB; wall {time.time() - started:.0f} s; "
-          f"exit {child.returncode}", file=sys.stderr)
+          f"PSS {peak_pss / GIB:.2f} GiB; wall {wall:.0f} s; "
+          f"exit {code}", file=sys.stderr)
     for name, rss in sorted(peak_rows, key=lambda r: -r[1])[:8]:
         print(f"  {rss / GIB:6.2f} GiB  {name}", file=sys.stderr)
-    return child.returncode
+    return code
 
 
 if __name__ == "__main__":

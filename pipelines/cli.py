@@ -22,7 +22,7 @@ def _parse_set(items: list[str]) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep:
             raise InputError(f"--set {item!r}: expected KEY=VALUE "
-                             "(e.g. self_instruct.max_rounds=2)")
+                             "(e.g. self_instruct.num_instructions=200)")
         overrides[key] = yaml.safe_load(value)
     return overrides
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--no-cache", action="store_true", help="do not read or write the "
                        "response cache")
     run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config field, e.g. --set self_instruct.max_rounds=2")
+                       help="override a config field, e.g. --set self_instruct.lanes=2")
     run_p.add_argument("--strict-targets", action="store_true",
                        help="exit 3 (after writing the outputs) when a target such as "
                        "self_instruct.num_instructions was not met")

@@ -75,7 +75,7 @@ class InstructionRecord:
     finish_reason: str | None = None
     rouge_l_max: float | None = None  # novelty score against the pool
     most_similar: str | None = None  # the pool text that gave rouge_l_max
-    slot: int | None = None  # which prompt of its round produced it
+    slot: int | None = None  # which prompt produced it (bootstrap: its index in the lane)
     position: int | None = None  # its place in that response
     near_dup_cluster: str | None = None  # MinHash cluster id (the smallest id in the cluster)
     near_dup_survivor: str | None = None  # the record kept for that cluster
@@ -110,6 +110,8 @@ class InstructionRecord:
     dialogue_end: str | None = None  # "rounds_reached" | "context_full" | why it stopped
     turn_generators: tuple[str, ...] | None = None  # per message: the model that wrote it
     turn_finish_reasons: tuple[str, ...] | None = None  # per message ("given": not generated)
+    # streaming bootstrap (issue 15): the lane whose loop produced the row (slot = its prompt)
+    lane: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "dialogue_end": _STRING,
     "turn_generators": _STRINGS,
     "turn_finish_reasons": _STRINGS,
+    "lane": _INT,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,

@@ -13,7 +13,7 @@ from pipelines.settings import CacheConfig, GeneratorConfig
 
 
 def scripted_config(base_url: str, out: Path, cache: Path | None, **si: object) -> RunConfig:
-    params = {"num_instructions": 30, "prompts_per_round": 4, "max_rounds": 3} | si
+    params = {"num_instructions": 30, "prompts_per_round": 4, "max_prompts": 12} | si
     return RunConfig(
         recipe="self_instruct",
         output_dir=str(out),

@@ -174,9 +174,9 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
     def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
-        outcomes = list(model.pool.map(lambda r: _generate_one(r, model), batch))
+        outcomes = list(model.pool.map(lambda r: generate_one(r, model), batch))
         for outcome in outcomes:  # counters only work on the bundle's thread, not the pool's
-            _count_outcome(outcome, caching=model.cache is not None)
+            count_outcome(outcome, caching=model.cache is not None)
         if model.meter is not None and any(not o.cached for o in outcomes):
             measured = model.meter.delta()
             if measured is not None:
@@ -212,7 +212,9 @@ def metric(group: str, stage: str, name: str, value: int = 1) -> None:
         Metrics.counter(f"{NAMESPACE}/{group}/{stage}", name).inc(value)
 
 
-def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
+def count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
+    """Count one outcome (generator usage and the progress line); call it on the bundle's
+    thread: Beam counters made on a pool thread are lost."""
     stage = outcome.request.stage
     completion = outcome.completion
     PROGRESS.add(stage, requests=1, cached=int(outcome.cached),
@@ -236,7 +238,10 @@ def _count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
     metric("generator", stage, "completion_tokens", outcome.completion.completion_tokens)
 
 
-def _generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:
+def generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:
+    """One request the way every generation step sends it: the response cache first, then the
+    client (retries, timeouts); a final failure is an outcome, never an exception. Safe to
+    call from many threads (the bootstrap loop calls it from its own pool)."""
     key = cache_key(session.identity.model, session.identity.revision, request)
     if session.cache is not None:
         hit = session.cache.get(key)

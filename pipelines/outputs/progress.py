@@ -1,4 +1,5 @@
-"""A live, quiet progress line for local runs: per stage, records and generator throughput.
+"""A live, quiet progress line for local runs: per stage, records and generator throughput;
+per bootstrap loop, accepted/target, requests in flight and an ETA.
 
 Beam's counters are only readable when a local run ends, so the stages also report here, in
 the process that runs them. One line is redrawn in place on a terminal (at most every 0.5 s);
@@ -21,6 +22,8 @@ class _Progress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stages: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
+        # bootstrap loops: name -> [accepted, target, in flight, started (monotonic)]
+        self._loops: dict[str, list[float]] = {}
         self._start = time.time()  # wall clock, as the manifest's start and duration_s
         self._last = 0.0
         self._tty = sys.stderr.isatty()
@@ -33,6 +36,20 @@ class _Progress:
             row = self._stages[stage]
             for name, value in deltas.items():
                 row[name] = row.get(name, 0) + value
+        self._draw()
+
+    def loop(self, name: str, *, accepted: int, target: int, in_flight: int) -> None:
+        """A bootstrap loop's state (pipelines/transforms/bootstrap.py): shown as
+        `name: accepted/target, N in flight, ETA`; the ETA assumes the rate so far holds."""
+        if not self._enabled:
+            return
+        with self._lock:
+            started = self._loops.get(name, [0, 0, 0, time.monotonic()])[3]
+            self._loops[name] = [accepted, target, in_flight, started]
+        self._draw()
+
+    def _draw(self) -> None:
+        with self._lock:
             now = time.monotonic()
             if now - self._last < (0.5 if self._tty else 15.0):
                 return
@@ -43,7 +60,10 @@ class _Progress:
 
     def _line(self, now: float) -> str:
         elapsed = max(now - self._start, 1e-6)
-        parts = []
+        parts = []  # loops first: a terminal line is cut at 200 characters
+        for name, (accepted, target, in_flight, started) in self._loops.items():
+            parts.append(f"{name}: {accepted:.0f}/{target:.0f} accepted, {in_flight:.0f} in "
+                         f"flight{_eta(accepted, target, time.monotonic() - started)}")
         for stage, row in self._stages.items():
             bits = []
             if row["requests"]:
@@ -65,6 +85,7 @@ class _Progress:
         was imported or the last run finished."""
         with self._lock:
             self._stages.clear()
+            self._loops.clear()
             self._start = time.time()
             self._last = 0.0
             return self._start
@@ -85,8 +106,17 @@ class _Progress:
             if self._tty and self._last:
                 print(file=sys.stderr, flush=True)
             self._stages.clear()
+            self._loops.clear()
             self._start = time.time()
             self._last = 0.0
+
+
+def _eta(done: float, total: float, elapsed: float) -> str:
+    """", ETA 3m20s" from the rate so far; nothing until something is done or once it is."""
+    if done <= 0 or done >= total:
+        return ""
+    left = int(elapsed * (total - done) / done)
+    return f", ETA {left // 60}m{left % 60:02d}s" if left >= 60 else f", ETA {left}s"
 
 
 PROGRESS = _Progress()

@@ -1,14 +1,15 @@
 """The sizes a recipe was asked for, what it delivered, and why it fell short (manifest `targets`).
 
 A run may end below its target and still be a valid run: Self-Instruct and Ensemble-Instruct
-stop after `max_rounds` whatever the pool size, and Explore-Instruct's and #InsTag's samples
-cannot be larger than the pool they draw from. The exit status stays 0 (unless the CLI is run
-with `--strict-targets`), so the shortfall must be impossible to miss elsewhere: every recipe
-with a target writes `targets: {<config key>: {wanted, got, met, why}}` into the manifest, and
-the terminal summary, the dataset card and report.html print one line per target from it.
+stop after `max_prompts` prompts whatever the pool size, and Explore-Instruct's and #InsTag's
+samples cannot be larger than the pool they draw from. The exit status stays 0 (unless the CLI
+is run with `--strict-targets`), so the shortfall must be impossible to miss elsewhere: every
+recipe with a target writes `targets: {<config key>: {wanted, got, met, why}}` into the
+manifest, and the terminal summary, the dataset card and report.html print one line per
+target from it.
 
 The names are the config keys that set the targets, so a reader knows what to change. `why`
-explains the outcome from the run's own counts (rounds, prompts, rejections by cause). The
+explains the outcome from the run's own counts (prompts, rejections by cause). The
 bootstrap recipes count per target in namespace `instructbeam/target/<name>` (Ensemble-Instruct's
 two types share their stage names, so the stage table cannot tell them apart); the sampling
 recipes need only the stage table.
@@ -29,14 +30,16 @@ SELF_INSTRUCT = "self_instruct.num_instructions"
 EXPLORE = "explore_instruct.sample_size"
 INSTAG = "instag.sample_size"
 
-# Counter names of a bootstrap target (counted by pipelines.transforms.rounds.bootstrap_round).
-ROUNDS = "rounds"  # rounds that sent at least one prompt
-PROMPTS = "prompts"  # instruction requests sent
-ANSWERS = "answers"  # requests that came back with an answer (the rest failed)
+# Counter names of a bootstrap target (counted by pipelines.transforms.bootstrap's lanes, per
+# decided prompt: prompts sent beyond the stop are never decided and never counted here).
+PROMPTS = "prompts"  # instruction prompts decided
+ANSWERS = "answers"  # decided prompts that came back with an answer (the rest failed)
 CANDIDATES = "candidates"  # parsed instructions that passed the heuristics
 DROPPED = "dropped"  # parsed instructions the heuristics rejected
-NOVEL = "novel"  # candidates accepted into the pool
+NOVEL = "novel"  # candidates accepted into a lane's pool
 NOT_NOVEL = "not_novel"  # candidates rejected by the ROUGE-L rule
+LANE_DUPLICATES = "lane_duplicates"  # accepted by a lane, rejected by the cross-lane pass
+STOPPED_FAILING = "stopped_failing"  # lanes that stopped because their generator kept failing
 
 Target = dict[str, Any]  # {"wanted": int, "got": int, "met": bool, "why": str}
 
@@ -59,20 +62,27 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def bootstrap_target(wanted: int, max_rounds: int, c: Mapping[str, int]) -> Target:
-    """A pool grown round by round until `wanted` instructions are accepted or the rounds end.
+def bootstrap_target(wanted: int, max_prompts: int, c: Mapping[str, int]) -> Target:
+    """A pool grown prompt by prompt until `wanted` instructions are accepted, the prompt
+    budget is spent, or the generator kept failing.
 
-    A missed target always ran out of rounds (a round sends prompts while the pool is short);
-    `why` says so, names the main loss when one dominates, and gives the counts.
+    `why` names the limit that stopped a missed target and the main loss when one dominates,
+    and gives the counts.
     """
-    got, rounds, prompts = c.get(NOVEL, 0), c.get(ROUNDS, 0), c.get(PROMPTS, 0)
+    duplicates = c.get(LANE_DUPLICATES, 0)
+    got, prompts = c.get(NOVEL, 0) - duplicates, c.get(PROMPTS, 0)
     failed = prompts - c.get(ANSWERS, 0)
     sent = f"after {_plural(prompts, 'prompt')}" + (f", {failed} failed" if failed else "")
+    if duplicates:
+        sent += f"; {duplicates} repeated across lanes"
     if got >= wanted:
-        return _target(wanted, got, f"reached in round {rounds} of max_rounds={max_rounds}, "
-                                    f"{sent}")
-    limit = (f"max_rounds={max_rounds} reached" if rounds >= max_rounds
-             else f"only {rounds} of max_rounds={max_rounds} rounds sent prompts")
+        return _target(wanted, got, f"reached {sent}")
+    if c.get(STOPPED_FAILING, 0):
+        limit = "stopped: the generator failed every recent prompt"
+    elif prompts >= max_prompts:
+        limit = f"max_prompts={max_prompts} reached"
+    else:  # every lane reached its share; the cross-lane pass removed repeats
+        limit = "the lanes reached their shares"
     candidates, not_novel, dropped = c.get(CANDIDATES, 0), c.get(NOT_NOVEL, 0), c.get(DROPPED, 0)
     if failed and 2 * failed >= prompts:
         cause = "; most generator requests failed"
@@ -147,7 +157,7 @@ def missed(manifest: Mapping[str, Any]) -> dict[str, Target]:
 
 
 def outcome(t: Target) -> str:
-    """What was asked, what came, and why: "NOT MET, wanted 8, got 5 (max_rounds=2 ...)"."""
+    """What was asked, what came, and why: "NOT MET, wanted 8, got 5 (max_prompts=8 ...)"."""
     status = "met" if t["met"] else "NOT MET"
     return f"{status}, wanted {t['wanted']}, got {t['got']} ({t['why']})"
 

@@ -3,8 +3,8 @@
 Request seeds and RNGs come from `derive_seed` over named parts, so a rerun asks the same
 questions (and hits the cache); `Provenance` writes the model, revision, prompt, sampling,
 seed and request of the answer onto each row; `demo_text` is how an instruction appears in a
-prompt; `novelty_round` is Self-Instruct's greedy ROUGE-L novelty rule, which the bootstrap
-recipes share. They began in Self-Instruct's steps and are used by every recipe.
+prompt; `draw_demos` is how the bootstrap recipes pick a prompt's demos. They began in
+Self-Instruct's steps and are used by every recipe.
 """
 
 from __future__ import annotations
@@ -13,22 +13,12 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
-from filters.novelty import NoveltyIndex
-from filters.verdict import Verdict
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome
-from schemas import InstructionRecord, Reason
-
-
-class Seed(Protocol):
-    """A seed task as `novelty_round` needs it."""
-
-    @property
-    def instruction(self) -> str: ...
+from schemas import InstructionRecord
 
 
 def derive_seed(*parts: object) -> int:
@@ -68,46 +58,12 @@ def canonical_sampling(sampling: dict) -> str:
     return json.dumps(sampling, sort_keys=True, separators=(",", ":"))
 
 
-def pool_order(record: InstructionRecord) -> tuple[int, str]:
-    """The order machine instructions join a pool in: by round, then id."""
-    return (record.round, record.id)
-
-
-def machine_texts(machine_pool: Iterable[InstructionRecord]) -> list[str]:
-    """A pool's machine instructions in pool order (the order sampling and scoring see)."""
-    return [r.instruction for r in sorted(machine_pool, key=pool_order)]
-
-
 def draw_demos(rng: random.Random, machine: Sequence[str], seed_texts: Sequence[str],
                num_machine_demos: int, num_prompt_instructions: int) -> list[str]:
     """One prompt's demos, as the papers' code draws them: up to `num_machine_demos` machine
     instructions, seeds up to `num_prompt_instructions` in all, then shuffled."""
-    demos = rng.sample(list(machine), min(num_machine_demos, len(machine)))
+    demos = rng.sample(machine, min(num_machine_demos, len(machine)))  # no copy of the pool
     demos += rng.sample(list(seed_texts), min(num_prompt_instructions - len(demos),
                                               len(seed_texts)))
     rng.shuffle(demos)
     return demos
-
-
-def novelty_round(candidates: Iterable[InstructionRecord],
-                  machine_pool: Sequence[InstructionRecord], seeds: Sequence[Seed],
-                  threshold: float, exact_scores: bool = True
-                  ) -> list[tuple[InstructionRecord, Verdict]]:
-    """Sequential greedy novelty in (slot, position) order; accepted ones join the pool at once.
-
-    The pool is the seeds plus every machine instruction accepted so far (the paper's rule).
-    """
-    pool_texts = [s.instruction for s in seeds]
-    pool_texts += machine_texts(machine_pool)
-    index = NoveltyIndex(pool_texts, threshold=threshold, exact_scores=exact_scores)
-    judged = []
-    for record in sorted(candidates, key=lambda r: (r.slot or 0, r.position or 0, r.id)):
-        verdict = index.check(record.instruction)
-        scored = replace(record, rouge_l_max=verdict.score, most_similar=verdict.most_similar)
-        if verdict.accepted:
-            index.add(record.instruction)
-            judged.append((scored, Verdict.ok(verdict.score)))
-        else:
-            judged.append((scored, Verdict.drop(
-                Reason.NOT_NOVEL, f"ROUGE-L {verdict.score:.4f} > {threshold}", verdict.score)))
-    return judged

@@ -138,21 +138,30 @@ class _SplitOutcomesFn(beam.DoFn):
             yield outcome
             return
         count(self._stage, "failed")
-        req = outcome.request
-        yield beam.pvalue.TaggedOutput(FAILED, FailureRecord(
-            id=stable_id(self._recipe, "failure", req.request_id),
-            recipe=self._recipe,
-            stage=self._stage,
-            round=req.round,
-            subject_id=req.subject_id,
-            error_class=outcome.error_class or "unknown",
-            message=outcome.error_message or "",
-            attempts=outcome.attempts,
-            generator=self._generator,
-            prompt_ref=req.prompt_ref,
-            prompt_sha256=req.prompt_sha256,
-            partial=self._partial(req) if self._partial is not None else None,
-        ))
+        partial = self._partial(outcome.request) if self._partial is not None else None
+        yield beam.pvalue.TaggedOutput(FAILED, failure_record(
+            outcome, recipe=self._recipe, stage=self._stage, generator=self._generator,
+            partial=partial))
+
+
+def failure_record(outcome: GenerationOutcome, *, recipe: str, stage: str,
+                   generator: str, partial: str | None = None) -> FailureRecord:
+    """The dead letter of a failed request (every generation step writes the same)."""
+    req = outcome.request
+    return FailureRecord(
+        id=stable_id(recipe, "failure", req.request_id),
+        recipe=recipe,
+        stage=stage,
+        round=req.round,
+        subject_id=req.subject_id,
+        error_class=outcome.error_class or "unknown",
+        message=outcome.error_message or "",
+        attempts=outcome.attempts,
+        generator=generator,
+        prompt_ref=req.prompt_ref,
+        prompt_sha256=req.prompt_sha256,
+        partial=partial,
+    )
 
 
 def _count_in(stage: str) -> Callable[[GenerationRequest], GenerationRequest]:

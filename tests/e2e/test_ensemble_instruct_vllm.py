@@ -22,11 +22,9 @@ pytestmark = pytest.mark.e2e
 
 DEMO = ROOT / "configs" / "ensemble_instruct_demo.yaml"
 SMOKE = {"ensemble_instruct.type_a.num_instructions": 6,
-         "ensemble_instruct.type_a.prompts_per_round": 4,
-         "ensemble_instruct.type_a.max_rounds": 1,
+         "ensemble_instruct.type_a.max_prompts": 4,
          "ensemble_instruct.type_b.num_instructions": 4,
-         "ensemble_instruct.type_b.prompts_per_round": 4,
-         "ensemble_instruct.type_b.max_rounds": 1}
+         "ensemble_instruct.type_b.max_prompts": 4}
 
 
 def test_ensemble_demo_runs_on_real_models(tmp_path: Path, embedded_server):
@@ -39,7 +37,7 @@ def test_ensemble_demo_runs_on_real_models(tmp_path: Path, embedded_server):
 
     assert all(c["holds"] for c in manifest["accounting"]), manifest["accounting"]
     stages = manifest["stages"]
-    assert stages["instruction_gen"]["in"] == 8  # one round of four prompts per type
+    assert 2 <= stages["instruction_gen"]["in"] <= 8  # at most four prompts per type
     assert stages["instruction_gen"]["produced"] > 0, "the model produced no instructions"
     samples = stages["instance_gen"].get("kept", 0)
     for name in ("gemma3-270m", "smollm2-greedy"):

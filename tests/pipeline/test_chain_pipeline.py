@@ -30,7 +30,7 @@ def chain_server(scripted_server, monkeypatch):
 
 
 def _config(base_url: str, out, **changes):
-    cfg = scripted_config(base_url, out, None, num_instructions=8, max_rounds=1)
+    cfg = scripted_config(base_url, out, None, num_instructions=8, max_prompts=4)
     instag = InsTagConfig(sample_size=5, api="completions", structured_output=False,
                           min_tag_count=1, embedding_model="char-trigram", semantic_eps=0.5,
                           min_support=2, top_tags=5)

@@ -23,7 +23,7 @@ def _config(tmp_path, base_url: str, **extra: str) -> str:
         "self_instruct:",
         "  num_instructions: 8",
         "  prompts_per_round: 3",
-        "  max_rounds: 2",
+        "  max_prompts: 6",
         *(f"{k}: {v}" for k, v in extra.items()),
     ]
     path = tmp_path / "config.yaml"
@@ -103,10 +103,10 @@ def test_every_run_option_is_documented_in_the_readme(capsys):
 
 def test_set_typo_names_the_option_and_suggests_the_key(tmp_path, capsys):
     config = _config(tmp_path, "http://127.0.0.1:9/v1")
-    assert main(["run", config, "--set", "self_instruct.max_round=5"]) == 2
+    assert main(["run", config, "--set", "self_instruct.max_prompt=5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("error: --set self_instruct.max_round: not a known key; did you mean "
-                       "`max_rounds`?")
+    assert err[-1] == ("error: --set self_instruct.max_prompt: not a known key; did you mean "
+                       "`max_prompts`?")
     assert not (tmp_path / "out").exists()
 
 

@@ -141,7 +141,7 @@ def _run_config(tmp_path) -> str:
                     "output_dir: gs://instructbeam-ci/out/run\n"
                     "generator:\n  backend: openai\n  base_url: http://192.0.2.1:9/v1\n"
                     "  model: scripted\n"
-                    "self_instruct:\n  num_instructions: 8\n  max_rounds: 1\n")
+                    "self_instruct:\n  num_instructions: 8\n  max_prompts: 4\n")
     return str(path)
 
 

@@ -30,7 +30,7 @@ def finished_run(tmp_path_factory):
     server.start()
     try:
         out = tmp_path_factory.mktemp("ecosystem") / "out"
-        result = run(scripted_config(server.base_url, out, None, max_rounds=2))
+        result = run(scripted_config(server.base_url, out, None, max_prompts=8))
     finally:
         server.stop()
     rows = sorted(read_rows(out, "data"), key=lambda r: r["id"])

@@ -37,9 +37,9 @@ def _config(gen_url: str, other_url: str, out, **ei) -> RunConfig:
         ExtraGeneratorConfig(name="other", generator=_generator(other_url), prompt="few_shot"),
     )
     params = dict(
-        type_a=EnsembleTasksConfig(num_instructions=14, prompts_per_round=4, max_rounds=3),
+        type_a=EnsembleTasksConfig(num_instructions=14, prompts_per_round=4, max_prompts=12),
         type_b=EnsembleOutputOnlyTasksConfig(num_instructions=10, prompts_per_round=4,
-                                             max_rounds=3),
+                                             max_prompts=12),
         extra_generators=extras) | ei
     return RunConfig(recipe="ensemble_instruct", output_dir=str(out), num_shards=2,
                      max_failure_ratio=0.5, generator=generator,

@@ -84,7 +84,7 @@ def test_a_slow_server_keeps_its_finished_work(scripted_server, tmp_path):
     and the summary shows retries and timeouts per stage."""
     slow = scripted_server(faults=FaultPlan(p_delay=1.0, delay_s=1.5, max_faults=10_000))
     out = tmp_path / "out"
-    cfg = scripted_config(slow.base_url, out, None, num_instructions=12, max_rounds=2)
+    cfg = scripted_config(slow.base_url, out, None, num_instructions=12, max_prompts=8)
     cfg = replace(cfg, generator=replace(cfg.generator, timeout_s=1.0, max_attempts=2))
     manifest = run(cfg).manifest
     usage = manifest["run"]["generator_usage"]
@@ -103,7 +103,7 @@ def test_a_slow_server_keeps_its_finished_work(scripted_server, tmp_path):
 def test_failure_ratio_above_the_limit_fails_after_writing(scripted_server, tmp_path):
     flaky = scripted_server(faults=FaultPlan(p_500=1.0, max_faults=10_000))
     out = tmp_path / "out"
-    cfg = scripted_config(flaky.base_url, out, None, max_rounds=1)
+    cfg = scripted_config(flaky.base_url, out, None, max_prompts=4)
     with pytest.raises(RunFailed, match="failure ratio 1.000 > max_failure_ratio 0.05"):
         run(cfg)
     assert (out / "manifest.json").exists()
@@ -117,7 +117,7 @@ def _cli_config(tmp_path, base_url: str, out, cache) -> str:
         "generator:", "  backend: openai", f"  base_url: {base_url}", "  model: scripted",
         "  max_concurrency: 2", "  timeout_s: 5",
         "self_instruct:", "  num_instructions: 30", "  prompts_per_round: 4",
-        "  max_rounds: 3", f"cache:\n  dir: {cache}"]) + "\n")
+        "  max_prompts: 12", f"cache:\n  dir: {cache}"]) + "\n")
     return str(path)
 
 

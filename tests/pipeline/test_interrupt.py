@@ -82,7 +82,7 @@ def _config(tmp_path: Path, generator: list[str]) -> Path:
         "generator:", *(f"  {line}" for line in generator),
         "  model: scripted", "  max_concurrency: 2", "  timeout_s: 10",
         "self_instruct:", "  num_instructions: 30", "  prompts_per_round: 4",
-        "  max_rounds: 3", f"cache:\n  dir: {tmp_path / 'cache'}"]) + "\n")
+        "  max_prompts: 12", f"cache:\n  dir: {tmp_path / 'cache'}"]) + "\n")
     return path
 
 

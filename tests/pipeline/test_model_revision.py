@@ -31,7 +31,7 @@ def test_changed_local_weights_make_every_request_a_cache_miss(scripted_server, 
 
     server = scripted_server()
     base = scripted_config(server.base_url, tmp_path / "out", tmp_path / "cache",
-                           num_instructions=8, max_rounds=1)
+                           num_instructions=8, max_prompts=4)
     cfg = replace(base, generator=GeneratorConfig(
         backend="vllm", model=str(model), max_concurrency=4, timeout_s=2.0))
 

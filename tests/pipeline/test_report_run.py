@@ -14,7 +14,7 @@ from pipelines.run import run
 def test_run_writes_the_report_before_the_manifest(scripted_server, tmp_path, capsys):
     server = scripted_server()
     out = tmp_path / "out"
-    result = run(scripted_config(server.base_url, out, None, max_rounds=1))
+    result = run(scripted_config(server.base_url, out, None, max_prompts=4))
     report = out / "report.html"
     assert report.is_file()
     assert report.stat().st_mtime_ns <= (out / "manifest.json").stat().st_mtime_ns
@@ -34,6 +34,6 @@ def test_a_failing_report_does_not_fail_the_run(scripted_server, tmp_path, monke
     monkeypatch.setattr(report_html, "write_report", broken)
     server = scripted_server()
     out = tmp_path / "out"
-    run(scripted_config(server.base_url, out, None, max_rounds=1))
+    run(scripted_config(server.base_url, out, None, max_prompts=4))
     assert (out / "manifest.json").is_file() and not (out / "report.html").exists()
     assert "report.html was not written" in caplog.text

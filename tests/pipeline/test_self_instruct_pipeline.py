@@ -50,7 +50,7 @@ def test_rounds_grow_the_pool_and_every_record_is_accounted_for(scripted_server,
 def test_shards_use_the_declared_schemas(scripted_server, tmp_path):
     server = scripted_server()
     out = tmp_path / "out"
-    run(scripted_config(server.base_url, out, None, max_rounds=1))
+    run(scripted_config(server.base_url, out, None, max_prompts=4))
     for kind, schema in (("data", RECORD_SCHEMA), ("instructions", RECORD_SCHEMA),
                          ("rejected", REJECTED_SCHEMA), ("failed", FAILURE_SCHEMA)):
         files = sorted((out / kind).glob("*.parquet"))
@@ -74,14 +74,22 @@ def test_same_inputs_give_byte_identical_shards(scripted_server, tmp_path):
     assert m1 == m2
 
 
-def test_rounds_stop_asking_once_the_target_is_met(scripted_server, tmp_path):
+def test_the_loop_stops_deciding_once_the_target_is_met(scripted_server, tmp_path):
+    """Prompts are decided in order and the lane stops at the first prompt that brings the
+    pool to the target: every decided prompt before it left the pool short."""
     server = scripted_server()
     out = tmp_path / "out"
     result = run(scripted_config(server.base_url, out, None, num_instructions=3,
-                                 max_rounds=4))
-    rounds = {row["round"] for row in read_rows(out, "instructions")}
-    assert rounds == {1}
-    assert result.manifest["stages"]["instruction_gen"]["in"] == 4  # one round of 4 prompts
+                                 max_prompts=16))
+    instructions = read_rows(out, "instructions")
+    decided = result.manifest["stages"]["instruction_gen"]["in"]
+    assert len(instructions) >= 3 and decided < 16
+    last = decided - 1
+    assert max(row["slot"] for row in instructions) == last
+    assert sum(row["slot"] < last for row in instructions) < 3
+    assert {row["lane"] for row in instructions} == {0}
+    target = result.manifest["targets"]["self_instruct.num_instructions"]
+    assert target["met"] and target["why"] == f"reached after {decided} prompts"
 
 
 def test_classification_tasks_get_output_first_instances_and_others_input_first(
@@ -90,7 +98,7 @@ def test_classification_tasks_get_output_first_instances_and_others_input_first(
     the input-first template with "Example" blocks, so each kept row shows which one it got."""
     server = scripted_server()
     out = tmp_path / "out"
-    run(scripted_config(server.base_url, out, None, max_rounds=2))
+    run(scripted_config(server.base_url, out, None, max_prompts=8))
     data = read_rows(out, "data")
     clf = [row for row in data if row["is_classification"]]
     gen = [row for row in data if not row["is_classification"]]

@@ -48,8 +48,7 @@ def _si_config(tmp_path: Path, base_url: str, num_instructions: int) -> str:
            "cache": {"dir": str(tmp_path / "cache")},
            "generator": {"backend": "openai", "base_url": base_url, "model": "scripted",
                          "timeout_s": 5},
-           "self_instruct": {"num_instructions": num_instructions, "prompts_per_round": 3,
-                             "max_rounds": 2}}
+           "self_instruct": {"num_instructions": num_instructions, "max_prompts": 6}}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return str(path)
@@ -84,10 +83,10 @@ def test_self_instruct_short_of_its_target_says_why_and_strict_exits_non_zero(
     candidates = stages["instruction_gen"]["kept"]
     dropped = sum(stages["instruction_gen"]["rejected"].values())
     not_novel = stages["novelty"]["rejected"].get("not_novel", 0)
-    assert stages["instruction_gen"]["in"] == 6  # 2 rounds of 3 prompts
+    assert stages["instruction_gen"]["in"] == 6  # the whole budget
     target = manifest["targets"][SI]
     assert target["wanted"] == 200 and target["got"] == got and target["met"] is False
-    assert target["why"].startswith("max_rounds=2 reached after 6 prompts")
+    assert target["why"].startswith("max_prompts=6 reached after 6 prompts")
     assert target["why"].endswith(f"({candidates} candidate instructions, {not_novel} not "
                                   f"novel; {dropped} dropped by the heuristics)")
     assert list(manifest["targets"]) == [SI]
@@ -118,8 +117,9 @@ def test_self_instruct_met_target_shows_met_and_strict_exits_zero(scripted_serve
     captured = capsys.readouterr()
     manifest, card, report = _outputs(tmp_path / "out")
     target = manifest["targets"][SI]
+    decided = manifest["stages"]["instruction_gen"]["in"]
     assert target == {"wanted": 3, "got": manifest["stages"]["novelty"]["kept"], "met": True,
-                      "why": "reached in round 1 of max_rounds=2, after 3 prompts"}
+                      "why": f"reached after {decided} prompts"}
     assert f"    {SI}: met, wanted 3, got {target['got']} ({target['why']})" in \
         captured.out.splitlines()
     assert "error" not in captured.err
@@ -149,9 +149,8 @@ def ensemble_config(tmp_path):
         max_failure_ratio=0.5, generator=generator(gen.base_url),
         cache=CacheConfig(dir=str(tmp_path / "cache")),
         ensemble_instruct=EnsembleInstructConfig(
-            type_a=EnsembleTasksConfig(num_instructions=6, prompts_per_round=4, max_rounds=3),
-            type_b=EnsembleOutputOnlyTasksConfig(num_instructions=50, prompts_per_round=4,
-                                                 max_rounds=1),
+            type_a=EnsembleTasksConfig(num_instructions=6, max_prompts=12),
+            type_b=EnsembleOutputOnlyTasksConfig(num_instructions=50, max_prompts=4),
             extra_generators=extras))
     path = tmp_path / "ensemble.yaml"
     path.write_text(yaml.safe_dump(cfg.to_dict()), encoding="utf-8")
@@ -172,12 +171,13 @@ def test_ensemble_instruct_reports_each_type_target(ensemble_config, tmp_path, c
     met, missed = targets[TYPE_A], targets[TYPE_B]
     assert met["met"] is True and met["wanted"] == 6
     assert met["got"] == by_type["input_output"] >= 6
-    assert met["why"] == "reached in round 1 of max_rounds=3, after 4 prompts"
+    decided_a = int(met["why"].removeprefix("reached after ").removesuffix(" prompts"))
+    assert met["why"] == f"reached after {decided_a} prompts" and decided_a < 12
     assert missed["met"] is False and missed["wanted"] == 50
     assert missed["got"] == by_type["output_only"] > 0
-    assert missed["why"].startswith("max_rounds=1 reached after 4 prompts")
+    assert missed["why"].startswith("max_prompts=4 reached after 4 prompts")
     # the two types share stage names; their prompts add up to the stage's requests
-    assert manifest["stages"]["instruction_gen"]["in"] == 8
+    assert manifest["stages"]["instruction_gen"]["in"] == decided_a + 4
 
     assert f"    {TYPE_A}: met, wanted 6, got {met['got']} ({met['why']})" in summary
     assert f"    {TYPE_B}: NOT MET, wanted 50, got {missed['got']} ({missed['why']})" in summary

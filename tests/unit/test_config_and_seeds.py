@@ -19,7 +19,7 @@ generator:
   model: smollm2-135m
 self_instruct:
   num_instructions: 10
-  max_rounds: 2
+  max_prompts: 2
 """
 
 
@@ -31,7 +31,7 @@ def _write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
 
 def test_good_config_loads(tmp_path):
     cfg = load_config(_write(tmp_path, GOOD))
-    assert cfg.self_instruct.max_rounds == 2
+    assert cfg.self_instruct.max_prompts == 2
     assert cfg.self_instruct.prompts_per_round == 5  # the paper's value by default
     # The item stops ("\n16", ...) are derived per request from num_prompt_instructions.
     assert cfg.self_instruct.instruction_sampling.stop == ("\n\n",)
@@ -41,16 +41,16 @@ def test_good_config_loads(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (GOOD.replace("  max_rounds: 2", "  max_round: 2"),
-         ":8: field 'self_instruct.max_round' is not a known key; did you mean `max_rounds`?"),
+        (GOOD.replace("  max_prompts: 2", "  max_prompt: 2"),
+         ":8: field 'self_instruct.max_prompt' is not a known key; did you mean `max_prompts`?"),
         (GOOD.replace("generator:", "generater:"),
          ":3: field 'generater' is not a known key; did you mean `generator`?"),
         (GOOD + "zzz: 1\n",
          ":9: field 'zzz' is not a known key (known: atomic_tasks, audit_per_source, "),
         (GOOD.replace("num_instructions: 10", "num_instructions: ten"),
          ":7: field 'self_instruct.num_instructions' must be int"),
-        (GOOD.replace("max_rounds: 2", "max_rounds: 0"),
-         ":8: field 'self_instruct.max_rounds' must be in [1, 500]"),
+        (GOOD.replace("max_prompts: 2", "max_prompts: 0"),
+         ":8: field 'self_instruct.max_prompts' must be >= 1"),
         (GOOD.replace("backend: embedded", "backend: llama"),
          ":4: field 'generator.backend' must be one of"),
         (GOOD.replace("backend: embedded", "backend: openai"),
@@ -71,14 +71,15 @@ def test_bad_config_names_line_and_field(tmp_path, text, expected):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"self_instruct.max_round": 5},
-         "--set self_instruct.max_round: not a known key; did you mean `max_rounds`?"),
-        ({"self_instruct.max_rounds": "five"},
-         "--set self_instruct.max_rounds: must be int, got str 'five'"),
-        ({"self_instruct.max_rounds": 0}, "--set self_instruct.max_rounds: must be in [1, 500]"),
+        ({"self_instruct.max_prompt": 5},
+         "--set self_instruct.max_prompt: not a known key; did you mean `max_prompts`?"),
+        ({"self_instruct.max_prompts": "five"},
+         "--set self_instruct.max_prompts: must be int"),
+        ({"self_instruct.max_prompts": 0}, "--set self_instruct.max_prompts: must be >= 1"),
         ({"generater.model": "x"}, "--set generater: not a known key; did you mean `generator`?"),
-        ({"self_instruct.max_rounds.x": 1},
-         "--set self_instruct.max_rounds.x: 'self_instruct.max_rounds' is a value, not a section"),
+        ({"self_instruct.max_prompts.x": 1},
+         "--set self_instruct.max_prompts.x: 'self_instruct.max_prompts' is a value, not a "
+         "section"),
     ],
 )
 def test_bad_override_is_reported_against_set_not_the_file(tmp_path, overrides, expected):
@@ -90,8 +91,8 @@ def test_bad_override_is_reported_against_set_not_the_file(tmp_path, overrides, 
 
 
 def test_file_errors_stay_with_the_file_when_overrides_are_given(tmp_path):
-    text = GOOD.replace("  max_rounds: 2", "  max_round: 2")
-    with pytest.raises(InputError, match=r"c\.yaml:8: field 'self_instruct\.max_round'"):
+    text = GOOD.replace("  max_prompts: 2", "  max_prompt: 2")
+    with pytest.raises(InputError, match=r"c\.yaml:8: field 'self_instruct\.max_prompt'"):
         load_config(_write(tmp_path, text), {"self_instruct.num_instructions": 5})
 
 

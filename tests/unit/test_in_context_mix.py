@@ -39,6 +39,21 @@ def _machine(n: int, prefix: str = "Machine") -> list[InstructionRecord]:
             for k in range(n)]
 
 
+def _si_requests(machine: list[InstructionRecord], seeds: list[SeedTask], cfg: RunConfig,
+                 n: int = 5) -> list:
+    """Prompts 0..n-1 of lane 0, each seeing the whole `machine` pool (decision order)."""
+    texts = [r.instruction for r in machine]
+    seed_texts = [s.instruction for s in seeds]
+    return [si_steps.instruction_request(0, i, texts, seed_texts, cfg) for i in range(n)]
+
+
+def _ens_requests(machine: list[InstructionRecord], seeds: list[SeedTask], kind: str,
+                  cfg: RunConfig, n: int = 5) -> list:
+    texts = [r.instruction for r in machine]
+    seed_texts = [s.instruction for s in ens.seeds_of_type(seeds, kind)]
+    return [ens.instruction_request(0, i, texts, seed_texts, kind, cfg) for i in range(n)]
+
+
 def _listed(prompt: str) -> list[str]:
     """The demo instructions of a numbered-list prompt, in order (end marker removed)."""
     return [x.removesuffix(" |EoS|") for x in re.findall(r"^\d+\. (.+)$", prompt, flags=re.M)]
@@ -53,8 +68,7 @@ def _si_config(**si: object) -> RunConfig:
                                                      (9, (6, 2))])
 def test_self_instruct_shows_6_seed_and_2_machine_once_2_exist(n_machine, expected) -> None:
     cfg = _si_config(num_instructions=1000)
-    requests = si_steps.instruction_requests(3, _machine(n_machine), SEEDS_A, cfg)
-    assert len(requests) == 5  # the paper's request_batch_size
+    requests = _si_requests(_machine(n_machine), SEEDS_A, cfg)
     for req in requests:
         demos = _listed(req.prompt)
         n_seed = sum(d.startswith("Seed") for d in demos)
@@ -64,14 +78,15 @@ def test_self_instruct_shows_6_seed_and_2_machine_once_2_exist(n_machine, expect
 
 
 def test_self_instruct_draws_like_the_paper() -> None:
-    """Machine sample first, then seeds, then one shuffle, from one RNG per (round, slot)."""
+    """Machine sample first, then seeds, then one shuffle, from one RNG per (lane, prompt)."""
     cfg = _si_config(num_instructions=1000)
     machine = _machine(7)
-    requests = si_steps.instruction_requests(2, list(reversed(machine)), SEEDS_A, cfg)
+    requests = _si_requests(machine, SEEDS_A, cfg)
     seed_texts = [s.instruction for s in SEEDS_A]
-    machine_texts = [r.instruction for r in machine]  # pool order: (round, id)
-    for slot, req in enumerate(requests):
-        rng = random.Random(derive_seed(cfg.seed, si_steps.STAGE_INSTRUCTIONS, 2, slot))
+    machine_texts = [r.instruction for r in machine]  # pool order: decision order
+    for index, req in enumerate(requests):
+        rng = random.Random(derive_seed(cfg.seed, si_steps.STAGE_INSTRUCTIONS, "lane", 0,
+                                        index))
         demos = rng.sample(machine_texts, 2)
         demos += rng.sample(seed_texts, 6)
         rng.shuffle(demos)
@@ -81,7 +96,7 @@ def test_self_instruct_draws_like_the_paper() -> None:
 
 def test_self_instruct_mix_follows_a_non_default_demo_count() -> None:
     cfg = _si_config(num_instructions=1000, num_prompt_instructions=4, num_machine_demos=1)
-    for req in si_steps.instruction_requests(1, _machine(5), SEEDS_A, cfg):
+    for req in _si_requests(_machine(5), SEEDS_A, cfg):
         demos = _listed(req.prompt)
         assert [d.startswith("Machine") for d in demos].count(True) == 1
         assert len(demos) == 4 and req.prompt.endswith("\n5.")
@@ -109,8 +124,7 @@ def _ens_config(**type_b: object) -> RunConfig:
 def test_ensemble_instruct_mix(kind, type_b, n_machine, expected) -> None:
     cfg = _ens_config(**type_b)
     seeds = SEEDS_A + SEEDS_B
-    requests = ens.instruction_requests(4, _machine(n_machine), seeds, kind, cfg)
-    assert len(requests) == 5
+    requests = _ens_requests(_machine(n_machine), seeds, kind, cfg)
     type_seeds = {s.instruction for s in ens.seeds_of_type(seeds, kind)}
     for req in requests:
         demos = _listed(req.prompt)
@@ -124,11 +138,11 @@ def test_ensemble_instruct_draws_like_its_code() -> None:
     cfg = _ens_config()
     machine = _machine(9)
     seeds = SEEDS_A + SEEDS_B
-    requests = ens.instruction_requests(2, machine, seeds, ens.TYPE_B, cfg)
+    requests = _ens_requests(machine, seeds, ens.TYPE_B, cfg)
     seed_texts = [s.instruction for s in SEEDS_B]
-    for slot, req in enumerate(requests):
+    for index, req in enumerate(requests):
         rng = random.Random(derive_seed(cfg.seed, ens.STAGE_INSTRUCTIONS, ens.TYPE_B,
-                                                 2, slot))
+                                        "lane", 0, index))
         demos = rng.sample([r.instruction for r in machine], 2)
         demos += rng.sample(seed_texts, 8)
         rng.shuffle(demos)

@@ -26,8 +26,13 @@ def _config(**si: object) -> RunConfig:
                      self_instruct=SelfInstructConfig(**si))  # type: ignore[arg-type]
 
 
+def _requests(cfg: RunConfig) -> list:
+    seed_texts = [s.instruction for s in SEEDS]
+    return [steps.instruction_request(0, i, [], seed_texts, cfg) for i in range(5)]
+
+
 def _stops(cfg: RunConfig) -> list[list[str]]:
-    return [req.sampling["stop"] for req in steps.instruction_requests(1, [], SEEDS, cfg)]
+    return [req.sampling["stop"] for req in _requests(cfg)]
 
 
 def test_default_stops_are_the_papers() -> None:
@@ -38,7 +43,7 @@ def test_default_stops_are_the_papers() -> None:
 def test_item_stops_follow_num_prompt_instructions(demos: int, item: int) -> None:
     """The prompt leaves item demos+1 open; the paper allows 7 new items (9-15 for 8 demos)."""
     cfg = _config(num_prompt_instructions=demos, num_machine_demos=1)
-    requests = steps.instruction_requests(1, [], SEEDS, cfg)
+    requests = _requests(cfg)
     assert all(req.prompt.endswith(f"\n{demos + 1}.") for req in requests)
     assert _stops(cfg) == [["\n\n", f"\n{item}", f"{item}.", f"{item} ."]] * 5
 

@@ -22,41 +22,55 @@ def _counts(**values: int) -> dict[str, int]:
     return dict(values)
 
 
-def test_bootstrap_target_missed_by_the_round_limit_names_the_main_cause():
-    t = targets.bootstrap_target(40, 2, _counts(rounds=2, prompts=16, answers=15, candidates=30,
-                                                dropped=9, novel=12, not_novel=18))
+def test_bootstrap_target_missed_by_the_prompt_budget_names_the_main_cause():
+    t = targets.bootstrap_target(40, 16, _counts(prompts=16, answers=15, candidates=30,
+                                                 dropped=9, novel=12, not_novel=18))
     assert t == {"wanted": 40, "got": 12, "met": False, "why": (
-        "max_rounds=2 reached after 16 prompts, 1 failed; too few novel answers (30 candidate "
-        "instructions, 18 not novel; 9 dropped by the heuristics)")}
+        "max_prompts=16 reached after 16 prompts, 1 failed; too few novel answers (30 "
+        "candidate instructions, 18 not novel; 9 dropped by the heuristics)")}
 
 
 def test_bootstrap_target_whose_requests_failed_says_so():
-    t = targets.bootstrap_target(10, 1, _counts(rounds=1, prompts=4, answers=1, candidates=1,
-                                                novel=1))
+    t = targets.bootstrap_target(10, 4, _counts(prompts=4, answers=1, candidates=1, novel=1))
     assert not t["met"]
-    assert t["why"] == ("max_rounds=1 reached after 4 prompts, 3 failed; most generator "
+    assert t["why"] == ("max_prompts=4 reached after 4 prompts, 3 failed; most generator "
                         "requests failed (1 candidate instruction, 0 not novel; 0 dropped by "
                         "the heuristics)")
 
 
-def test_bootstrap_target_short_of_rounds_without_a_dominant_loss_gives_the_counts():
-    t = targets.bootstrap_target(50, 1, _counts(rounds=1, prompts=4, answers=4, candidates=8,
-                                                novel=8))
-    assert t["why"] == ("max_rounds=1 reached after 4 prompts (8 candidate instructions, 0 not "
+def test_bootstrap_target_of_a_lane_whose_generator_kept_failing():
+    t = targets.bootstrap_target(10, 400, _counts(prompts=52, answers=2, candidates=3,
+                                                  novel=3, stopped_failing=1))
+    assert t["why"].startswith("stopped: the generator failed every recent prompt after 52 "
+                               "prompts, 50 failed; most generator requests failed")
+
+
+def test_bootstrap_target_short_of_prompts_without_a_dominant_loss_gives_the_counts():
+    t = targets.bootstrap_target(50, 4, _counts(prompts=4, answers=4, candidates=8, novel=8))
+    assert t["why"] == ("max_prompts=4 reached after 4 prompts (8 candidate instructions, 0 not "
                         "novel; 0 dropped by the heuristics)")
 
 
 def test_bootstrap_target_mostly_dropped_by_heuristics_says_so():
-    t = targets.bootstrap_target(10, 2, _counts(rounds=2, prompts=2, answers=2, candidates=3,
+    t = targets.bootstrap_target(10, 2, _counts(prompts=2, answers=2, candidates=3,
                                                 dropped=7, novel=3))
     assert "; most instructions failed the heuristics (3 candidate" in t["why"]
 
 
 def test_bootstrap_target_met_says_when():
-    t = targets.bootstrap_target(8, 5, _counts(rounds=2, prompts=6, answers=6, candidates=14,
-                                               novel=9, not_novel=5))
-    assert t == {"wanted": 8, "got": 9, "met": True,
-                 "why": "reached in round 2 of max_rounds=5, after 6 prompts"}
+    t = targets.bootstrap_target(8, 20, _counts(prompts=6, answers=6, candidates=14,
+                                                novel=9, not_novel=5))
+    assert t == {"wanted": 8, "got": 9, "met": True, "why": "reached after 6 prompts"}
+
+
+def test_bootstrap_target_with_lanes_counts_the_cross_lane_repeats():
+    c = _counts(prompts=6, answers=6, candidates=14, novel=10, lane_duplicates=3)
+    met = targets.bootstrap_target(7, 20, c)
+    assert met == {"wanted": 7, "got": 7, "met": True,
+                   "why": "reached after 6 prompts; 3 repeated across lanes"}
+    missed = targets.bootstrap_target(9, 20, c)
+    assert missed["got"] == 7 and missed["why"].startswith(
+        "the lanes reached their shares after 6 prompts; 3 repeated across lanes")
 
 
 def test_explore_pool_exhausted_lists_what_shrank_it():
@@ -103,7 +117,7 @@ def compute(cfg, stages, counters):
 
 def test_every_recipe_with_a_target_has_one_and_filter_has_none():
     si = RunConfig(recipe="self_instruct", output_dir="x",
-                   self_instruct=SelfInstructConfig(num_instructions=5, max_rounds=1))
+                   self_instruct=SelfInstructConfig(num_instructions=5, max_prompts=1))
     assert list(compute(si, {}, {})) == ["self_instruct.num_instructions"]
     extras = tuple(ExtraGeneratorConfig(name=n, generator=GeneratorConfig()) for n in "xy")
     ens = RunConfig(recipe="ensemble_instruct", output_dir="x", ensemble_instruct=(
@@ -111,11 +125,11 @@ def test_every_recipe_with_a_target_has_one_and_filter_has_none():
                                type_b=EnsembleOutputOnlyTasksConfig(num_instructions=0),
                                extra_generators=extras)))
     counters = {"instructbeam/target/ensemble_instruct.type_a.num_instructions": _counts(
-        rounds=1, prompts=5, answers=5, candidates=4, novel=3, not_novel=1),
+        prompts=5, answers=5, candidates=4, novel=3, not_novel=1),
         "instructbeam/stage/novelty": {"produced": 4, "kept": 3}}
     assert compute(ens, {}, counters) == {"ensemble_instruct.type_a.num_instructions": {
         "wanted": 3, "got": 3, "met": True,
-        "why": "reached in round 1 of max_rounds=40, after 5 prompts"}}
+        "why": "reached after 5 prompts"}}
     tagged = RunConfig(recipe="instag", output_dir="x", input=InputConfig(path="q.jsonl"))
     assert list(compute(tagged, {}, {})) == ["instag.sample_size"]
     untargeted = RunConfig(recipe="instag", output_dir="x", input=InputConfig(path="q.jsonl"),

@@ -1,9 +1,9 @@
-"""Ensemble-Instruct on Beam: per-type instruction rounds, instances, extra outputs, consensus.
+"""Ensemble-Instruct on Beam: per-type streaming bootstraps, instances, extra outputs, consensus.
 
-Two independent chains, type A (needs an input) and type B (output only), each with its rounds
-unrolled at construction time: round r reads the type's machine pool of rounds < r as a side
-input and runs the sequential-greedy novelty step after a GroupByKey. The accepted
-instructions get one instance each from the generator, parsed by the valid-format filter.
+Two independent chains, type A (needs an input) and type B (output only), each grown by its
+own `BootstrapLanes` (pipelines/transforms/bootstrap.py: streaming loops, decisions in prompt
+order, a graph that does not grow with the target). The accepted instructions get one
+instance each from the generator, parsed by the valid-format filter.
 Every extra model is its own generator (handler, server, identity); its answers are joined to
 the instances by instance id with CoGroupByKey, and the consensus is a RouteVerdicts stage.
 An instance without every extra answer leaves the consensus as a failure naming the missing
@@ -31,10 +31,10 @@ from pipelines.recipes.ensemble_instruct import steps
 from pipelines.recipes.ensemble_instruct.config import ExtraGeneratorConfig
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.settings import GeneratorConfig
+from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, generate_and_judge
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.quality import JudgeModel
-from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
 from pipelines.transforms.route import FAILED, RouteVerdicts, count, stage_generator
 from schemas import FailureRecord
 
@@ -141,21 +141,23 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
                              f"{'A' if kind == steps.TYPE_A else 'B'}); set "
                              f"ensemble_instruct.type_{'a' if kind == steps.TYPE_A else 'b'}"
                              f".num_instructions: 0 to skip the type")
-        pool = p | f"{kind}/EmptyPool" >> beam.Create([])
         target = targets.ensemble_target("type_a" if kind == steps.TYPE_A else "type_b")
-        for r in range(1, tc.max_rounds + 1):
-            pool, round_failed, round_rejected = bootstrap_round(
-                p, f"{kind}/Round{r:03d}", r, pool,
-                prompts=functools.partial(steps.instruction_requests, seeds=seeds, kind=kind,
-                                          cfg=cfg),
-                generate=generate(steps.STAGE_INSTRUCTIONS),
-                judge=functools.partial(steps.judge_instruction_response, rules=rules,
-                                        provenance=provenance, eos_suffix=ei.eos_suffix),
-                greedy=functools.partial(steps.novelty, seeds=seeds, kind=kind, cfg=cfg),
-                instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
-                target=target)
-            failed.append(round_failed)
-            rejected.extend(round_rejected)
+        seed_texts = tuple(s.instruction for s in steps.seeds_of_type(seeds, kind))
+        spec = LaneSpec(
+            recipe=steps.RECIPE, generator=identity.model, seeds=seed_texts,
+            request=functools.partial(steps.instruction_request, seed_texts=seed_texts,
+                                      kind=kind, cfg=cfg),
+            judge=functools.partial(steps.judge_instruction_response, rules=rules,
+                                    provenance=provenance, eos_suffix=ei.eos_suffix),
+            target=tc.num_instructions, max_prompts=tc.prompt_budget, lanes=tc.lanes,
+            refresh=tc.loop_refresh, max_concurrency=cfg.generator.max_concurrency,
+            threshold=ei.rouge_threshold, exact_scores=ei.exact_novelty_scores,
+            instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
+            target_name=target)
+        pool, type_failed, type_rejected = p | f"{kind}/Bootstrap" >> BootstrapLanes(
+            handler, spec, progress=f"{kind} instructions")
+        failed.append(type_failed)
+        rejected.extend(type_rejected)
         pools.append(pool)
     instructions = (pools or [p | "NoTypes" >> beam.Create([])]) | "Instructions" >> beam.Flatten()
 

@@ -11,6 +11,7 @@ from pipelines.settings import (
     SamplingConfig,
     check,
 )
+from pipelines.transforms.bootstrap_loop import Refresh, prompt_budget
 
 
 def _ensemble_instruction_sampling() -> SamplingConfig:
@@ -32,21 +33,36 @@ def _ensemble_extra_sampling() -> SamplingConfig:
 class EnsembleTasksConfig:
     """Instruction generation for one task type; these defaults are type A's (needs an input).
 
-    `num_instructions: 0` skips the type. A round sends `prompts_per_round` prompts (the paper's
-    request batch of 5) and stops once `num_instructions` are accepted.
+    `num_instructions: 0` skips the type. The type's streaming bootstrap stops once
+    `num_instructions` are accepted (or `max_prompts` were sent); `refresh`, `refresh_window`,
+    `prompts_per_round` and `lanes` as in Self-Instruct (pipelines/transforms/bootstrap_loop.py).
     """
 
     num_instructions: int = 100
-    prompts_per_round: int = 5
-    max_rounds: int = 40
+    refresh: Literal["window", "batch"] = "window"
+    refresh_window: int = 128
+    prompts_per_round: int = 5  # the paper's request batch (the batch of refresh: batch)
+    max_prompts: int | None = None  # None: 4 per wanted instruction
+    lanes: int = 1
     num_prompt_instructions: int = 24  # 20 seed + 4 machine once 4 exist (paper and code)
     num_machine_demos: int = 4
+
+    @property
+    def loop_refresh(self) -> Refresh:
+        return Refresh.of(self.refresh, self.refresh_window, self.prompts_per_round)
+
+    @property
+    def prompt_budget(self) -> int:
+        return prompt_budget(self.max_prompts, self.num_instructions)
 
     def __post_init__(self) -> None:
         check(self.num_instructions >= 0, "num_instructions", "must be >= 0 (0 skips the type)")
         check(self.prompts_per_round >= 1, "prompts_per_round", "must be >= 1")
-        check(1 <= self.max_rounds <= 500, "max_rounds", "must be in [1, 500] (rounds are "
-               "unrolled into the job graph)")
+        check(self.refresh_window >= 0, "refresh_window", "must be >= 0")
+        check(self.max_prompts is None or self.max_prompts >= 1, "max_prompts",
+               "must be >= 1 (or null: 4 per wanted instruction)")
+        check(1 <= self.lanes <= max(1, self.num_instructions), "lanes",
+               "must be >= 1 and <= num_instructions")
         check(0 <= self.num_machine_demos < self.num_prompt_instructions,
                "num_machine_demos", "must be >= 0 and < num_prompt_instructions")
 

@@ -44,7 +44,7 @@ def run_targets(cfg: RunConfig, stages: Mapping[str, Any],
         tc = getattr(cfg.ensemble_instruct, key)
         if tc.num_instructions:  # 0 skips the type: nothing was asked
             name = targets.ensemble_target(key)
-            out[name] = targets.bootstrap_target(tc.num_instructions, tc.max_rounds,
+            out[name] = targets.bootstrap_target(tc.num_instructions, tc.prompt_budget,
                                                  by_target.get(name, {}))
     return out
 

@@ -33,8 +33,6 @@ from pipelines.transforms.provenance import (
     demo_text,
     derive_seed,
     draw_demos,
-    machine_texts,
-    novelty_round,
 )
 from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, content_hash, stable_id
@@ -77,36 +75,30 @@ def extra_stage(name: str) -> str:
 
 # --- instruction generation ------------------------------------------------------------------
 
-def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRecord],
-                         seeds: Sequence[SeedTask], kind: str, cfg: RunConfig
-                         ) -> list[GenerationRequest]:
-    """The round's prompts for one type: machine demos first (up to the type's count), then
-    seeds, shuffled, as the code samples them. Nothing once the type's target is met."""
+def instruction_request(lane: int, index: int, machine: Sequence[str],
+                        seed_texts: Sequence[str], kind: str, cfg: RunConfig
+                        ) -> GenerationRequest:
+    """Prompt `index` of the type's bootstrap lane `lane`: machine demos first (up to the
+    type's count, from `machine`, the pool this prompt may see), then the type's seeds,
+    shuffled, as the code samples them."""
     ei = cfg.ensemble_instruct
     tc = tasks_config(cfg, kind)
-    if tc.num_instructions - len(machine_pool) <= 0:
-        return []
     template = load_prompt(*PROMPT_INSTRUCTIONS)
-    machine = machine_texts(machine_pool)
-    seed_texts = [s.instruction for s in seeds_of_type(seeds, kind)]
     sampling = ei.instruction_sampling.as_request()
     if ei.eos_suffix:  # the paper's API returned the stop string; vLLM does so on request
         sampling["include_stop_str_in_output"] = True
-    requests = []
-    for slot in range(tc.prompts_per_round):
-        rng = random.Random(derive_seed(cfg.seed, STAGE_INSTRUCTIONS, kind, round_index, slot))
-        demos = draw_demos(rng, machine, seed_texts, tc.num_machine_demos,
-                           tc.num_prompt_instructions)
-        request_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, kind, round_index, slot)
-        requests.append(GenerationRequest(
-            request_id=request_id, stage=STAGE_INSTRUCTIONS, round=round_index,
-            subject_id=request_id,
-            prompt=template.render(instructions=[demo_text(d) for d in demos],
-                                   end_marker=ei.end_marker),
-            prompt_ref=template.ref, sampling=sampling,
-            seed=derive_seed(cfg.seed, request_id), context=(kind, slot),
-        ))
-    return requests
+    rng = random.Random(derive_seed(cfg.seed, STAGE_INSTRUCTIONS, kind, "lane", lane, index))
+    demos = draw_demos(rng, machine, seed_texts, tc.num_machine_demos,
+                       tc.num_prompt_instructions)
+    request_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, kind, "lane", lane, index)
+    return GenerationRequest(
+        request_id=request_id, stage=STAGE_INSTRUCTIONS,
+        round=1 + index // tc.prompts_per_round, subject_id=request_id,
+        prompt=template.render(instructions=[demo_text(d) for d in demos],
+                               end_marker=ei.end_marker),
+        prompt_ref=template.ref, sampling=sampling,
+        seed=derive_seed(cfg.seed, request_id), context=(kind, lane, index),
+    )
 
 
 def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRules,
@@ -114,26 +106,18 @@ def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRul
                                ) -> Iterable[tuple[InstructionRecord, Verdict]]:
     req = outcome.request
     assert outcome.completion is not None
-    kind, slot = req.context
+    kind, lane, index = req.context
     for piece in parse_instruction_response(outcome.completion.text, rules,
                                             eos_suffix=eos_suffix):
-        record_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, kind, req.round, slot,
+        record_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, kind, "lane", lane, index,
                               piece.position, piece.text)
         record = InstructionRecord(
             id=record_id, content_hash=content_hash(piece.text), recipe=RECIPE,
             stage=STAGE_INSTRUCTIONS, round=req.round, instruction=piece.text,
-            task_id=record_id, slot=slot, position=piece.position, instance_type=kind,
+            task_id=record_id, slot=index, position=piece.position, instance_type=kind,
+            lane=lane,
         )
         yield provenance.stamp(record, outcome), piece.verdict
-
-
-def novelty(candidates: Iterable[InstructionRecord], machine_pool: Sequence[InstructionRecord],
-            seeds: Sequence[SeedTask], kind: str, cfg: RunConfig
-            ) -> list[tuple[InstructionRecord, Verdict]]:
-    """Self-Instruct's sequential greedy rule against the type's seeds + accepted machine."""
-    ei = cfg.ensemble_instruct
-    return novelty_round(candidates, machine_pool, seeds_of_type(seeds, kind),
-                         ei.rouge_threshold, ei.exact_novelty_scores)
 
 
 # --- instances ---------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""Self-Instruct on Beam: R unrolled bootstrap rounds, then classification and instances.
+"""Self-Instruct on Beam: the streaming bootstrap, then classification and instances.
 
-Beam has no loops, so the rounds are unrolled when the graph is built: round r reads the
-machine pool accepted by rounds < r as a side input, sends its prompts (none once the target
-is met), filters the answers, and runs the sequential-greedy novelty step after a
-GroupByKey in a deterministic (slot, position) order.
+The bootstrap is `BootstrapLanes` (pipelines/transforms/bootstrap.py): one loop per lane keeps
+the generator busy and decides answers in prompt order, so the graph is the same for 40 or
+500,000 instructions. Classification and instance generation are ordinary fan-out stages on
+the accepted instructions.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pipelines.outputs import targets
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.self_instruct import steps
 from pipelines.recipes.self_instruct.seeds import SeedTask
+from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, generate_and_judge
 from pipelines.transforms.filter_chain import apply_filters
-from pipelines.transforms.provenance import Provenance, novelty_round
+from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.quality import JudgeModel
-from pipelines.transforms.rounds import bootstrap_round, generate_and_judge
 from pipelines.transforms.route import stage_generator
 
 if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
@@ -59,23 +59,22 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
     provenance = Provenance(identity)
     generate = stage_generator(handler, identity, steps.RECIPE)
 
-    rejected: list[beam.PCollection] = []
-    failed: list[beam.PCollection] = []
-    pool = p | "EmptyPool" >> beam.Create([])
-    for r in range(1, si.max_rounds + 1):
-        pool, round_failed, round_rejected = bootstrap_round(
-            p, f"Round{r:03d}", r, pool,
-            prompts=functools.partial(steps.instruction_requests, seeds=seeds, cfg=cfg),
-            generate=generate(steps.STAGE_INSTRUCTIONS),
-            judge=functools.partial(steps.judge_instruction_response, rules=rules,
-                                    provenance=provenance),
-            greedy=functools.partial(novelty_round, seeds=seeds,
-                                     threshold=si.rouge_threshold,
-                                     exact_scores=si.exact_novelty_scores),
-            instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
-            target=targets.SELF_INSTRUCT)
-        failed.append(round_failed)
-        rejected.extend(round_rejected)
+    spec = LaneSpec(
+        recipe=steps.RECIPE, generator=identity.model,
+        seeds=tuple(s.instruction for s in seeds),
+        request=functools.partial(steps.instruction_request,
+                                  seed_texts=tuple(s.instruction for s in seeds), cfg=cfg),
+        judge=functools.partial(steps.judge_instruction_response, rules=rules,
+                                provenance=provenance),
+        target=si.num_instructions, max_prompts=si.prompt_budget, lanes=si.lanes,
+        refresh=si.loop_refresh, max_concurrency=cfg.generator.max_concurrency,
+        threshold=si.rouge_threshold, exact_scores=si.exact_novelty_scores,
+        instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
+        target_name=targets.SELF_INSTRUCT)
+    pool, bootstrap_failed, bootstrap_rejected = p | "Bootstrap" >> BootstrapLanes(
+        handler, spec, progress="instructions")
+    rejected: list[beam.PCollection] = list(bootstrap_rejected)
+    failed: list[beam.PCollection] = [bootstrap_failed]
 
     clf = (
         pool

@@ -9,6 +9,7 @@ from pipelines.settings import (
     SamplingConfig,
     check,
 )
+from pipelines.transforms.bootstrap_loop import Refresh, prompt_budget
 
 
 def _paper_instruction_sampling() -> SamplingConfig:
@@ -31,8 +32,16 @@ def _paper_instance_sampling() -> SamplingConfig:
 @dataclass(frozen=True)
 class SelfInstructConfig:
     num_instructions: int = 100
-    prompts_per_round: int = 5  # the paper's request_batch_size between pool refreshes
-    max_rounds: int = 40
+    # The streaming bootstrap (pipelines/transforms/bootstrap_loop.py). `window` (ours): prompt
+    # i's demos come from the pool after prompts < i - refresh_window were decided; the window
+    # must be well above max_concurrency, or one slow answer holds the loop (answers are
+    # decided in order); `batch` (the paper): the pool changes every prompts_per_round
+    # prompts, so at most that many are in flight.
+    refresh: Literal["window", "batch"] = "window"
+    refresh_window: int = 128
+    prompts_per_round: int = 5  # the paper's request_batch_size (the batch of refresh: batch)
+    max_prompts: int | None = None  # prompt budget; None: 4 per wanted instruction
+    lanes: int = 1  # independent loops (own seeds, own pool), e.g. one per GPU worker
     num_prompt_instructions: int = 8
     num_machine_demos: int = 2
     rouge_threshold: float = 0.7
@@ -50,13 +59,24 @@ class SelfInstructConfig:
     # instance_sampling's max_tokens for classification tasks (the paper: 300, others 350).
     clf_instance_max_tokens: int = 300
 
+    @property
+    def loop_refresh(self) -> Refresh:
+        return Refresh.of(self.refresh, self.refresh_window, self.prompts_per_round)
+
+    @property
+    def prompt_budget(self) -> int:
+        return prompt_budget(self.max_prompts, self.num_instructions)
+
     def __post_init__(self) -> None:
         check(self.num_instructions >= 1, "num_instructions", "must be >= 1")
         check(self.clf_instance_max_tokens >= max(1, self.instance_sampling.min_tokens),
                "clf_instance_max_tokens", "must be >= 1 and >= instance_sampling.min_tokens")
         check(self.prompts_per_round >= 1, "prompts_per_round", "must be >= 1")
-        check(1 <= self.max_rounds <= 500, "max_rounds", "must be in [1, 500] (rounds are "
-               "unrolled into the job graph)")
+        check(self.refresh_window >= 0, "refresh_window", "must be >= 0")
+        check(self.max_prompts is None or self.max_prompts >= 1, "max_prompts",
+               "must be >= 1 (or null: 4 per wanted instruction)")
+        check(1 <= self.lanes <= self.num_instructions, "lanes",
+               "must be >= 1 and <= num_instructions")
         check(0 <= self.num_machine_demos < self.num_prompt_instructions,
                "num_machine_demos", "must be >= 0 and < num_prompt_instructions")
         check(0.0 < self.rouge_threshold <= 1.0, "rouge_threshold", "must be in (0, 1]")

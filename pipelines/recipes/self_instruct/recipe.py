@@ -26,7 +26,7 @@ def run_targets(cfg: RunConfig, stages: Mapping[str, Any],
     si = cfg.self_instruct
     got = targets.target_counters(counters).get(targets.SELF_INSTRUCT, {})
     return {targets.SELF_INSTRUCT: targets.bootstrap_target(si.num_instructions,
-                                                            si.max_rounds, got)}
+                                                            si.prompt_budget, got)}
 
 
 RECIPE = Recipe(

@@ -27,7 +27,6 @@ from pipelines.transforms.provenance import (
     demo_text,
     derive_seed,
     draw_demos,
-    machine_texts,
 )
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
@@ -84,35 +83,28 @@ def instance_request_sampling(si: SelfInstructConfig, is_classification: bool) -
 
 # --- instruction generation ------------------------------------------------------------------
 
-def instruction_requests(round_index: int, machine_pool: Sequence[InstructionRecord],
-                         seeds: Sequence[SeedTask], cfg: RunConfig
-                         ) -> list[GenerationRequest]:
-    """The round's prompts: 8 demos each (6 seed + 2 machine once 2 exist), shuffled.
+def instruction_request(lane: int, index: int, machine: Sequence[str],
+                        seed_texts: Sequence[str], cfg: RunConfig) -> GenerationRequest:
+    """Prompt `index` of bootstrap lane `lane`: 8 demos (6 seed + 2 machine once 2 exist, drawn
+    from `machine`, the pool this prompt may see), shuffled.
 
-    Rounds after the target is met send nothing (Beam has no loops: all rounds exist in the
-    graph, the late ones are empty).
+    Request ids and seeds are per (lane, prompt index), so a rerun asks the same questions
+    and hits the cache. `round` is the prompt's batch of `prompts_per_round` (the paper's
+    refresh unit; with `refresh: window` it only groups prompts for reports).
     """
     si = cfg.self_instruct
-    if si.num_instructions - len(machine_pool) <= 0:
-        return []
     template = load_prompt(*PROMPT_INSTRUCTIONS)
-    machine = machine_texts(machine_pool)
-    seed_texts = [s.instruction for s in seeds]
-    sampling = instruction_request_sampling(si)
-    requests = []
-    for slot in range(si.prompts_per_round):
-        rng = random.Random(derive_seed(cfg.seed, STAGE_INSTRUCTIONS, round_index, slot))
-        demos = draw_demos(rng, machine, seed_texts, si.num_machine_demos,
-                           si.num_prompt_instructions)
-        request_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, round_index, slot)
-        requests.append(GenerationRequest(
-            request_id=request_id, stage=STAGE_INSTRUCTIONS, round=round_index,
-            subject_id=request_id,
-            prompt=template.render(instructions=[demo_text(d) for d in demos]),
-            prompt_ref=template.ref, sampling=sampling,
-            seed=derive_seed(cfg.seed, request_id), context=slot,
-        ))
-    return requests
+    rng = random.Random(derive_seed(cfg.seed, STAGE_INSTRUCTIONS, "lane", lane, index))
+    demos = draw_demos(rng, machine, seed_texts, si.num_machine_demos,
+                       si.num_prompt_instructions)
+    request_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, "lane", lane, index)
+    return GenerationRequest(
+        request_id=request_id, stage=STAGE_INSTRUCTIONS,
+        round=1 + index // si.prompts_per_round, subject_id=request_id,
+        prompt=template.render(instructions=[demo_text(d) for d in demos]),
+        prompt_ref=template.ref, sampling=instruction_request_sampling(si),
+        seed=derive_seed(cfg.seed, request_id), context=(lane, index),
+    )
 
 
 def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRules,
@@ -121,14 +113,15 @@ def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRul
     """Parse one response into instruction records, each with its heuristic verdict."""
     req = outcome.request
     assert outcome.completion is not None
+    lane, index = req.context
     for piece in parse_instruction_response(outcome.completion.text,
                                             outcome.completion.finish_reason, rules):
-        record_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, req.round, req.context,
+        record_id = stable_id(RECIPE, STAGE_INSTRUCTIONS, "lane", lane, index,
                               piece.position, piece.text)
         record = InstructionRecord(
             id=record_id, content_hash=content_hash(piece.text), recipe=RECIPE,
             stage=STAGE_INSTRUCTIONS, round=req.round, instruction=piece.text,
-            task_id=record_id, slot=req.context, position=piece.position,
+            task_id=record_id, slot=index, position=piece.position, lane=lane,
         )
         yield provenance.stamp(record, outcome), piece.verdict
 

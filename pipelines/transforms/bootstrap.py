@@ -1,0 +1,213 @@
+"""The bootstrap as a Beam step whose size does not depend on the target (Self-Instruct and
+Ensemble-Instruct grow their machine pools this way).
+
+`Create(range(lanes)) | Reshuffle | ParDo(lane)`: each lane is one work item that runs a
+`BootstrapLoop` (pipelines/transforms/bootstrap_loop.py: the loop, its determinism and its
+refresh modes) with the generator session loaded once per DoFn instance, so Beam can place
+lanes on different (GPU) workers; the lane step carries the generation resource hints. Lane
+k draws from its own seed stream and grows its own pool; with more than one lane, one exact
+novelty pass (`NoveltyFilter`) over every lane's accepted instructions in (lane, prompt,
+position) order makes the union as novel as one loop's output. One lane skips it.
+
+What the lane decides leaves through the same stages as before: heuristic verdicts through
+`RouteVerdicts(<instruction stage>)`, novelty verdicts through `RouteVerdicts(<novelty
+stage>)`, failed prompts as dead letters of the instruction stage; each decided prompt counts
+as one input of the instruction stage and towards the target (pipelines/outputs/targets.py).
+Every call goes through `generate_one` (response cache, client, retries) and
+`count_outcome` (generator usage), like every other generation step.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+
+from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from pipelines.generators.handler import GeneratorModelHandler, count_outcome, generate_one
+from pipelines.outputs import targets
+from pipelines.outputs.progress import PROGRESS
+from pipelines.transforms.bootstrap_loop import (
+    STOP_FAILING,
+    BootstrapLoop,
+    Decision,
+    Judged,
+    Refresh,
+    lane_share,
+)
+from pipelines.transforms.novelty import NoveltyFilter
+from pipelines.transforms.route import (
+    FAILED,
+    Generate,
+    Routed,
+    RouteVerdicts,
+    count,
+    count_target,
+    failure_record,
+)
+from schemas import InstructionRecord
+
+HEURISTICS = "heuristics"
+NOVELTY = "novelty"
+LANES_STAGE = "lane_novelty"  # the cross-lane pass (only with lanes > 1)
+
+
+@dataclass(frozen=True)
+class LaneSpec:
+    """What a recipe plugs into its lanes; everything here is pickled to the workers.
+
+    `request(lane, index, machine)` builds prompt `index` of lane `lane` from the machine
+    instructions it may see; `judge(outcome)` yields (record, heuristic verdict) pairs, each
+    record carrying its `lane`, `slot` (prompt index) and `position`.
+    """
+
+    recipe: str
+    generator: str  # model id, for dead letters
+    seeds: tuple[str, ...]  # the fixed part of the novelty pool
+    request: Callable[[int, int, Sequence[str]], GenerationRequest]
+    judge: Callable[[GenerationOutcome], Iterable[Judged]]
+    target: int  # accepted instructions wanted (over all lanes)
+    max_prompts: int  # prompts allowed (over all lanes)
+    lanes: int
+    refresh: Refresh
+    max_concurrency: int
+    threshold: float
+    exact_scores: bool
+    instruction_stage: str
+    novelty_stage: str
+    target_name: str  # the config key of the target (its counters' namespace)
+
+
+def lane_order(record: InstructionRecord) -> tuple[int, int, int]:
+    """The cross-lane greedy order: lane, then prompt, then place in the response."""
+    return (record.lane or 0, record.slot or 0, record.position or 0)
+
+
+class _LaneFn(beam.DoFn):
+    def __init__(self, handler: GeneratorModelHandler, spec: LaneSpec, progress: str) -> None:
+        self._handler = handler
+        self._spec = spec
+        self._progress = progress
+        self._session: Any = None
+
+    def setup(self) -> None:
+        self._session = self._handler.load_model()
+
+    def teardown(self) -> None:
+        # Never wait here: after a Ctrl-C a pool thread may still be starting a server, and
+        # the run must stop it (vllm_server.stop_all), not wait for its model load.
+        if self._session is not None:
+            self._session.pool.shutdown(wait=False, cancel_futures=True)
+
+    def process(self, lane: int) -> Iterable[Any]:
+        spec, session = self._spec, self._session
+        caching = session.cache is not None
+        target = lane_share(spec.target, spec.lanes, lane)
+        loop = BootstrapLoop(
+            seeds=spec.seeds, request=functools.partial(spec.request, lane),
+            call=functools.partial(generate_one, session=session), judge=spec.judge,
+            target=target, max_prompts=lane_share(spec.max_prompts, spec.lanes, lane),
+            max_concurrency=spec.max_concurrency, refresh=spec.refresh,
+            threshold=spec.threshold, exact_scores=spec.exact_scores)
+        name = self._progress if spec.lanes == 1 else f"{self._progress}[{lane}]"
+        for event in loop.run(session.pool):
+            count_outcome(event.outcome, caching=caching)
+            if isinstance(event, Decision):
+                yield from self._decided(event)
+            PROGRESS.loop(name, accepted=loop.accepted, target=target,
+                          in_flight=loop.in_flight)
+        if loop.stop_reason == STOP_FAILING:
+            count_target(spec.target_name, targets.STOPPED_FAILING)
+
+    def _decided(self, decision: Decision) -> Iterable[Any]:
+        spec, outcome = self._spec, decision.outcome
+        count(spec.instruction_stage, "in")
+        count_target(spec.target_name, targets.PROMPTS)
+        if not outcome.ok:
+            count(spec.instruction_stage, "failed")
+            yield beam.pvalue.TaggedOutput(FAILED, failure_record(
+                outcome, recipe=spec.recipe, stage=spec.instruction_stage,
+                generator=spec.generator))
+            return
+        count(spec.instruction_stage, "ok")
+        count_target(spec.target_name, targets.ANSWERS)
+        for judged in decision.heuristics:
+            count_target(spec.target_name,
+                         targets.CANDIDATES if judged[1].keep else targets.DROPPED)
+            yield beam.pvalue.TaggedOutput(HEURISTICS, judged)
+        for judged in decision.novelty:
+            count_target(spec.target_name,
+                         targets.NOVEL if judged[1].keep else targets.NOT_NOVEL)
+            yield beam.pvalue.TaggedOutput(NOVELTY, judged)
+
+
+class LaneOutputs(NamedTuple):
+    accepted: beam.PCollection  # InstructionRecord: the machine pool (all lanes)
+    failed: beam.PCollection  # FailureRecord: prompts that failed
+    rejected: tuple[beam.PCollection, ...]  # heuristics, novelty (, cross-lane novelty)
+
+
+def _count_lane_duplicate(target: str) -> Callable[[Any], Any]:
+    def fn(rejected: Any) -> Any:
+        count_target(target, targets.LANE_DUPLICATES)
+        return rejected
+    return fn
+
+
+class BootstrapLanes(beam.PTransform):
+    """PBegin -> `LaneOutputs`: `spec.lanes` streaming bootstrap loops, constant graph.
+
+    Labels: `Lanes`, `Spread`, `Generate` (the lane step; it gets the handler's resource
+    hints), `Heuristics`, `Novelty`, and with lanes > 1 `AcrossLanes` + `CountDuplicates`.
+    """
+
+    def __init__(self, handler: GeneratorModelHandler, spec: LaneSpec, progress: str) -> None:
+        super().__init__()
+        self._handler = handler
+        self._spec = spec
+        self._progress = progress
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> LaneOutputs:
+        spec = self._spec
+        lane_step = beam.ParDo(_LaneFn(self._handler, spec, self._progress))
+        hints = self._handler.get_resource_hints()
+        if hints:
+            lane_step = lane_step.with_resource_hints(**hints)
+        out = (pbegin
+               | "Lanes" >> beam.Create(list(range(spec.lanes)))
+               | "Spread" >> beam.Reshuffle()
+               | "Generate" >> lane_step.with_outputs(HEURISTICS, NOVELTY, FAILED,
+                                                      main="unused"))
+        heuristics = out[HEURISTICS] | "Heuristics" >> RouteVerdicts(spec.instruction_stage,
+                                                                      "heuristics")
+        novelty = out[NOVELTY] | "Novelty" >> RouteVerdicts(spec.novelty_stage, "rouge_l")
+        rejected = [heuristics.rejected, novelty.rejected]
+        accepted = novelty.kept
+        if spec.lanes > 1:
+            across = accepted | "AcrossLanes" >> NoveltyFilter(
+                threshold=spec.threshold, pool=spec.seeds, order_by=lane_order,
+                stage=LANES_STAGE)
+            accepted = across.kept
+            rejected.append(across.rejected | "CountDuplicates" >> beam.Map(
+                _count_lane_duplicate(spec.target_name)))
+        return LaneOutputs(accepted, out[FAILED], tuple(rejected))
+
+
+class JudgedStage(NamedTuple):
+    routed: Routed  # kept records and RejectedRecords
+    failed: beam.PCollection  # generation dead letters
+
+
+def generate_and_judge(requests: beam.PCollection, prefix: str, *, generate: Generate,
+                       judge: Callable[[Any], Iterable[Judged]], stage: str, filter_name: str,
+                       route_label: str) -> JudgedStage:
+    """``{prefix}/Generate`` -> ``{prefix}/Parse`` (judge each answer) -> ``{prefix}/<route>``:
+    an ordinary fan-out generation stage (instances, after the bootstrap)."""
+    answers = requests | f"{prefix}/Generate" >> generate
+    routed = (answers.ok
+              | f"{prefix}/Parse" >> beam.FlatMap(judge)
+              | f"{prefix}/{route_label}" >> RouteVerdicts(stage, filter_name))
+    return JudgedStage(routed, answers.failed)

@@ -1,0 +1,250 @@
+"""The streaming bootstrap loop (Self-Instruct, Ensemble-Instruct): pure core, no Beam.
+
+Why a loop inside one work item and not rounds in the job graph: unrolled rounds made the
+graph grow with the target (200 rounds = 10.5 MiB, over Dataflow's limit) and left the server
+idle at every round barrier. One `BootstrapLoop` runs one lane: it keeps up to
+`max_concurrency` requests in flight and decides their answers strictly in prompt order.
+
+Determinism: prompt *i* is built (its demos drawn) from the machine pool as it stood after
+the first `Refresh.visible(i)` prompts were decided, and only once they are; answers are
+decided in prompt order (heuristics, then exact ROUGE-L novelty with the incremental
+`NoveltyIndex`). So what the loop outputs depends only on the config, the seed and the
+answers, never on timing or concurrency, and the response cache replays a run exactly.
+Requests sent beyond the stop (they were in flight when the target was met) are never
+decided: their answers only reach the cache and the generator usage (`Unused`).
+
+Refresh modes:
+* ``window`` W: prompt i sees every decision of prompts < i - W (W = 0: fully sequential).
+  At most W + 1 prompts are undecided at once, so W >= max_concurrency - 1 keeps the server
+  saturated; the pool a prompt sees is at most W prompts old.
+* ``batch`` B: the paper's refresh; the pool changes only every B prompts (B =
+  `prompts_per_round`), so at most B requests are in flight and each batch waits for its
+  slowest answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import dataclass, replace
+from typing import Literal, overload
+
+from filters.novelty import NoveltyIndex
+from filters.verdict import Verdict
+from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from schemas import InstructionRecord, Reason
+
+Judged = tuple[InstructionRecord, Verdict]
+
+#: A lane whose last this-many decided prompts all failed stops: the generator is down, and
+#: sending the rest of the budget into it would only pile up dead letters (a rerun resumes:
+#: failures are never cached).
+FAILURES_IN_A_ROW = 50
+
+STOP_TARGET = "target"  # the lane accepted its share of the target
+STOP_BUDGET = "max_prompts"  # the lane sent its whole prompt budget
+STOP_FAILING = "failing"  # FAILURES_IN_A_ROW prompts failed in a row
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """When a prompt may be built and which decisions its pool includes."""
+
+    mode: Literal["window", "batch"]
+    size: int  # the window W, or the batch size B
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("window", "batch"):
+            raise ValueError(f"refresh mode must be window or batch, got {self.mode!r}")
+        if self.size < (0 if self.mode == "window" else 1):
+            raise ValueError(f"refresh size must be >= {0 if self.mode == 'window' else 1}")
+
+    @classmethod
+    def of(cls, mode: Literal["window", "batch"], window: int, per_round: int) -> Refresh:
+        """From a config's `refresh`, `refresh_window` and `prompts_per_round`."""
+        return cls(mode, window if mode == "window" else per_round)
+
+    def visible(self, index: int) -> int:
+        """How many earlier prompts (0 .. n-1) prompt `index` sees decided."""
+        if self.mode == "batch":
+            return index - index % self.size
+        return max(0, index - self.size)
+
+
+class PoolPrefix(Sequence[str]):
+    """The first `size` texts of a growing pool, without copying it (a prompt's view).
+
+    `random.sample` only needs len() and indexing, so drawing demos from a 50K pool costs
+    O(demos), not O(pool), per prompt.
+    """
+
+    def __init__(self, texts: list[str], size: int) -> None:
+        self._texts = texts
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [self._texts[j] for j in range(*i.indices(self._size))]
+        if not -self._size <= i < self._size:
+            raise IndexError(i)
+        return self._texts[i % self._size]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Prompt `index`, decided: its outcome, every parsed piece with its heuristic verdict,
+    and the heuristic survivors with their novelty verdicts (in response order)."""
+
+    index: int
+    outcome: GenerationOutcome
+    heuristics: list[Judged]
+    novelty: list[Judged]
+
+
+@dataclass(frozen=True)
+class Unused:
+    """An answer that came back after the loop stopped: cached and counted, never decided."""
+
+    outcome: GenerationOutcome
+
+
+class BootstrapLoop:
+    """One lane of a bootstrap: `run()` yields a `Decision` per prompt in prompt order, then an
+    `Unused` per answer beyond the stop. Decisions happen on the caller's thread (Beam counters
+    only count there); `call` runs on `executor`'s threads and must be thread-safe.
+
+    `request(index, machine)` builds prompt `index` from `machine`, the accepted machine
+    instructions it may see (a `PoolPrefix`); `judge(outcome)` parses an answer into records
+    with heuristic verdicts. The novelty rule: ROUGE-L (no stemmer) > `threshold` against
+    `seeds` + every machine instruction accepted before, sequential greedy.
+    """
+
+    def __init__(self, *, seeds: Sequence[str],
+                 request: Callable[[int, Sequence[str]], GenerationRequest],
+                 call: Callable[[GenerationRequest], GenerationOutcome],
+                 judge: Callable[[GenerationOutcome], Iterable[Judged]],
+                 target: int, max_prompts: int, max_concurrency: int, refresh: Refresh,
+                 threshold: float, exact_scores: bool = True) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        self._seeds = list(seeds)
+        self._request = request
+        self._call = call
+        self._judge = judge
+        self._target = target
+        self._max_prompts = max_prompts
+        self._concurrency = max_concurrency
+        self._refresh = refresh
+        self._threshold = threshold
+        self._exact = exact_scores
+        self.machine: list[str] = []  # accepted machine instructions, in decision order
+        self.decided = 0
+        self.sent = 0
+        self.in_flight = 0
+        self.failed_in_a_row = 0
+        self.stop_reason: str | None = None
+
+    @property
+    def accepted(self) -> int:
+        return len(self.machine)
+
+    def run(self, executor: Executor) -> Iterator[Decision | Unused]:
+        index = NoveltyIndex(self._seeds, threshold=self._threshold, exact_scores=self._exact)
+        pool_sizes = [0]  # pool_sizes[n]: machine pool size after n decided prompts
+        pending: dict[int, Future[GenerationOutcome]] = {}
+        self.stop_reason = self._stopped()
+        while True:
+            while (self.stop_reason is None and self.sent < self._max_prompts
+                   and self.in_flight < self._concurrency
+                   and self._refresh.visible(self.sent) <= self.decided
+                   and not self._likely_enough()):
+                seen = pool_sizes[self._refresh.visible(self.sent)]
+                request = self._request(self.sent, PoolPrefix(self.machine, seen))
+                pending[self.sent] = executor.submit(self._call, request)
+                self.sent += 1
+                self.in_flight += 1
+            if self.stop_reason is not None or self.decided not in pending:
+                break
+            head = pending[self.decided]
+            if not head.done():
+                running = [f for f in pending.values() if not f.done()]
+                wait(running, return_when=FIRST_COMPLETED)
+                self.in_flight = sum(not f.done() for f in pending.values())
+                continue
+            outcome = pending.pop(self.decided).result()
+            self.in_flight = sum(not f.done() for f in pending.values())
+            yield self._decide(self.decided, outcome, index)
+            self.decided += 1
+            pool_sizes.append(len(self.machine))
+            self.stop_reason = self._stopped()
+        for i in sorted(pending):  # beyond the stop: wait, so no call outlives the loop
+            outcome = pending.pop(i).result()
+            self.in_flight = len(pending)
+            yield Unused(outcome)
+        self.in_flight = 0
+
+    def _likely_enough(self) -> bool:
+        """Do the undecided prompts already promise the rest of the target, at the yield
+        seen so far (with a 25 % margin)? Then more would likely be wasted near the end.
+        This only decides what is sent, never what is decided: the output stays the same."""
+        if self.decided == 0:
+            return False
+        rate = self.accepted / self.decided
+        return (self.sent - self.decided) * rate >= 1.25 * (self._target - self.accepted)
+
+    def _stopped(self) -> str | None:
+        if self.accepted >= self._target:
+            return STOP_TARGET
+        if self.failed_in_a_row >= FAILURES_IN_A_ROW:
+            return STOP_FAILING
+        if self.decided >= self._max_prompts:
+            return STOP_BUDGET
+        return None
+
+    def _decide(self, i: int, outcome: GenerationOutcome, index: NoveltyIndex) -> Decision:
+        if not outcome.ok:
+            self.failed_in_a_row += 1
+            return Decision(i, outcome, [], [])
+        self.failed_in_a_row = 0
+        heuristics = list(self._judge(outcome))
+        novelty = []
+        for record, verdict in heuristics:
+            if not verdict.keep:
+                continue
+            found = index.check(record.instruction)
+            scored = replace(record, rouge_l_max=found.score, most_similar=found.most_similar)
+            if found.accepted:
+                index.add(record.instruction)
+                self.machine.append(record.instruction)
+                novelty.append((scored, Verdict.ok(found.score)))
+            else:
+                novelty.append((scored, Verdict.drop(
+                    Reason.NOT_NOVEL, f"ROUGE-L {found.score:.4f} > {self._threshold}",
+                    found.score)))
+        return Decision(i, outcome, heuristics, novelty)
+
+
+#: The default prompt budget per wanted instruction (`max_prompts: null`). A prompt asks for up
+#: to 7 new instructions; a loop that needs more than 4 prompts per accepted one is producing
+#: mostly repeats or junk, and should stop and say so rather than run on.
+PROMPTS_PER_INSTRUCTION = 4
+
+
+def prompt_budget(max_prompts: int | None, target: int) -> int:
+    """The configured prompt budget, or PROMPTS_PER_INSTRUCTION per wanted instruction."""
+    return max_prompts if max_prompts is not None else PROMPTS_PER_INSTRUCTION * target
+
+
+def lane_share(total: int, lanes: int, lane: int) -> int:
+    """Lane `lane`'s part of `total` (targets and budgets): equal shares, the first lanes take
+    the remainder."""
+    return total // lanes + (lane < total % lanes)
