@@ -62,11 +62,26 @@ def _explore_config(tmp_path, start, out) -> RunConfig:
     return _config(start(ExploreServer), out)
 
 
+def _atomic_config(tmp_path, start, out) -> RunConfig:
+    from atomic_fakes import ScriptedSplitter
+    from test_atomic_tasks_pipeline import _config
+
+    return _config(tmp_path, start(ScriptedSplitter).base_url, out=out.name)
+
+
+def _ultrachat_config(tmp_path, start, out) -> RunConfig:
+    from test_ultrachat_pipeline import _config
+    from ultrachat_fakes import ChatScript, ChatServer
+
+    return _config(start(ChatServer, ChatScript(drift_topic="tides")), out)
+
+
 # One scripted config per recipe; a recipe without one fails the test below, so a new
 # recipe cannot skip this check.
 SCRIPTED = {"filter": _filter_config, "self_instruct": _self_instruct_config,
             "ensemble_instruct": _ensemble_config, "instag": _instag_config,
-            "explore_instruct": _explore_config}
+            "explore_instruct": _explore_config, "atomic_tasks": _atomic_config,
+            "ultrachat": _ultrachat_config}
 
 
 @pytest.fixture

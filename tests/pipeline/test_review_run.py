@@ -42,7 +42,7 @@ def finished_run(tmp_path_factory) -> tuple[Path, object]:
     server.start()
     try:
         out = tmp_path_factory.mktemp("review") / "out"
-        cfg = scripted_config(server.base_url, out, None, max_rounds=1)
+        cfg = scripted_config(server.base_url, out, None, max_prompts=4)
         run(cfg)
     finally:
         server.stop()
