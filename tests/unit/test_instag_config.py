@@ -18,7 +18,7 @@ from pipelines.settings import (
     InputConfig,
 )
 from pipelines.transforms.conversations import first_exchange, read_messages, user_turns
-from schemas import InstructionRecord
+from schemas import InstructionRecord, Message
 
 
 def test_demo_config_loads_and_every_server_can_decode_json_schemas():
@@ -99,3 +99,10 @@ def test_the_schema_is_part_of_the_cache_key():
     request = tag_requests(_record(), InsTagConfig(), 7)[0]
     bare = replace(request, extra_body=None)
     assert cache_key("m", "r", request) != cache_key("m", "r", bare)
+
+
+def test_a_chained_ultrachat_dialogue_is_tagged_turn_by_turn():
+    """`then: [instag]` after UltraChat hands over rows with `messages`, not `conversation`."""
+    messages = (Message("user", "How do tides work?"), Message("assistant", "The moon."),
+                Message("user", "  "), Message("user", "And spring tides?"))
+    assert query_turns(_record(messages=messages)) == ["How do tides work?", "And spring tides?"]

@@ -41,9 +41,12 @@ def normalize_params(cfg: InsTagConfig) -> NormalizeParams:
 # --- tagging --------------------------------------------------------------------------------
 
 def query_turns(record: InstructionRecord) -> list[str]:
-    """What the tagger reads: each user turn of a conversation, else instruction (+ input)."""
+    """What the tagger reads: each user turn of a conversation (an input row's
+    `conversation`, or a chained UltraChat dialogue's `messages`), else instruction (+ input)."""
     if record.conversation:
         return user_turns(record.conversation)
+    if record.messages:
+        return [m.content for m in record.messages if m.role == "user" and m.content.strip()]
     text = record.instruction.strip()
     if record.input.strip():
         text = f"{text}\n\n{record.input.strip()}"
