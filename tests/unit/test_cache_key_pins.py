@@ -14,7 +14,12 @@ from pipelines.config import RunConfig
 from pipelines.generators.cache import cache_key
 from pipelines.generators.generation import GenerationRequest
 from pipelines.recipes.self_instruct.seeds import SeedTask
-from pipelines.recipes.self_instruct.steps import clf_request, instance_request, seed_record
+from pipelines.recipes.self_instruct.steps import (
+    clf_request,
+    instance_request,
+    instruction_request,
+    seed_record,
+)
 from pipelines.transforms.provenance import derive_seed
 from schemas.records import stable_id
 
@@ -55,3 +60,17 @@ def test_a_recipe_builds_the_same_requests():
     assert (clf.request_id, clf.seed) == ("4a09f2ab8cc715962375227a", 392578178)
     assert cache_key(MODEL, "rev1", clf) == \
         "d812fcf313054ef49a06ccf03abc82183092f0faf5afcaec89ba7b59d6ba22c2"
+
+PINNED_BOOTSTRAP = ("fa2bb9781ac29eb9c71b8df7", 1330788021, 1,
+                    "00a8db46eced5c31f2e199e22e7f988c9cfb9123ba89f1328609515658cf9a47")
+
+
+def test_a_bootstrap_prompt_is_pinned_by_lane_and_position():
+    """Instruction prompts are keyed by (lane, prompt index) since the streaming bootstrap
+    (issue 15; before, by round and slot: those cache entries were deliberately left behind).
+    Pinned so the scheme does not drift again."""
+    cfg = RunConfig(recipe="self_instruct", output_dir="x")
+    seeds = [f"Seed task number {k} asks for something." for k in range(10)]
+    request = instruction_request(1, 3, ["A machine instruction about tides."], seeds, cfg)
+    assert (request.request_id, request.seed, request.round) == PINNED_BOOTSTRAP[:3]
+    assert cache_key(MODEL, "rev1", request) == PINNED_BOOTSTRAP[3]
