@@ -58,5 +58,8 @@ def test_demo_config_runs_on_a_real_model(config_path: Path, tmp_path: Path, emb
     assert {r["reason"] for r in rejected} <= {r.value for r in Reason}
     assert manifest["rows"]["instructions"] == len(instructions)
     usage = manifest["run"]["generator_usage"]["instruction_gen"]
-    assert usage["calls"] + usage.get("cache_hits", 0) == asked
+    # Every decided prompt was paid for; prompts still in flight when the target was met are
+    # paid for and cached too, but never decided (the streaming loop), within the budget.
+    paid = usage["calls"] + usage.get("cache_hits", 0)
+    assert asked <= paid <= SMOKE["self_instruct.max_prompts"]
     assert usage["completion_tokens"] > 0

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import re
 import shlex
+import sys
 import types
 from pathlib import Path
 
@@ -164,6 +165,13 @@ def in_workdir(workdir, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf" / "datasets"))
+    # `datasets` reads those variables once, on import: when an earlier test of the session
+    # imported it, the machine's shared cache would answer for a same-named run folder of an
+    # older run (CI saw 87 cached rows for a run with 62).
+    if "datasets" in sys.modules:
+        monkeypatch.setattr(sys.modules["datasets"].config, "HF_DATASETS_CACHE",
+                            tmp_path / "hf" / "datasets")
     return workdir
 
 
