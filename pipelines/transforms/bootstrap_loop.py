@@ -248,3 +248,23 @@ def lane_share(total: int, lanes: int, lane: int) -> int:
     """Lane `lane`'s part of `total` (targets and budgets): equal shares, the first lanes take
     the remainder."""
     return total // lanes + (lane < total % lanes)
+
+
+class LoopSettings:
+    """What a recipe's bootstrap section derives for the loop (Self-Instruct, Ensemble-Instruct
+    types): its fields `refresh`, `refresh_window`, `prompts_per_round`, `max_prompts` and
+    `num_instructions` become the loop's refresh rule and prompt budget."""
+
+    refresh: str
+    refresh_window: int
+    prompts_per_round: int
+    max_prompts: int | None
+    num_instructions: int
+
+    @property
+    def loop_refresh(self) -> Refresh:
+        return Refresh.of(self.refresh, self.refresh_window, self.prompts_per_round)
+
+    @property
+    def prompt_budget(self) -> int:
+        return prompt_budget(self.max_prompts, self.num_instructions)

@@ -11,7 +11,7 @@ from pipelines.settings import (
     SamplingConfig,
     check,
 )
-from pipelines.transforms.bootstrap_loop import Refresh, prompt_budget
+from pipelines.transforms.bootstrap_loop import LoopSettings
 
 
 def _ensemble_instruction_sampling() -> SamplingConfig:
@@ -30,7 +30,7 @@ def _ensemble_extra_sampling() -> SamplingConfig:
 
 
 @dataclass(frozen=True)
-class EnsembleTasksConfig:
+class EnsembleTasksConfig(LoopSettings):
     """Instruction generation for one task type; these defaults are type A's (needs an input).
 
     `num_instructions: 0` skips the type. The type's streaming bootstrap stops once
@@ -46,14 +46,6 @@ class EnsembleTasksConfig:
     lanes: int = 1
     num_prompt_instructions: int = 24  # 20 seed + 4 machine once 4 exist (paper and code)
     num_machine_demos: int = 4
-
-    @property
-    def loop_refresh(self) -> Refresh:
-        return Refresh.of(self.refresh, self.refresh_window, self.prompts_per_round)
-
-    @property
-    def prompt_budget(self) -> int:
-        return prompt_budget(self.max_prompts, self.num_instructions)
 
     def __post_init__(self) -> None:
         check(self.num_instructions >= 0, "num_instructions", "must be >= 0 (0 skips the type)")

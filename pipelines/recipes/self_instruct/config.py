@@ -9,7 +9,7 @@ from pipelines.settings import (
     SamplingConfig,
     check,
 )
-from pipelines.transforms.bootstrap_loop import Refresh, prompt_budget
+from pipelines.transforms.bootstrap_loop import LoopSettings
 
 
 def _paper_instruction_sampling() -> SamplingConfig:
@@ -30,7 +30,7 @@ def _paper_instance_sampling() -> SamplingConfig:
 
 
 @dataclass(frozen=True)
-class SelfInstructConfig:
+class SelfInstructConfig(LoopSettings):
     num_instructions: int = 100
     # The streaming bootstrap (pipelines/transforms/bootstrap_loop.py). `window` (ours): prompt
     # i's demos come from the pool after prompts < i - refresh_window were decided; the window
@@ -58,14 +58,6 @@ class SelfInstructConfig:
     instance_sampling: SamplingConfig = field(default_factory=_paper_instance_sampling)
     # instance_sampling's max_tokens for classification tasks (the paper: 300, others 350).
     clf_instance_max_tokens: int = 300
-
-    @property
-    def loop_refresh(self) -> Refresh:
-        return Refresh.of(self.refresh, self.refresh_window, self.prompts_per_round)
-
-    @property
-    def prompt_budget(self) -> int:
-        return prompt_budget(self.max_prompts, self.num_instructions)
 
     def __post_init__(self) -> None:
         check(self.num_instructions >= 1, "num_instructions", "must be >= 1")
