@@ -1,9 +1,10 @@
 """A demo end to end, prefix warm-up off vs on: the README's demo timings.
 
-Runs `instructbeam run <config> --no-cache` (default: configs/self_instruct_demo.yaml; the
-Explore-Instruct figure comes from `--config configs/explore_instruct_demo.yaml`), so every
-call reaches the
-embedded vLLM server; each run starts its own server) once per mode, alternating modes for
+Runs `instructbeam run <config>` with an empty response cache of its own (default:
+configs/self_instruct_demo.yaml; the Explore-Instruct figure comes from `--config
+configs/explore_instruct_demo.yaml`): a newcomer's first run, every answer comes from the
+embedded vLLM server (each run starts its own), and what a run asks twice (Explore's early
+extend attempts) is answered from that cache. Once per mode, alternating modes for
 `--rounds` rounds, and reports per run: wall time, the server's start time (its "server
 ready after N s" progress line), completion tokens per second of wall time, and the
 prefix-cache hit rate per stage (`run.generator_usage` in the manifest: prompt tokens vLLM
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -44,11 +46,17 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_once(config: Path, warmup: bool, out: Path) -> dict:
-    target = out / config.stem / ("warmup_on" if warmup else "warmup_off")
+def run_once(config: Path, warmup: bool, out: Path, sets: list[str]) -> dict:
+    label = "_".join(["warmup_on" if warmup else "warmup_off",
+                      *(re.sub(r"[^A-Za-z0-9]+", "-", s) for s in sets)])
+    target = out / config.stem / label
     cli = Path(sys.executable).with_name("instructbeam")
-    cmd = [str(cli), "run", str(config), "--no-cache", "--output-dir", str(target),
-           "--set", f"generator.prefix_warmup={str(warmup).lower()}"]
+    cache = target.with_name(target.name + ".cache")
+    shutil.rmtree(cache, ignore_errors=True)
+    cmd = [str(cli), "run", str(config), "--output-dir", str(target), "--overwrite",
+           "--set", f"cache.dir={cache}",
+           "--set", f"generator.prefix_warmup={str(warmup).lower()}",
+           *(arg for s in sets for arg in ("--set", s))]
     load_before = load()
     start = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's code, not the installed one
@@ -61,7 +69,7 @@ def run_once(config: Path, warmup: bool, out: Path) -> dict:
     ready = READY.search(proc.stderr + proc.stdout)
     tokens = sum(u.get("completion_tokens", 0) for u in usage.values())
     return {
-        "config": config.name, "prefix_warmup": warmup, "wall_s": round(wall, 1),
+        "config": config.name, "prefix_warmup": warmup, "set": sets, "wall_s": round(wall, 1),
         "server_start_s": int(ready.group(1)) if ready else None,
         "completion_tokens": tokens, "tok_per_s": round(tokens / wall, 1),
         "hit_rate": {stage: round(u.get("prefix_cache_hits", 0) / u["prefix_cache_queries"], 3)
@@ -78,15 +86,17 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/demo_bench"))
     parser.add_argument("--modes", default="off,on",
                         help="prefix warm-up modes to run, in order (default off,on)")
+    parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE",
+                        help="a config override for every run (repeatable)")
     args = parser.parse_args()
     print(f"machine: {machine()}; load average {load()} (a shared machine: other jobs run)")
     results = []
     for _ in range(args.rounds):
         for warmup in (mode == "on" for mode in args.modes.split(",")):
-            result = run_once(args.config.resolve(), warmup, args.out)
+            result = run_once(args.config.resolve(), warmup, args.out, args.sets)
             results.append(result)
             print(json.dumps(result), flush=True)
-    print(f"\n{args.config.name}\n")
+    print(f"\n{args.config.name} {' '.join(args.sets)}\n")
     print("| prefix warm-up | wall s | server start s | completion tok | tok/s | "
           "prefix-cache hit rate per stage | load before/after |")
     print("|---|---|---|---|---|---|---|")

@@ -31,7 +31,7 @@ class JobPlan:
     steps: list[str]  # stable, human-readable step names
     request_bytes: int  # the Dataflow job creation request (JSON)
     graph_bytes: int  # the portable pipeline proto
-    model_identifiers: list[str]  # one per distinct generator server
+    model_identifiers: list[str]  # RunInference steps: one per distinct generator server
     gpu_mode: str  # "worker_accelerator" | "resource_hints" | "none"
     accelerated_steps: list[str]
     environment: dict  # the job's worker environment as Dataflow would receive it
@@ -41,7 +41,7 @@ class JobPlan:
                 f"(limit {MAX_REQUEST_BYTES // 2**20} MiB), "
                 f"graph {self.graph_bytes / 1024:.0f} KiB "
                 f"(limit {MAX_GRAPH_BYTES // 2**20} MiB), GPU mode {self.gpu_mode}, "
-                f"{len(self.model_identifiers)} generator server(s), "
+                f"{len(self.model_identifiers)} shared RunInference model(s), "
                 f"{len(self.accelerated_steps)} accelerated step(s)")
 
     def limit_problems(self) -> list[str]:

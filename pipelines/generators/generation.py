@@ -50,6 +50,9 @@ class GenerationRequest:
     # Chat only: a whole conversation as (role, content) pairs, sent instead of `prompt` as
     # one user message (a multi-turn assistant turn); part of the cache key.
     messages: tuple[tuple[str, str], ...] | None = None
+    # Requests a later step will likely send (Explore-Instruct's next extend attempts): sent
+    # alongside this one only to fill the response cache, never parsed here. Not in the key.
+    ahead: tuple[GenerationRequest, ...] = ()
 
     @property
     def prompt_sha256(self) -> str:

@@ -174,8 +174,11 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
     def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
-        outcomes = list(model.pool.map(lambda r: generate_one(r, model), batch))
-        for outcome in outcomes:  # counters only work on the bundle's thread, not the pool's
+        # Early requests only help through the cache; without one they would be thrown away.
+        ahead = [a for r in batch for a in r.ahead] if model.cache is not None else []
+        everything = list(model.pool.map(lambda r: generate_one(r, model), [*batch, *ahead]))
+        outcomes = everything[:len(batch)]
+        for outcome in everything:  # counters only work on the bundle's thread, not the pool's
             count_outcome(outcome, caching=model.cache is not None)
         if model.meter is not None and any(not o.cached for o in outcomes):
             measured = model.meter.delta()

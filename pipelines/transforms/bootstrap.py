@@ -15,6 +15,15 @@ stage>)`, failed prompts as dead letters of the instruction stage; each decided 
 as one input of the instruction stage and towards the target (pipelines/outputs/targets.py).
 Every call goes through `generate_one` (response cache, client, retries) and
 `count_outcome` (generator usage), like every other generation step.
+
+Follow-ups (`LaneSpec.followups`: Self-Instruct's classification and instances, Ensemble-
+Instruct's instances from its main model) run inside the lane as soon as an instruction is
+accepted, so no stage boundary idles the server; each step counts as its own stage (in, ok,
+failed, dead letters) exactly as a separate `Generate` step would. With more than one lane, an
+instruction the cross-lane pass drops may already have follow-up answers: they are matched to
+the surviving instructions, and a step's `orphan` rule says what becomes of the others (an
+instance row is rejected as `task_failed_upstream`; without a rule the item is dropped,
+because its instruction's own rejection is already on record).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 
+from filters.verdict import Verdict
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.generators.handler import GeneratorModelHandler, count_outcome, generate_one
 from pipelines.outputs import targets
@@ -34,6 +44,8 @@ from pipelines.transforms.bootstrap_loop import (
     STOP_FAILING,
     BootstrapLoop,
     Decision,
+    FollowedUp,
+    FollowUpStep,
     Judged,
     Refresh,
     lane_share,
@@ -41,14 +53,12 @@ from pipelines.transforms.bootstrap_loop import (
 from pipelines.transforms.novelty import NoveltyFilter
 from pipelines.transforms.route import (
     FAILED,
-    Generate,
-    Routed,
     RouteVerdicts,
     count,
     count_target,
     failure_record,
 )
-from schemas import InstructionRecord
+from schemas import InstructionRecord, Reason
 
 HEURISTICS = "heuristics"
 NOVELTY = "novelty"
@@ -79,6 +89,18 @@ class LaneSpec:
     instruction_stage: str
     novelty_stage: str
     target_name: str  # the config key of the target (its counters' namespace)
+    followups: tuple[FollowUpStep, ...] = ()
+
+
+def followed_tag(step: int) -> str:
+    return f"followed{step}"
+
+
+def reject_with_instruction(judged: Judged) -> Judged:
+    """A follow-up row (record, verdict) whose instruction the cross-lane novelty pass dropped
+    after its lane had made the row: rejected with its task, never lost silently."""
+    return judged[0], Verdict.drop(Reason.TASK_FAILED_UPSTREAM,
+                                   f"its instruction repeats another lane's ({LANES_STAGE})")
 
 
 def lane_order(record: InstructionRecord) -> tuple[int, int, int]:
@@ -111,12 +133,15 @@ class _LaneFn(beam.DoFn):
             call=functools.partial(generate_one, session=session), judge=spec.judge,
             target=target, max_prompts=lane_share(spec.max_prompts, spec.lanes, lane),
             max_concurrency=spec.max_concurrency, refresh=spec.refresh,
-            threshold=spec.threshold, exact_scores=spec.exact_scores)
+            threshold=spec.threshold, exact_scores=spec.exact_scores,
+            followups=spec.followups)
         name = self._progress if spec.lanes == 1 else f"{self._progress}[{lane}]"
         for event in loop.run(session.pool):
             count_outcome(event.outcome, caching=caching)
             if isinstance(event, Decision):
                 yield from self._decided(event)
+            elif isinstance(event, FollowedUp):
+                yield from self._followed(event)
             PROGRESS.loop(name, accepted=loop.accepted, target=target,
                           in_flight=loop.in_flight)
         if loop.stop_reason == STOP_FAILING:
@@ -144,10 +169,36 @@ class _LaneFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(NOVELTY, judged)
 
 
+    def _followed(self, done: FollowedUp) -> Iterable[Any]:
+        spec, outcome = self._spec, done.outcome
+        stage = spec.followups[done.step].stage
+        count(stage, "in")
+        if not outcome.ok:
+            count(stage, "failed")
+            yield beam.pvalue.TaggedOutput(FAILED, failure_record(
+                outcome, recipe=spec.recipe, stage=stage, generator=spec.generator))
+            return
+        count(stage, "ok")
+        for item in done.items:
+            yield beam.pvalue.TaggedOutput(followed_tag(done.step), (done.root.id, item))
+
+
 class LaneOutputs(NamedTuple):
     accepted: beam.PCollection  # InstructionRecord: the machine pool (all lanes)
-    failed: beam.PCollection  # FailureRecord: prompts that failed
+    failed: beam.PCollection  # FailureRecord: prompts and follow-ups that failed
     rejected: tuple[beam.PCollection, ...]  # heuristics, novelty (, cross-lane novelty)
+    followed: tuple[beam.PCollection, ...] = ()  # each follow-up step's items
+
+
+def _survivors_only(orphan: Callable[[Any], Any] | None
+                    ) -> Callable[[tuple[str, dict[str, list[Any]]]], Iterable[Any]]:
+    def fn(grouped: tuple[str, dict[str, list[Any]]]) -> Iterable[Any]:
+        _, groups = grouped
+        if groups["root"]:
+            yield from groups["items"]
+        elif orphan is not None:
+            yield from map(orphan, groups["items"])
+    return fn
 
 
 def _count_lane_duplicate(target: str) -> Callable[[Any], Any]:
@@ -161,7 +212,8 @@ class BootstrapLanes(beam.PTransform):
     """PBegin -> `LaneOutputs`: `spec.lanes` streaming bootstrap loops, constant graph.
 
     Labels: `Lanes`, `Spread`, `Generate` (the lane step; it gets the handler's resource
-    hints), `Heuristics`, `Novelty`, and with lanes > 1 `AcrossLanes` + `CountDuplicates`.
+    hints), `Heuristics`, `Novelty`, `Followed<i>` per follow-up step, and with lanes > 1
+    `AcrossLanes` + `CountDuplicates` (+ `Followed<i>/Match` to the surviving instructions).
     """
 
     def __init__(self, handler: GeneratorModelHandler, spec: LaneSpec, progress: str) -> None:
@@ -179,8 +231,9 @@ class BootstrapLanes(beam.PTransform):
         out = (pbegin
                | "Lanes" >> beam.Create(list(range(spec.lanes)))
                | "Spread" >> beam.Reshuffle()
-               | "Generate" >> lane_step.with_outputs(HEURISTICS, NOVELTY, FAILED,
-                                                      main="unused"))
+               | "Generate" >> lane_step.with_outputs(
+                   HEURISTICS, NOVELTY, FAILED,
+                   *(followed_tag(i) for i in range(len(spec.followups))), main="unused"))
         heuristics = out[HEURISTICS] | "Heuristics" >> RouteVerdicts(spec.instruction_stage,
                                                                       "heuristics")
         novelty = out[NOVELTY] | "Novelty" >> RouteVerdicts(spec.novelty_stage, "rouge_l")
@@ -193,21 +246,15 @@ class BootstrapLanes(beam.PTransform):
             accepted = across.kept
             rejected.append(across.rejected | "CountDuplicates" >> beam.Map(
                 _count_lane_duplicate(spec.target_name)))
-        return LaneOutputs(accepted, out[FAILED], tuple(rejected))
-
-
-class JudgedStage(NamedTuple):
-    routed: Routed  # kept records and RejectedRecords
-    failed: beam.PCollection  # generation dead letters
-
-
-def generate_and_judge(requests: beam.PCollection, prefix: str, *, generate: Generate,
-                       judge: Callable[[Any], Iterable[Judged]], stage: str, filter_name: str,
-                       route_label: str) -> JudgedStage:
-    """``{prefix}/Generate`` -> ``{prefix}/Parse`` (judge each answer) -> ``{prefix}/<route>``:
-    an ordinary fan-out generation stage (instances, after the bootstrap)."""
-    answers = requests | f"{prefix}/Generate" >> generate
-    routed = (answers.ok
-              | f"{prefix}/Parse" >> beam.FlatMap(judge)
-              | f"{prefix}/{route_label}" >> RouteVerdicts(stage, filter_name))
-    return JudgedStage(routed, answers.failed)
+        followed = []
+        for i, step in enumerate(spec.followups):
+            keyed, label = out[followed_tag(i)], f"Followed{i}"
+            if spec.lanes == 1:  # every accepted instruction is in the pool
+                followed.append(keyed | label >> beam.Values())
+                continue
+            roots = accepted | f"{label}/Roots" >> beam.Map(lambda r: (r.id, None))
+            followed.append(
+                {"root": roots, "items": keyed}
+                | f"{label}/Match" >> beam.CoGroupByKey()
+                | f"{label}/Survivors" >> beam.FlatMap(_survivors_only(step.orphan)))
+        return LaneOutputs(accepted, out[FAILED], tuple(rejected), tuple(followed))

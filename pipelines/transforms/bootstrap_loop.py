@@ -20,14 +20,22 @@ Refresh modes:
 * ``batch`` B: the paper's refresh; the pool changes only every B prompts (B =
   `prompts_per_round`), so at most B requests are in flight and each batch waits for its
   slowest answer.
+
+Follow-ups: what a recipe asks about each accepted instruction (Self-Instruct: classification,
+then instances) runs in the same loop, through the same `max_concurrency` slots, as soon as
+the instruction is accepted; follow-ups take free slots before new prompts do. So the server
+never waits at a stage boundary, and the tail after the last decision is one chain of
+follow-ups, not three stages' slowest answers. Follow-ups never change what the loop decides
+(their answers are not in any pool), so the output stays independent of timing.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
-from dataclasses import dataclass, replace
-from typing import Literal, overload
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, overload
 
 from filters.novelty import NoveltyIndex
 from filters.verdict import Verdict
@@ -111,6 +119,31 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class FollowUpStep:
+    """One request per item, run inside the loop: `request(item)` builds it; `results(outcome)`
+    turns a successful answer into items (a failed one gives none: it is a dead letter). The
+    first step's items are the accepted instruction records; each step's results are the next
+    step's items. `orphan(item)`: what an item becomes when a later pass drops its instruction
+    (None: it is dropped with it)."""
+
+    stage: str
+    request: Callable[[Any], GenerationRequest]
+    results: Callable[[GenerationOutcome], Iterable[Any]]
+    orphan: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class FollowedUp:
+    """Follow-up step `step` for the accepted instruction `root`, answered: its outcome and
+    the items its answer gave (empty when it failed)."""
+
+    step: int
+    root: InstructionRecord
+    outcome: GenerationOutcome
+    items: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Unused:
     """An answer that came back after the loop stopped: cached and counted, never decided."""
 
@@ -118,9 +151,10 @@ class Unused:
 
 
 class BootstrapLoop:
-    """One lane of a bootstrap: `run()` yields a `Decision` per prompt in prompt order, then an
-    `Unused` per answer beyond the stop. Decisions happen on the caller's thread (Beam counters
-    only count there); `call` runs on `executor`'s threads and must be thread-safe.
+    """One lane of a bootstrap: `run()` yields a `Decision` per prompt in prompt order, a
+    `FollowedUp` per answered follow-up (in completion order) and an `Unused` per answer beyond
+    the stop. Decisions happen on the caller's thread (Beam counters only count there); `call`
+    runs on `executor`'s threads and must be thread-safe.
 
     `request(index, machine)` builds prompt `index` from `machine`, the accepted machine
     instructions it may see (a `PoolPrefix`); `judge(outcome)` parses an answer into records
@@ -133,7 +167,8 @@ class BootstrapLoop:
                  call: Callable[[GenerationRequest], GenerationOutcome],
                  judge: Callable[[GenerationOutcome], Iterable[Judged]],
                  target: int, max_prompts: int, max_concurrency: int, refresh: Refresh,
-                 threshold: float, exact_scores: bool = True) -> None:
+                 threshold: float, exact_scores: bool = True,
+                 followups: Sequence[FollowUpStep] = ()) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         self._seeds = list(seeds)
@@ -146,6 +181,9 @@ class BootstrapLoop:
         self._refresh = refresh
         self._threshold = threshold
         self._exact = exact_scores
+        self._followups = tuple(followups)
+        self._queued: deque[tuple[int, InstructionRecord, Any]] = deque()
+        self._running: dict[Future[GenerationOutcome], tuple[int, InstructionRecord]] = {}
         self.machine: list[str] = []  # accepted machine instructions, in decision order
         self.decided = 0
         self.sent = 0
@@ -157,40 +195,81 @@ class BootstrapLoop:
     def accepted(self) -> int:
         return len(self.machine)
 
-    def run(self, executor: Executor) -> Iterator[Decision | Unused]:
+    def run(self, executor: Executor) -> Iterator[Decision | FollowedUp | Unused]:
         index = NoveltyIndex(self._seeds, threshold=self._threshold, exact_scores=self._exact)
         pool_sizes = [0]  # pool_sizes[n]: machine pool size after n decided prompts
-        pending: dict[int, Future[GenerationOutcome]] = {}
+        prompts: dict[int, Future[GenerationOutcome]] = {}
         self.stop_reason = self._stopped()
         while True:
-            while (self.stop_reason is None and self.sent < self._max_prompts
-                   and self.in_flight < self._concurrency
-                   and self._refresh.visible(self.sent) <= self.decided
-                   and not self._likely_enough()):
-                seen = pool_sizes[self._refresh.visible(self.sent)]
-                request = self._request(self.sent, PoolPrefix(self.machine, seen))
-                pending[self.sent] = executor.submit(self._call, request)
-                self.sent += 1
-                self.in_flight += 1
-            if self.stop_reason is not None or self.decided not in pending:
-                break
-            head = pending[self.decided]
-            if not head.done():
-                running = [f for f in pending.values() if not f.done()]
-                wait(running, return_when=FIRST_COMPLETED)
-                self.in_flight = sum(not f.done() for f in pending.values())
+            self._send_followups(executor, prompts)
+            if self.stop_reason is None:
+                self._send_prompts(executor, prompts, pool_sizes)
+            progressed = False
+            for event in self._answered_followups():
+                progressed = True
+                yield event
+            head = prompts.get(self.decided) if self.stop_reason is None else None
+            if head is not None and head.done():
+                outcome = prompts.pop(self.decided).result()
+                decision = self._decide(self.decided, outcome, index)
+                self._queue_followups(decision)
+                self._count_in_flight(prompts)
+                yield decision
+                self.decided += 1
+                pool_sizes.append(len(self.machine))
+                self.stop_reason = self._stopped()
                 continue
-            outcome = pending.pop(self.decided).result()
-            self.in_flight = sum(not f.done() for f in pending.values())
-            yield self._decide(self.decided, outcome, index)
-            self.decided += 1
-            pool_sizes.append(len(self.machine))
-            self.stop_reason = self._stopped()
-        for i in sorted(pending):  # beyond the stop: wait, so no call outlives the loop
-            outcome = pending.pop(i).result()
-            self.in_flight = len(pending)
-            yield Unused(outcome)
+            if self.stop_reason is not None:  # beyond the stop: cached and counted only
+                for i in [i for i, f in sorted(prompts.items()) if f.done()]:
+                    progressed = True
+                    yield Unused(prompts.pop(i).result())
+                if not prompts and not self._running and not self._queued:
+                    break
+            if progressed:
+                continue
+            running = [f for f in (*prompts.values(), *self._running) if not f.done()]
+            if not running:  # every exit above is reachable; this would be a bug, not a hang
+                raise RuntimeError("bootstrap loop stalled with nothing in flight")
+            wait(running, return_when=FIRST_COMPLETED)
         self.in_flight = 0
+
+    def _send_prompts(self, executor: Executor, prompts: dict[int, Future[GenerationOutcome]],
+                      pool_sizes: list[int]) -> None:
+        while (self.sent < self._max_prompts and self.in_flight < self._concurrency
+               and self._refresh.visible(self.sent) <= self.decided
+               and not self._likely_enough()):
+            seen = pool_sizes[self._refresh.visible(self.sent)]
+            request = self._request(self.sent, PoolPrefix(self.machine, seen))
+            prompts[self.sent] = executor.submit(self._call, request)
+            self.sent += 1
+            self.in_flight += 1
+
+    def _send_followups(self, executor: Executor,
+                        prompts: dict[int, Future[GenerationOutcome]]) -> None:
+        self._count_in_flight(prompts)
+        while self._queued and self.in_flight < self._concurrency:
+            step, root, item = self._queued.popleft()
+            future = executor.submit(self._call, self._followups[step].request(item))
+            self._running[future] = (step, root)
+            self.in_flight += 1
+
+    def _answered_followups(self) -> Iterator[FollowedUp]:
+        for future in [f for f in self._running if f.done()]:
+            step, root = self._running.pop(future)
+            outcome = future.result()
+            items = list(self._followups[step].results(outcome)) if outcome.ok else []
+            if step + 1 < len(self._followups):
+                self._queued.extend((step + 1, root, item) for item in items)
+            yield FollowedUp(step, root, outcome, items)
+
+    def _queue_followups(self, decision: Decision) -> None:
+        if self._followups:
+            self._queued.extend((0, record, record)
+                                for record, verdict in decision.novelty if verdict.keep)
+
+    def _count_in_flight(self, prompts: dict[int, Future[GenerationOutcome]]) -> None:
+        self.in_flight = (sum(not f.done() for f in prompts.values())
+                          + sum(not f.done() for f in self._running))
 
     def _likely_enough(self) -> bool:
         """Do the undecided prompts already promise the rest of the target, at the yield

@@ -66,6 +66,29 @@ def test_two_lanes_draw_their_own_prompts_and_one_pass_keeps_the_union_novel(
     assert shard_digests(multi) == shard_digests(single)
 
 
+def test_instances_of_an_instruction_another_lane_repeats_are_rejected_with_it(
+        scripted_server, tmp_path):
+    """Lanes make instances as they accept instructions; the cross-lane pass comes after.
+    A low novelty threshold makes the lanes repeat each other: those instructions' instance
+    rows are rejected as `task_failed_upstream`, none reaches `data/`, nothing is lost."""
+    server = scripted_server()
+    out = tmp_path / "out"
+    cfg = scripted_config(server.base_url, out, None, num_instructions=40, max_prompts=30,
+                          lanes=2, rouge_threshold=0.5)
+    manifest = run(cfg).manifest
+    assert all(c["holds"] for c in manifest["accounting"]), manifest["accounting"]
+    stages = manifest["stages"]
+    assert stages["clf_identify"]["in"] == stages["novelty"]["kept"]  # classified in the lane
+    rejected = read_rows(out, "rejected")
+    repeats = {r["instruction"] for r in rejected if r["filter_stage"] == "lane_novelty"}
+    orphans = [r for r in rejected if r["reason"] == "task_failed_upstream"]
+    assert repeats and orphans, stages["lane_novelty"]
+    assert {r["instruction"] for r in orphans} <= repeats
+    assert all(r["filter_stage"] == "instance_gen" for r in orphans)
+    assert not repeats & {r["instruction"] for r in read_rows(out, "data")}
+    assert not repeats & {r["instruction"] for r in read_rows(out, "instructions")}
+
+
 def _config(tmp_path: Path, base_url: str, out: Path, cache: Path) -> Path:
     path = tmp_path / f"{out.name}.yaml"
     path.write_text("\n".join([

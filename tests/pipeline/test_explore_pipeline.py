@@ -193,6 +193,28 @@ def test_same_answers_give_byte_identical_output(explore_server, tmp_path):
         assert path.read_bytes() == (second / "tree" / path.name).read_bytes(), path.name
 
 
+def test_early_attempts_change_no_output_and_answer_fruitless_attempts(explore_server,
+                                                                       tmp_path):
+    """`extend_ahead` sends a node's later attempts with its current one; a node that gained
+    no child finds its next attempt answered already (a cache hit), one that did sends a
+    fresh request. Either way the run writes what one attempt at a time writes."""
+    server = explore_server(unparsable_extend=0.6, max_subtasks=1)
+    usage = {}
+    for ahead in (0, 3):
+        cfg = _config(server, tmp_path / f"ahead{ahead}", max_extend_attempts=4,
+                      extend_ahead=ahead, enrich_nums=(0, 3, 3))
+        cfg = dataclasses.replace(cfg, cache=CacheConfig(dir=str(tmp_path / f"cache{ahead}")))
+        usage[ahead] = run(cfg).manifest["run"]["generator_usage"]
+    assert shard_digests(tmp_path / "ahead0") == shard_digests(tmp_path / "ahead3")
+    for path in sorted((tmp_path / "ahead0" / "tree").iterdir()):
+        assert path.read_bytes() == (tmp_path / "ahead3" / "tree" / path.name).read_bytes()
+    sequential, early = usage[0]["explore_extend"], usage[3]["explore_extend"]
+    assert sequential["requests"] == early["requests"] and "cache_hits" not in sequential
+    assert 0 < early["cache_hits"] < early["requests"]  # fruitless attempts were answered
+    assert early["calls"] + early["cache_hits"] == early["requests"]
+    assert usage[3]["explore_extend_ahead"]["calls"] >= early["cache_hits"]
+
+
 def _with_rules(cfg: RunConfig, *words: str) -> RunConfig:
     return dataclasses.replace(cfg, filters=FiltersConfig(rules=RulesConfig(illegal_words=words)))
 

@@ -20,6 +20,8 @@ from pipelines.transforms.bootstrap_loop import (
     STOP_TARGET,
     BootstrapLoop,
     Decision,
+    FollowedUp,
+    FollowUpStep,
     PoolPrefix,
     Refresh,
     Unused,
@@ -141,10 +143,11 @@ WINDOW_8 = Refresh("window", 8)
 
 
 def _run(calls: _Calls, *, concurrency: int, executor: Executor | None = None,
-         target: int = 40, max_prompts: int = 60, refresh: Refresh = WINDOW_8):
+         target: int = 40, max_prompts: int = 60, refresh: Refresh = WINDOW_8,
+         followups: Sequence[FollowUpStep] = ()):
     loop = BootstrapLoop(seeds=SEEDS, request=_request, call=calls, judge=_judge,
                          target=target, max_prompts=max_prompts, max_concurrency=concurrency,
-                         refresh=refresh, threshold=0.7)
+                         refresh=refresh, threshold=0.7, followups=followups)
     pool = executor or ThreadPoolExecutor(max_workers=concurrency)
     try:
         events = list(loop.run(pool))
@@ -245,3 +248,47 @@ def test_shares_and_budget():
     assert [lane_share(10, 3, k) for k in range(3)] == [4, 3, 3]
     assert sum(lane_share(50_000, 7, k) for k in range(7)) == 50_000
     assert prompt_budget(None, 100) == 400 and prompt_budget(7, 100) == 7
+
+
+def _followup(stage: str, fan_out: int) -> FollowUpStep:
+    """A scripted follow-up: the request names the item; a good answer gives `fan_out` items."""
+    def request(item: str | InstructionRecord) -> GenerationRequest:
+        name = item.id if isinstance(item, InstructionRecord) else item
+        return GenerationRequest(request_id=f"{stage}:{name}", stage=stage, round=1,
+                                 subject_id=name, prompt=f"{stage}|{name}", prompt_ref="t@v1",
+                                 sampling={}, seed=0, context=(stage, name))
+    return FollowUpStep(stage, request, lambda outcome: [
+        f"{outcome.request.subject_id}/{stage}{k}" for k in range(fan_out)])
+
+
+CHAIN = (_followup("clf", 1), _followup("inst", 2))
+
+
+def test_followups_run_once_per_accepted_instruction_and_change_no_decision():
+    plain = _run(_Calls(), concurrency=1, target=25)
+    calls = _Calls(delay=0.01, seed=7, fail=lambda c: c == ("clf", "3-0"))
+    loop, events, summary = _run(calls, concurrency=8, target=25, followups=CHAIN)
+    assert summary == plain[2] and loop.machine == plain[0].machine
+    accepted = [r.id for d in events if isinstance(d, Decision)
+                for r, v in d.novelty if v.keep]
+    done = [e for e in events if isinstance(e, FollowedUp)]
+    first = {e.root.id: e for e in done if e.step == 0}
+    second = {e.root.id: e for e in done if e.step == 1}
+    assert sorted(first) == sorted(accepted)  # each accepted instruction, once
+    assert not first["3-0"].outcome.ok and first["3-0"].items == []  # a failure: no next step
+    assert sorted(second) == sorted(set(accepted) - {"3-0"})
+    assert all(e.items == [f"{e.root.id}/clf0/inst0", f"{e.root.id}/clf0/inst1"]
+               for e in second.values())
+    # a follow-up starts as soon as its instruction is accepted, not after the loop's end
+    last_decision = max(i for i, e in enumerate(events) if isinstance(e, Decision))
+    assert min(i for i, e in enumerate(events) if isinstance(e, FollowedUp)) < last_decision
+    assert loop.in_flight == 0
+
+
+def test_followups_share_the_loops_slots():
+    calls = _Calls(delay=0.02, seed=8)
+    loop, events, _ = _run(calls, concurrency=6, refresh=Refresh("window", 32), target=30,
+                           max_prompts=40, followups=CHAIN)
+    assert calls.max_running == 6
+    n_followups = sum(isinstance(e, FollowedUp) for e in events)
+    assert len(calls.prompts) == loop.sent + n_followups

@@ -11,6 +11,7 @@ import pytest
 
 from filters.explore import SampleNode, allocation, filter_node_examples, prune_names, sample_tree
 from pipelines.config import RunConfig
+from pipelines.generators.cache import cache_key
 from pipelines.recipes.explore_instruct import steps
 from pipelines.recipes.explore_instruct.config import (
     ExploreExampleConfig,
@@ -84,6 +85,27 @@ def test_extend_request_on_a_leaf_is_lookahead_with_its_peers():
     assert "Target task: Paraphrase\n" in req.prompt
     assert "already has: []." in req.prompt and "already has: ['style']." in req.prompt
     assert "Input: a\n" in req.prompt or "Input: c\n" in req.prompt  # demos of the parent
+
+
+def test_early_attempts_are_exactly_the_later_requests_of_an_unchanged_node():
+    cfg = _cfg(max_extend_attempts=4, extend_ahead=2)
+    tree = steps.initial_tree(cfg)
+    root = tree[0]
+    [req] = steps.extend_request(root, tree, 0, cfg)
+    assert [a.context.attempt for a in req.ahead] == [1, 2]  # extend_ahead of them
+    assert {a.stage for a in req.ahead} == {steps.STAGE_EXTEND_AHEAD}
+    for early in req.ahead:  # what attempt j sends if the node gains nothing before it
+        [later] = steps.extend_request(root, tree, early.context.attempt, cfg)
+        assert cache_key("m", "r", early) == cache_key("m", "r", later)
+    [last] = steps.extend_request(root, tree, 3, cfg)
+    assert last.ahead == ()  # no attempt beyond max_extend_attempts
+    grown = tree + [_child(root, "New one", 2)]
+    [after] = steps.extend_request(root, grown, 1, cfg)  # the node gained a child: a new prompt
+    assert cache_key("m", "r", after) != cache_key("m", "r", req.ahead[0])
+    off = _cfg(max_extend_attempts=4, extend_ahead=0)
+    assert steps.extend_request(root, tree, 0, off)[0].ahead == ()
+    # the early requests never change the request itself
+    assert dataclasses.replace(req, ahead=()) == steps.extend_request(root, tree, 0, off)[0]
 
 
 def _candidate(parent: TaskNode, name: str, position: int, attempt: int = 0) -> steps.Candidate:

@@ -31,7 +31,8 @@ from pipelines.recipes.ensemble_instruct import steps
 from pipelines.recipes.ensemble_instruct.config import ExtraGeneratorConfig
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.settings import GeneratorConfig
-from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, generate_and_judge
+from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, reject_with_instruction
+from pipelines.transforms.bootstrap_loop import FollowUpStep
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.quality import JudgeModel
@@ -126,12 +127,16 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
     ei = cfg.ensemble_instruct
     rules = paper_rules(ei.min_words, ei.max_words)
     provenance = Provenance(identity)
-    generate = stage_generator(handler, identity, steps.RECIPE,
-                               model_identifier(cfg.generator, identity, cfg.generator))
 
+    # Instances from the main model are the lanes' follow-up: made as instructions are accepted.
+    instance_step = (FollowUpStep(
+        steps.STAGE_INSTANCES, functools.partial(steps.instance_request, cfg=cfg),
+        functools.partial(steps.judge_instances, cfg=cfg, provenance=provenance),
+        orphan=reject_with_instruction),)
     rejected: list[beam.PCollection] = []
     failed: list[beam.PCollection] = []
-    pools = []
+    pools: list[beam.PCollection] = []
+    judged_instances: list[beam.PCollection] = []
     for kind in steps.TYPES:
         tc = steps.tasks_config(cfg, kind)
         if tc.num_instructions == 0:
@@ -153,20 +158,18 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
             refresh=tc.loop_refresh, max_concurrency=cfg.generator.max_concurrency,
             threshold=ei.rouge_threshold, exact_scores=ei.exact_novelty_scores,
             instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
-            target_name=target)
-        pool, type_failed, type_rejected = p | f"{kind}/Bootstrap" >> BootstrapLanes(
+            target_name=target, followups=instance_step)
+        lanes = p | f"{kind}/Bootstrap" >> BootstrapLanes(
             handler, spec, progress=f"{kind} instructions")
-        failed.append(type_failed)
-        rejected.extend(type_rejected)
-        pools.append(pool)
+        failed.append(lanes.failed)
+        rejected.extend(lanes.rejected)
+        pools.append(lanes.accepted)
+        judged_instances.extend(lanes.followed)
     instructions = (pools or [p | "NoTypes" >> beam.Create([])]) | "Instructions" >> beam.Flatten()
-
-    requests = instructions | "Instances/Requests" >> beam.Map(steps.instance_request, cfg=cfg)
-    parsed, instance_failed = generate_and_judge(
-        requests, "Instances", generate=generate(steps.STAGE_INSTANCES),
-        judge=functools.partial(steps.judge_instances, cfg=cfg, provenance=provenance),
-        stage=steps.STAGE_INSTANCES, filter_name="valid_format", route_label="ValidFormat")
-    failed.append(instance_failed)
+    parsed = (
+        (judged_instances or [p | "NoInstances" >> beam.Create([])])
+        | "Instances/Gather" >> beam.Flatten()
+        | "Instances/ValidFormat" >> RouteVerdicts(steps.STAGE_INSTANCES, "valid_format"))
     rejected.append(parsed.rejected)
     samples = parsed.kept
 

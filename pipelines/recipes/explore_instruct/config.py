@@ -60,6 +60,12 @@ class ExploreInstructConfig:
     # extension calls per node and the enrich rounds per depth are bounded, and reported.
     max_extend_attempts: int = 3
     max_enrich_rounds: int = 3
+    # Execution only, the output is the same for every value: with each extend attempt, send
+    # up to this many of the node's later attempts as they would be if this one adds no child,
+    # to fill the response cache. A node whose attempts fail (most, with a small model) then
+    # waits for one answer instead of one per attempt; a node that gains a child sends fresh
+    # requests (the early answers only cost tokens). 0: one attempt at a time. Needs the cache.
+    extend_ahead: int = 3
     prune_threshold: float = 0.7
     prune_during_extension: bool = False  # paper: prune after exploration
     filter_threshold: float = 0.7
@@ -90,6 +96,7 @@ class ExploreInstructConfig:
                "must be in [1, max_child_num]")
         check(1 <= self.max_extend_attempts <= 20, "max_extend_attempts", "must be in [1, 20]")
         check(1 <= self.max_enrich_rounds <= 20, "max_enrich_rounds", "must be in [1, 20]")
+        check(0 <= self.extend_ahead <= 20, "extend_ahead", "must be in [0, 20]")
         check(self.num_examples_enrich >= 1, "num_examples_enrich", "must be >= 1")
         check(self.sample_size >= 0, "sample_size", "must be >= 0")
         check(self.sample_weight_cap >= 1, "sample_weight_cap", "must be >= 1")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe regis
 RECIPE = "explore_instruct"
 STAGE_GIVEN = "explore_given"
 STAGE_EXTEND = "explore_extend"
+STAGE_EXTEND_AHEAD = "explore_extend_ahead"  # generator usage only: early extend attempts
 STAGE_NODES = "explore_nodes"
 STAGE_ENRICH = "explore_enrich"
 STAGE_EXAMPLES = "explore_examples"
@@ -128,15 +129,27 @@ def extend_request(node: TaskNode, tree: Sequence[TaskNode], attempt: int, cfg: 
 
     Nothing is sent once the node has its `extend_nums[depth]` new children or is full; the
     prompt lists the children created by earlier attempts (lookahead on a leaf, backtracking
-    on a node that has children: the same prompt).
+    on a node that has children: the same prompt). The request carries the node's next
+    `extend_ahead` attempts as `ahead`: each is exactly what that attempt sends if the node
+    gains no child before it, so its early answer is a cache hit then, and unused otherwise.
     """
     ei = cfg.explore_instruct
     view = TreeView(tree)
     children = view.children(node.node_id)
     got = sum(c.origin == "explored" for c in children)
-    want = ei.extend_num(node.depth)
-    if got >= want or len(children) >= ei.max_child_num:
+    if got >= ei.extend_num(node.depth) or len(children) >= ei.max_child_num:
         return []
+    last = min(attempt + ei.extend_ahead, ei.max_extend_attempts - 1)
+    ahead = tuple(replace(_extend_one(node, view, children, later, cfg), stage=STAGE_EXTEND_AHEAD)
+                  for later in range(attempt + 1, last + 1))
+    return [replace(_extend_one(node, view, children, attempt, cfg), ahead=ahead)]
+
+
+def _extend_one(node: TaskNode, view: TreeView, children: Sequence[TaskNode], attempt: int,
+                cfg: RunConfig) -> GenerationRequest:
+    ei = cfg.explore_instruct
+    got = sum(c.origin == "explored" for c in children)
+    want = ei.extend_num(node.depth)
     k = min(max(want - got, ei.min_extend_num), ei.max_child_num - len(children))
     parent = view.parent(node) or node
     request_id = stable_id(RECIPE, STAGE_EXTEND, node.node_id, attempt)
@@ -148,11 +161,11 @@ def extend_request(node: TaskNode, tree: Sequence[TaskNode], attempt: int, cfg: 
         peers=repr([p.task_name for p in view.peers(node)]),
         max_children=ei.max_child_num, n_children=len(children), k=k,
         num_examples=ei.num_examples_extend, primer=primer(cfg, STAGE_EXTEND))
-    return [GenerationRequest(
+    return GenerationRequest(
         request_id=request_id, stage=STAGE_EXTEND, round=node.depth, subject_id=node.node_id,
         prompt=prompt, prompt_ref=template.ref, sampling=ei.extend_sampling.as_request(),
         seed=derive_seed(cfg.seed, request_id), api=ei.api_for("extend"),
-        context=ExtendContext(node, attempt, k))]
+        context=ExtendContext(node, attempt, k))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 The bootstrap is `BootstrapLanes` (pipelines/transforms/bootstrap.py): one loop per lane keeps
 the generator busy and decides answers in prompt order, so the graph is the same for 40 or
-500,000 instructions. Classification and instance generation are ordinary fan-out stages on
-the accepted instructions.
+500,000 instructions. Classification and instance generation are the lane's follow-ups: each
+accepted instruction is classified, then given instances, inside the loop that accepted it,
+sharing its concurrency, while the loop goes on.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from pipelines.outputs import targets
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.self_instruct import steps
 from pipelines.recipes.self_instruct.seeds import SeedTask
-from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, generate_and_judge
+from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, reject_with_instruction
+from pipelines.transforms.bootstrap_loop import FollowUpStep
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.quality import JudgeModel
-from pipelines.transforms.route import stage_generator
+from pipelines.transforms.route import RouteVerdicts
 
 if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
     from pipelines.config import RunConfig
@@ -57,8 +59,13 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
     rules = InstructionRules(min_words=si.min_words, max_words=si.max_words,
                              capitalize=si.capitalize)
     provenance = Provenance(identity)
-    generate = stage_generator(handler, identity, steps.RECIPE)
-
+    followups = (
+        FollowUpStep(steps.STAGE_CLF, functools.partial(steps.clf_request, cfg=cfg),
+                     steps.apply_clf_answer),
+        FollowUpStep(steps.STAGE_INSTANCES, functools.partial(steps.instance_request, cfg=cfg),
+                     functools.partial(steps.judge_instances, cfg=cfg, provenance=provenance),
+                     orphan=reject_with_instruction),
+    )
     spec = LaneSpec(
         recipe=steps.RECIPE, generator=identity.model,
         seeds=tuple(s.instruction for s in seeds),
@@ -70,25 +77,10 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
         refresh=si.loop_refresh, max_concurrency=cfg.generator.max_concurrency,
         threshold=si.rouge_threshold, exact_scores=si.exact_novelty_scores,
         instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
-        target_name=targets.SELF_INSTRUCT)
-    pool, bootstrap_failed, bootstrap_rejected = p | "Bootstrap" >> BootstrapLanes(
-        handler, spec, progress="instructions")
-    rejected: list[beam.PCollection] = list(bootstrap_rejected)
-    failed: list[beam.PCollection] = [bootstrap_failed]
-
-    clf = (
-        pool
-        | "Classify/Requests" >> beam.Map(steps.clf_request, cfg=cfg)
-        | "Classify/Generate" >> generate(steps.STAGE_CLF)
-    )
-    failed.append(clf.failed)
-    instructions = clf.ok | "Classify/Apply" >> beam.Map(steps.apply_clf_answer)
-
-    requests = instructions | "Instances/Requests" >> beam.Map(steps.instance_request, cfg=cfg)
-    routed, instance_failed = generate_and_judge(
-        requests, "Instances", generate=generate(steps.STAGE_INSTANCES),
-        judge=functools.partial(steps.judge_instances, cfg=cfg, provenance=provenance),
-        stage=steps.STAGE_INSTANCES, filter_name="instance_rules", route_label="Filter")
-    failed.append(instance_failed)
-    rejected.append(routed.rejected)
-    return SelfInstructOutputs(instructions, routed.kept, rejected, failed)
+        target_name=targets.SELF_INSTRUCT, followups=followups)
+    lanes = p | "Bootstrap" >> BootstrapLanes(handler, spec, progress="instructions")
+    instructions, instances = lanes.followed
+    routed = instances | "Instances/Filter" >> RouteVerdicts(steps.STAGE_INSTANCES,
+                                                              "instance_rules")
+    return SelfInstructOutputs(instructions, routed.kept, [*lanes.rejected, routed.rejected],
+                               [lanes.failed])

@@ -144,10 +144,11 @@ def clf_request(record: InstructionRecord, cfg: RunConfig) -> GenerationRequest:
     return _request_for(record, STAGE_CLF, PROMPT_CLF, cfg.self_instruct.clf_sampling, cfg)
 
 
-def apply_clf_answer(outcome: GenerationOutcome) -> InstructionRecord:
+def apply_clf_answer(outcome: GenerationOutcome) -> list[InstructionRecord]:
+    """The instruction with its classification flag (a list: the loop's follow-up results)."""
     assert outcome.completion is not None
     record: InstructionRecord = outcome.request.context
-    return replace(record, is_classification=parse_is_classification(outcome.completion.text))
+    return [replace(record, is_classification=parse_is_classification(outcome.completion.text))]
 
 
 # --- instances -------------------------------------------------------------------------------
