@@ -184,6 +184,7 @@ class BootstrapLoop:
         self._followups = tuple(followups)
         self._queued: deque[tuple[int, InstructionRecord, Any]] = deque()
         self._running: dict[Future[GenerationOutcome], tuple[int, InstructionRecord]] = {}
+        self._early_yield: dict[int, int] = {}  # answered, undecided prompt -> heuristic keeps
         self.machine: list[str] = []  # accepted machine instructions, in decision order
         self.decided = 0
         self.sent = 0
@@ -237,7 +238,7 @@ class BootstrapLoop:
                       pool_sizes: list[int]) -> None:
         while (self.sent < self._max_prompts and self.in_flight < self._concurrency
                and self._refresh.visible(self.sent) <= self.decided
-               and not self._likely_enough()):
+               and not self._likely_enough(prompts)):
             seen = pool_sizes[self._refresh.visible(self.sent)]
             request = self._request(self.sent, PoolPrefix(self.machine, seen))
             prompts[self.sent] = executor.submit(self._call, request)
@@ -271,14 +272,27 @@ class BootstrapLoop:
         self.in_flight = (sum(not f.done() for f in prompts.values())
                           + sum(not f.done() for f in self._running))
 
-    def _likely_enough(self) -> bool:
+    def _likely_enough(self, prompts: dict[int, Future[GenerationOutcome]]) -> bool:
         """Do the undecided prompts already promise the rest of the target, at the yield
         seen so far (with a 25 % margin)? Then more would likely be wasted near the end.
-        This only decides what is sent, never what is decided: the output stays the same."""
-        if self.decided == 0:
-            return False
-        rate = self.accepted / self.decided
+        Before the first decision the yield is what the heuristics keep of the answers
+        already back (a small target is otherwise overshot by a whole `max_concurrency` of
+        prompts while the first answer is still out). This only decides what is sent, never
+        what is decided: the output stays the same."""
+        if self.decided:
+            rate = self.accepted / self.decided
+        else:
+            answered = [i for i, f in prompts.items() if f.done()]
+            if not answered:
+                return False
+            for i in answered:
+                if i not in self._early_yield:
+                    self._early_yield[i] = self._heuristic_yield(prompts[i].result())
+            rate = sum(self._early_yield[i] for i in answered) / len(answered)
         return (self.sent - self.decided) * rate >= 1.25 * (self._target - self.accepted)
+
+    def _heuristic_yield(self, outcome: GenerationOutcome) -> int:
+        return sum(verdict.keep for _, verdict in self._judge(outcome)) if outcome.ok else 0
 
     def _stopped(self) -> str | None:
         if self.accepted >= self._target:

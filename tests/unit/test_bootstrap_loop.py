@@ -67,9 +67,10 @@ class _Calls:
     records every prompt and the most requests ever in flight together."""
 
     def __init__(self, fail: Callable[[int], bool] = lambda i: False, delay: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, slow: dict | None = None) -> None:
         self._fail = fail
         self._delay = delay
+        self._slow = slow or {}
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._running = 0
@@ -81,7 +82,7 @@ class _Calls:
             self._running += 1
             self.max_running = max(self.max_running, self._running)
             self.prompts[request.context] = request.prompt
-            pause = self._rng.random() * self._delay
+            pause = self._slow.get(request.context, self._rng.random() * self._delay)
         time.sleep(pause)
         with self._lock:
             self._running -= 1
@@ -292,3 +293,13 @@ def test_followups_share_the_loops_slots():
     assert calls.max_running == 6
     n_followups = sum(isinstance(e, FollowedUp) for e in events)
     assert len(calls.prompts) == loop.sent + n_followups
+
+
+def test_a_small_target_is_not_overshot_while_the_first_answer_is_out():
+    """Prompt 0 is slow and every other answer instant: before any decision, the yield of
+    the answers already back says how many prompts the target needs."""
+    plain = _run(_Calls(), concurrency=1, target=5, max_prompts=60)
+    loop, events, summary = _run(_Calls(slow={0: 0.3}), concurrency=32, target=5,
+                                 max_prompts=60, refresh=Refresh("window", 128))
+    assert summary == plain[2]  # what is decided does not change
+    assert loop.sent <= 6, loop.sent  # not 32 (one per slot) or 60 (the budget)
