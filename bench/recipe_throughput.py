@@ -175,7 +175,7 @@ def main() -> None:
         print(f"(b)/(a) = {(b_tok / b_wall) / (a_tok / a_wall):.2f} (target >= 0.85)")
         if args.old:
             o_wall, o_tok = old_recipe(args.old, proxy, args.instructions, args.concurrency)
-            print(f"old recipe ({args.old}, its demo config's rounds): {o_tok} tokens in "
+            print(f"old recipe ({args.old}, same config): {o_tok} tokens in "
                   f"{o_wall:.1f} s = {o_tok / o_wall:.1f} tok/s, "
                   f"{(o_tok / o_wall) / (a_tok / a_wall):.2f} of (a); load "
                   f"{os.getloadavg()[0]:.1f}")

@@ -143,7 +143,8 @@ class _LaneFn(beam.DoFn):
             elif isinstance(event, FollowedUp):
                 yield from self._followed(event)
             PROGRESS.loop(name, accepted=loop.accepted, target=target,
-                          in_flight=loop.in_flight)
+                          in_flight=loop.in_flight, answered=loop.answered,
+                          left=loop.requests_left())
         if loop.stop_reason == STOP_FAILING:
             count_target(spec.target_name, targets.STOPPED_FAILING)
 

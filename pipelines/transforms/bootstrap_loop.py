@@ -186,6 +186,9 @@ class BootstrapLoop:
         self._running: dict[Future[GenerationOutcome], tuple[int, InstructionRecord]] = {}
         self._early_yield: dict[int, int] = {}  # answered, undecided prompt -> heuristic keeps
         self.machine: list[str] = []  # accepted machine instructions, in decision order
+        self.answered = 0  # requests answered: prompts (decided or not) and follow-ups
+        self._followups_answered = 0
+        self._unused = 0  # answers that came back after the stop
         self.decided = 0
         self.sent = 0
         self.in_flight = 0
@@ -195,6 +198,22 @@ class BootstrapLoop:
     @property
     def accepted(self) -> int:
         return len(self.machine)
+
+    def requests_left(self) -> int | None:
+        """The requests this lane still has to answer, estimated for the progress line's ETA:
+        the prompts the target still needs at the yield so far (at least those out), plus the
+        follow-ups of every accepted or still-wanted instruction not answered yet. None until
+        something was accepted."""
+        out = self.sent - self.decided
+        if self.stop_reason is not None:
+            prompts, instructions = out - self._unused, self.accepted
+        elif self.accepted:
+            needed = -(-(self._target - self.accepted) * self.decided // self.accepted)
+            prompts, instructions = max(out, needed), max(self._target, self.accepted)
+        else:
+            return None
+        followups = len(self._followups) * instructions - self._followups_answered
+        return prompts + max(followups, len(self._queued) + len(self._running))
 
     def run(self, executor: Executor) -> Iterator[Decision | FollowedUp | Unused]:
         index = NoveltyIndex(self._seeds, threshold=self._threshold, exact_scores=self._exact)
@@ -208,12 +227,15 @@ class BootstrapLoop:
             progressed = False
             for event in self._answered_followups():
                 progressed = True
+                self.answered += 1
+                self._followups_answered += 1
                 yield event
             head = prompts.get(self.decided) if self.stop_reason is None else None
             if head is not None and head.done():
                 outcome = prompts.pop(self.decided).result()
                 decision = self._decide(self.decided, outcome, index)
                 self._queue_followups(decision)
+                self.answered += 1
                 self._count_in_flight(prompts)
                 yield decision
                 self.decided += 1
@@ -223,6 +245,8 @@ class BootstrapLoop:
             if self.stop_reason is not None:  # beyond the stop: cached and counted only
                 for i in [i for i, f in sorted(prompts.items()) if f.done()]:
                     progressed = True
+                    self.answered += 1
+                    self._unused += 1
                     yield Unused(prompts.pop(i).result())
                 if not prompts and not self._running and not self._queued:
                     break

@@ -303,3 +303,21 @@ def test_a_small_target_is_not_overshot_while_the_first_answer_is_out():
                                  max_prompts=60, refresh=Refresh("window", 128))
     assert summary == plain[2]  # what is decided does not change
     assert loop.sent <= 6, loop.sent  # not 32 (one per slot) or 60 (the budget)
+
+
+def test_requests_left_counts_the_follow_ups_still_to_come():
+    calls = _Calls(delay=0.01, seed=9)
+    loop = BootstrapLoop(seeds=SEEDS, request=_request, call=calls, judge=_judge, target=20,
+                         max_prompts=60, max_concurrency=8, refresh=WINDOW_8, threshold=0.7,
+                         followups=CHAIN)
+    assert loop.requests_left() is None  # nothing accepted yet: no estimate
+    pool = ThreadPoolExecutor(max_workers=8)
+    seen = []
+    for event in loop.run(pool):
+        if isinstance(event, Decision) and loop.accepted and loop.stop_reason is None:
+            seen.append((loop.answered, loop.requests_left()))
+    pool.shutdown()
+    assert loop.requests_left() == 0 and loop.answered == len(calls.prompts)
+    assert loop.sent > loop.decided  # answers came back after the stop, and were counted
+    # early on, the estimate covers the two follow-ups of each of the 20 wanted instructions
+    assert seen[0][1] >= 2 * 20 - seen[0][0]

@@ -25,6 +25,18 @@ def test_the_line_shows_each_loop_with_its_eta(monkeypatch):
     assert "instructions: 400/400 accepted, 0 in flight |" in line._line(time.time())
 
 
+def test_with_the_requests_left_the_eta_counts_every_request():
+    line = progress._Progress()
+    line._enabled = True
+    line._draw = lambda: None
+    line.start()
+    line.loop("instructions", accepted=0, target=400, in_flight=32)
+    line._loops["instructions"][3] = time.monotonic() - 100
+    # all 400 accepted, but 300 follow-ups of 100 answered requests are still to come
+    line.loop("instructions", accepted=400, target=400, in_flight=32, answered=100, left=300)
+    assert "400/400 accepted, 32 in flight, ETA 5m" in line._line(time.time())
+
+
 def test_eta():
     assert progress._eta(0, 10, 5.0) == ""
     assert progress._eta(10, 10, 5.0) == ""
