@@ -189,7 +189,8 @@ def test_the_cli_serves_until_ctrl_c(tmp_path):
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        # generous: this checks a clean exit, not its speed (CI machines can be loaded)
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
