@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -246,6 +247,10 @@ def _review(args: argparse.Namespace) -> int:
                          "pass --port 0 for a free port, or --no-serve") from exc
     print(f"instructbeam: reviewing at {server.url} (verdicts go to {verdicts_path(run_dir)}); "
           "Ctrl-C stops", flush=True)
+    # A process started with SIGINT ignored (a background job, nohup) inherits that, and the
+    # server would then never stop on Ctrl-C: the promise above is kept explicitly, as `run`
+    # does with its own handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

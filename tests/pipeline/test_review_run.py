@@ -174,11 +174,13 @@ def test_a_rerun_keeps_the_verdicts(finished_run):
 
 def test_the_cli_serves_until_ctrl_c(tmp_path):
     """`instructbeam review RUN` prints where it serves, takes verdicts, and Ctrl-C ends it
-    with exit 0."""
+    with exit 0 — also when it was started with SIGINT ignored, as a background job is (the
+    CLI would inherit that and never stop)."""
     run_dir = small_run(tmp_path / "run")
     process = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "review", str(run_dir)],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert "review/index.html (5 audit rows, 0 reviewed)" in process.stdout.readline()
         url = re.search(r"reviewing at (http://127\.0\.0\.1:\d+/) ", process.stdout.readline())
