@@ -55,10 +55,10 @@ from pipelines.transforms.route import (
     FAILED,
     RouteVerdicts,
     count,
+    count_answer,
     count_target,
-    failure_record,
 )
-from schemas import InstructionRecord, Reason
+from schemas import FailureRecord, InstructionRecord, Reason
 
 HEURISTICS = "heuristics"
 NOVELTY = "novelty"
@@ -148,17 +148,19 @@ class _LaneFn(beam.DoFn):
         if loop.stop_reason == STOP_FAILING:
             count_target(spec.target_name, targets.STOPPED_FAILING)
 
+    def _answered(self, outcome: GenerationOutcome, stage: str) -> FailureRecord | None:
+        """Count one of the lane's answers as an input of `stage`, as a `Generate` would."""
+        count(stage, "in")
+        return count_answer(outcome, recipe=self._spec.recipe, stage=stage,
+                            generator=self._spec.generator)
+
     def _decided(self, decision: Decision) -> Iterable[Any]:
-        spec, outcome = self._spec, decision.outcome
-        count(spec.instruction_stage, "in")
+        spec = self._spec
         count_target(spec.target_name, targets.PROMPTS)
-        if not outcome.ok:
-            count(spec.instruction_stage, "failed")
-            yield beam.pvalue.TaggedOutput(FAILED, failure_record(
-                outcome, recipe=spec.recipe, stage=spec.instruction_stage,
-                generator=spec.generator))
+        dead = self._answered(decision.outcome, spec.instruction_stage)
+        if dead is not None:
+            yield beam.pvalue.TaggedOutput(FAILED, dead)
             return
-        count(spec.instruction_stage, "ok")
         count_target(spec.target_name, targets.ANSWERS)
         for judged in decision.heuristics:
             count_target(spec.target_name,
@@ -169,17 +171,11 @@ class _LaneFn(beam.DoFn):
                          targets.NOVEL if judged[1].keep else targets.NOT_NOVEL)
             yield beam.pvalue.TaggedOutput(NOVELTY, judged)
 
-
     def _followed(self, done: FollowedUp) -> Iterable[Any]:
-        spec, outcome = self._spec, done.outcome
-        stage = spec.followups[done.step].stage
-        count(stage, "in")
-        if not outcome.ok:
-            count(stage, "failed")
-            yield beam.pvalue.TaggedOutput(FAILED, failure_record(
-                outcome, recipe=spec.recipe, stage=stage, generator=spec.generator))
+        dead = self._answered(done.outcome, self._spec.followups[done.step].stage)
+        if dead is not None:
+            yield beam.pvalue.TaggedOutput(FAILED, dead)
             return
-        count(stage, "ok")
         for item in done.items:
             yield beam.pvalue.TaggedOutput(followed_tag(done.step), (done.root.id, item))
 

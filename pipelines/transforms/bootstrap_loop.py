@@ -186,7 +186,6 @@ class BootstrapLoop:
         self._running: dict[Future[GenerationOutcome], tuple[int, InstructionRecord]] = {}
         self._early_yield: dict[int, int] = {}  # answered, undecided prompt -> heuristic keeps
         self.machine: list[str] = []  # accepted machine instructions, in decision order
-        self.answered = 0  # requests answered: prompts (decided or not) and follow-ups
         self._followups_answered = 0
         self._unused = 0  # answers that came back after the stop
         self.decided = 0
@@ -198,6 +197,11 @@ class BootstrapLoop:
     @property
     def accepted(self) -> int:
         return len(self.machine)
+
+    @property
+    def answered(self) -> int:
+        """Requests answered so far: prompts (decided or beyond the stop) and follow-ups."""
+        return self.decided + self._unused + self._followups_answered
 
     def requests_left(self) -> int | None:
         """The requests this lane still has to answer, estimated for the progress line's ETA:
@@ -227,7 +231,6 @@ class BootstrapLoop:
             progressed = False
             for event in self._answered_followups():
                 progressed = True
-                self.answered += 1
                 self._followups_answered += 1
                 yield event
             head = prompts.get(self.decided) if self.stop_reason is None else None
@@ -235,7 +238,6 @@ class BootstrapLoop:
                 outcome = prompts.pop(self.decided).result()
                 decision = self._decide(self.decided, outcome, index)
                 self._queue_followups(decision)
-                self.answered += 1
                 self._count_in_flight(prompts)
                 yield decision
                 self.decided += 1
@@ -245,7 +247,6 @@ class BootstrapLoop:
             if self.stop_reason is not None:  # beyond the stop: cached and counted only
                 for i in [i for i, f in sorted(prompts.items()) if f.done()]:
                     progressed = True
-                    self.answered += 1
                     self._unused += 1
                     yield Unused(prompts.pop(i).result())
                 if not prompts and not self._running and not self._queued:

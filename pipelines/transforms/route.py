@@ -133,15 +133,23 @@ class _SplitOutcomesFn(beam.DoFn):
         self._partial = partial
 
     def process(self, outcome: GenerationOutcome) -> Iterable[Any]:
-        if outcome.ok:
-            count(self._stage, "ok")
-            yield outcome
-            return
-        count(self._stage, "failed")
-        partial = self._partial(outcome.request) if self._partial is not None else None
-        yield beam.pvalue.TaggedOutput(FAILED, failure_record(
-            outcome, recipe=self._recipe, stage=self._stage, generator=self._generator,
-            partial=partial))
+        partial = (self._partial(outcome.request)
+                   if self._partial is not None and not outcome.ok else None)
+        dead = count_answer(outcome, recipe=self._recipe, stage=self._stage,
+                            generator=self._generator, partial=partial)
+        yield outcome if dead is None else beam.pvalue.TaggedOutput(FAILED, dead)
+
+
+def count_answer(outcome: GenerationOutcome, *, recipe: str, stage: str, generator: str,
+                 partial: str | None = None) -> FailureRecord | None:
+    """Count one answered request of `stage` as ok or failed; a failed one's dead letter.
+    Every generation step (a `Generate`, a bootstrap lane) counts its answers here."""
+    if outcome.ok:
+        count(stage, "ok")
+        return None
+    count(stage, "failed")
+    return failure_record(outcome, recipe=recipe, stage=stage, generator=generator,
+                          partial=partial)
 
 
 def failure_record(outcome: GenerationOutcome, *, recipe: str, stage: str,

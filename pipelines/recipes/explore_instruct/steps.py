@@ -140,17 +140,18 @@ def extend_request(node: TaskNode, tree: Sequence[TaskNode], attempt: int, cfg: 
     if got >= ei.extend_num(node.depth) or len(children) >= ei.max_child_num:
         return []
     last = min(attempt + ei.extend_ahead, ei.max_extend_attempts - 1)
-    ahead = tuple(replace(_extend_one(node, view, children, later, cfg), stage=STAGE_EXTEND_AHEAD)
+    k = min(max(ei.extend_num(node.depth) - got, ei.min_extend_num),
+            ei.max_child_num - len(children))
+    ahead = tuple(replace(_extend_one(node, view, children, k, later, cfg),
+                          stage=STAGE_EXTEND_AHEAD)
                   for later in range(attempt + 1, last + 1))
-    return [replace(_extend_one(node, view, children, attempt, cfg), ahead=ahead)]
+    return [replace(_extend_one(node, view, children, k, attempt, cfg), ahead=ahead)]
 
 
-def _extend_one(node: TaskNode, view: TreeView, children: Sequence[TaskNode], attempt: int,
-                cfg: RunConfig) -> GenerationRequest:
+def _extend_one(node: TaskNode, view: TreeView, children: Sequence[TaskNode], k: int,
+                attempt: int, cfg: RunConfig) -> GenerationRequest:
+    """One extend attempt's request: the node, its `children` so far, `k` subtasks asked."""
     ei = cfg.explore_instruct
-    got = sum(c.origin == "explored" for c in children)
-    want = ei.extend_num(node.depth)
-    k = min(max(want - got, ei.min_extend_num), ei.max_child_num - len(children))
     parent = view.parent(node) or node
     request_id = stable_id(RECIPE, STAGE_EXTEND, node.node_id, attempt)
     template = load_prompt(*PROMPT_EXTEND)
