@@ -179,17 +179,6 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
         return _Session(self._cfg, self._identity, cache, self._endpoint, self._share_token,
                         self._retry_failed)
 
-    def request_key(self, request: GenerationRequest) -> str:
-        """The cache key of `request` on this handler's generator."""
-        return cache_key(self._identity.model, self._identity.revision, request)
-
-    @property
-    def cache_dir(self) -> str | None:
-        return self._cache_dir
-
-    @property
-    def retry_failed(self) -> bool:
-        return self._retry_failed
 
     def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
                       inference_args: dict[str, Any] | None = None

@@ -165,6 +165,13 @@ class _LaneFn(beam.DoFn):
             record=journal.record if journal else None,
             retry_failed=session.retry_failed, stall_after=spec.stall_after)
         name = self._progress if spec.lanes == 1 else f"{self._progress}[{lane}]"
+        # Said here, on the worker, not while the graph is built: `instructbeam plan` builds
+        # it too, and must not read the cache.
+        line = replay_line(name, journal.entries if journal else (), spec,
+                           session.retry_failed)
+        if line:
+            PROGRESS.note(line)
+            log.info(line)
         warned = False
         try:
             for event in loop.run(session.pool):
@@ -261,7 +268,6 @@ class BootstrapLanes(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> LaneOutputs:
         spec = self._spec
-        announce_replay(self._handler, spec)
         lane_step = beam.ParDo(_LaneFn(self._handler, spec, self._progress))
         hints = self._handler.get_resource_hints()
         if hints:
@@ -298,29 +304,20 @@ class BootstrapLanes(beam.PTransform):
         return LaneOutputs(accepted, out[FAILED], tuple(rejected), tuple(followed))
 
 
-def announce_replay(handler: GeneratorModelHandler, spec: LaneSpec) -> None:
-    """Before the job: what the lanes' journals will replay, and what `--retry-failed` asks
-    again and may cost (or costs now, when it is set). Silent without journals."""
-    cache_dir = handler.cache_dir
-    if cache_dir is None:
-        return
-    decided = failed = invalidated = calls = 0
-    for lane in range(spec.lanes):
-        entries = LaneJournal(cache_dir, spec.journal_id(lane, handler.request_key)).entries
-        cost = retry_cost(entries, spec.refresh, len(spec.followups))
-        decided += len(entries)
-        failed, invalidated, calls = (failed + cost.failed, invalidated + cost.invalidated,
-                                      calls + cost.calls)
-    if not decided:
-        return
-    line = f"{spec.recipe}: resuming {decided} decided prompts from the cache's lane journal"
-    if failed and handler.retry_failed:
-        line += (f"; retrying their {failed} failed prompts may re-ask up to {invalidated} "
-                 f"decided prompts that saw the first failure (up to ~{calls} calls "
-                 "with follow-ups)")
-    elif failed:
-        line += (f", {failed} of them failed and stay failed (dead letters); --retry-failed "
-                 f"asks them again and may re-ask up to {invalidated} later prompts "
-                 f"(up to ~{calls} calls with follow-ups)")
-    PROGRESS.note(line)
-    log.info(line)
+def replay_line(name: str, entries: Sequence[Any], spec: LaneSpec, retrying: bool
+                ) -> str | None:
+    """Before a lane asks anything: what its journal replays, and what `--retry-failed` asks
+    again and may cost (or costs now, when it is set). None without a journal."""
+    if not entries:
+        return None
+    cost = retry_cost(entries, spec.refresh, len(spec.followups))
+    line = f"{name}: resuming {len(entries)} decided prompts from the cache's lane journal"
+    if cost.failed and retrying:
+        line += (f"; retrying their {cost.failed} failed prompts may re-ask up to "
+                 f"{cost.invalidated} decided prompts that saw the first failure (up to "
+                 f"~{cost.calls} calls with follow-ups)")
+    elif cost.failed:
+        line += (f", {cost.failed} of them failed and stay failed (dead letters); "
+                 f"--retry-failed asks them again and may re-ask up to {cost.invalidated} "
+                 f"later prompts (up to ~{cost.calls} calls with follow-ups)")
+    return line

@@ -60,8 +60,8 @@ from schemas import InstructionRecord, Reason
 Judged = tuple[InstructionRecord, Verdict]
 
 #: A lane whose last this-many decided prompts all failed stops: the generator is down, and
-#: sending the rest of the budget into it would only pile up dead letters (a rerun resumes:
-#: failures are never cached).
+#: sending the rest of the budget into it would only pile up dead letters (a rerun replays
+#: them and goes on past them: replayed failures do not count towards this stop).
 FAILURES_IN_A_ROW = 50
 
 STOP_TARGET = "target"  # the lane accepted its share of the target
