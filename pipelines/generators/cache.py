@@ -2,13 +2,16 @@
 
 The key is a hash of everything that determines an answer: model id and revision, API, the
 rendered prompt, the sampling parameters and the per-request seed. Entries are written to a
-unique temporary name and renamed into place, so a retried bundle, a concurrent worker or a
+unique temporary name and moved into place, so a retried bundle, a concurrent worker or a
 killed run never leaves a half-written entry; a corrupt entry is treated as a miss. Only valid
-answers are stored: transport failures are never cached.
+answers are stored: transport failures are never cached. The first answer stored for a key
+wins: two runs sharing a cache that both ask the same request both use that answer, the one
+every later run replays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,18 +69,48 @@ class ResponseCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def put(self, key: str, completion: Completion) -> None:
+    def put(self, key: str, completion: Completion) -> Completion:
+        """Store `completion` unless the key already holds a valid answer; return the answer
+        the cache holds afterwards (the first one stored wins, never silently overwritten).
+
+        A local folder is race-free: the entry is written to a temporary name and hard-linked
+        to its final name, which fails if that name exists, so two runs, threads or workers
+        racing on one key all get the one answer that won. On gs:// (any `scheme://`) Beam
+        offers no create-if-absent, so it is check-then-write: two writers that both find the
+        key empty in the same moment each keep their own answer and the later write becomes
+        the entry (rare, and never a half-written one). A local file system without hard
+        links falls back to the same.
+        """
+        existing = self.get(key)
+        if existing is not None:
+            return existing
         path = self._path(key)
-        directory = FileSystems.join(self.root, key[:2])
-        if not directory.startswith("gs://"):
-            os.makedirs(directory, exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
         body = json.dumps({
             "text": completion.text,
             "finish_reason": completion.finish_reason,
             "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens,
         }, ensure_ascii=False).encode("utf-8")
-        with FileSystems.create(tmp, compression_type="uncompressed") as handle:
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        if "://" in path:
+            with FileSystems.create(tmp, compression_type="uncompressed") as handle:
+                handle.write(body)
+            FileSystems.rename([tmp], [path])
+            return completion
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as handle:
             handle.write(body)
-        FileSystems.rename([tmp], [path])
+        try:
+            os.link(tmp, path)  # creates the name only if it is absent: the first link wins
+            return completion
+        except FileExistsError:
+            winner = self.get(key)
+            if winner is not None:
+                return winner
+            os.replace(tmp, path)  # the name holds a corrupt entry (a miss for get)
+        except OSError:  # a file system without hard links: check-then-write, as on gs://
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return self.get(key) or completion

@@ -266,6 +266,8 @@ def _call(request: GenerationRequest, session: _Session, key: str, *,
                                  error_class=exc.kind, error_message=str(exc),
                                  timeouts=exc.timeouts, held=held)
     if session.cache is not None:
-        session.cache.put(key, completion)
+        # Another run sharing the cache may have answered first: its answer is the one the
+        # cache replays from now on, so it is the one this run uses too.
+        completion = session.cache.put(key, completion)
     return GenerationOutcome(request, completion, attempts=attempts, timeouts=timeouts,
                              held=held)
