@@ -1,6 +1,7 @@
 """Content-addressed response cache on Beam FileSystems (a local directory or gs://).
 
-The key is a hash of everything that determines an answer: model id and revision, API, the
+The key is a hash of everything that determines an answer: model id and revision, the server
+setup that changes answers (dtype, chat template, tokenizer, ...: `server_identity`), API, the
 rendered prompt, the sampling parameters and the per-request seed. Entries are written to a
 unique temporary name and moved into place, so a retried bundle, a concurrent worker or a
 killed run never leaves a half-written entry; a corrupt entry is treated as a miss. Only valid
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,16 @@ def default_cache_dir() -> str:
     return FileSystems.join(root, "responses")
 
 
-def cache_key(model: str, revision: str, request: GenerationRequest) -> str:
-    material = {
+def cache_key(model: str, revision: str, request: GenerationRequest,
+              server: Sequence[Sequence[str]] = ()) -> str:
+    """The key of one request's answer.
+
+    `server`: `GeneratorIdentity.server`, the setup of a server we start that changes an
+    answer; it always holds at least the dtype, so keys made before it was in the key (which
+    could not tell one setup from another) are never reused for such a server. An endpoint
+    someone else runs has none: its keys are the ones it always had.
+    """
+    material: dict[str, Any] = {
         "model": model,
         "revision": revision,
         "api": request.api,
@@ -38,6 +48,8 @@ def cache_key(model: str, revision: str, request: GenerationRequest) -> str:
         "sampling": request.sampling,
         "seed": request.seed,
     }
+    if server:  # only when present, like the fields below
+        material["server"] = [list(entry) for entry in server]
     if request.extra_body:  # only when present, so that older cache keys stay valid
         material["extra_body"] = request.extra_body
     if request.messages:  # likewise: a multi-turn chat request

@@ -131,8 +131,8 @@ class _Session:
                     raise self._no_endpoint
                 cfg = self._cfg
                 try:
-                    endpoint = self._endpoint or endpoint_for(cfg, self._share_token,
-                                                                self.identity.pin)
+                    endpoint = self._endpoint or endpoint_for(
+                        cfg, self._share_token, self.identity.pin, self.identity.dtype)
                 except Exception as exc:
                     self._no_endpoint = exc
                     raise
@@ -245,7 +245,8 @@ def generate_one(request: GenerationRequest, session: _Session) -> GenerationOut
     """One request the way every generation step sends it: the response cache first, then the
     client (retries, timeouts); a final failure is an outcome, never an exception. Safe to
     call from many threads (the bootstrap loop calls it from its own pool)."""
-    key = cache_key(session.identity.model, session.identity.revision, request)
+    identity = session.identity
+    key = cache_key(identity.model, identity.revision, request, identity.server)
     if session.cache is not None:
         hit = session.cache.get(key)
         if hit is not None:
