@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                        "holding the config or an input)")
     run_p.add_argument("--no-cache", action="store_true", help="do not read or write the "
                        "response cache")
+    run_p.add_argument("--retry-failed", action="store_true",
+                       help="ask again the requests an earlier run with this cache failed "
+                       "for good (by default they are replayed as failures, so a rerun "
+                       "decides the same); same as --set cache.retry_failed=true")
     run_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set self_instruct.lanes=2")
     run_p.add_argument("--strict-targets", action="store_true",
@@ -155,6 +159,8 @@ def _run(args: argparse.Namespace, beam_args: list[str], interrupt: Interrupt) -
         overrides["output_dir"] = args.output_dir
     if args.no_cache:
         overrides["cache.enabled"] = False
+    if args.retry_failed:
+        overrides["cache.retry_failed"] = True
     cfg = load_config(args.config, overrides)
     check_run_options(cfg, beam_args)  # a bad option is one line, before "running"
     interrupt.caching = cfg.cache.enabled

@@ -221,7 +221,8 @@ def build_pipeline(options: PipelineOptions, cfg: RunConfig, seeds,
     handler = None
     if identity is not None:
         handler = GeneratorModelHandler(cfg.generator, identity, cache_dir, endpoint=endpoint,
-                                        resource_hints=hints)
+                                        resource_hints=hints,
+                                        retry_failed=cfg.cache.retry_failed)
     p = beam.Pipeline(options=options)
     inputs = Inputs(len(seeds), identity, seeds)
     ctx = BuildContext(cfg, inputs, handler, cache_dir, endpoint, hints)

@@ -343,6 +343,10 @@ class FiltersConfig:
 class CacheConfig:
     enabled: bool = True
     dir: str | None = None  # default: $INSTRUCTBEAM_CACHE/responses or ~/.cache/instructbeam/...
+    # A request an earlier run failed for good is replayed as that failure, so a rerun makes
+    # the same decisions; true asks them again (`run --retry-failed`), which can change what
+    # later prompts of a bootstrap see and so re-ask them too.
+    retry_failed: bool = False
 
 
 class FieldError(ValueError):

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -115,6 +116,12 @@ def _is_output_first(prompt: str) -> bool:
     return prompt.count("Class label:") >= 3
 
 
+def is_instruction_prompt(prompt: str) -> bool:
+    """A Self-Instruct instruction prompt (not classification, not instances)."""
+    return not (prompt.rstrip().endswith("Is it classification?")
+                or (prompt.endswith("\n") and "Task:" in prompt))
+
+
 def scripted_completion(prompt: str, seed: int) -> tuple[str, str]:
     if prompt.rstrip().endswith("Is it classification?"):
         return clf_answer(prompt), "stop"
@@ -126,11 +133,17 @@ def scripted_completion(prompt: str, seed: int) -> tuple[str, str]:
 class ScriptedServer:
     def __init__(self, faults: FaultPlan | None = None, model: str = "scripted", *,
                  api_key: str | None = None, hold_after: int | None = None,
-                 answer_delay_s: float = 0.0) -> None:
+                 answer_delay_s: float = 0.0, outage: range | None = None,
+                 outage_of: Callable[[str], bool] = lambda prompt: True) -> None:
         """`hold_after=K`: answer K requests, then hold every later one until `stop()`
         (lets a test kill a client at a known point). `answer_delay_s`: every answer takes
         that long (so a test can see which requests were in flight together); `timeline`
-        records ("arrive" | "answer", time.monotonic(), prompt) per request."""
+        records ("arrive" | "answer", time.monotonic(), prompt) per request. `outage`: the
+        requests (numbered from 0 in arrival order, retries included) answered 503; only
+        the requests whose prompt `outage_of` accepts are numbered and may meet it."""
+        self.outage = outage
+        self.outage_of = outage_of
+        self._posts = 0
         self.answer_delay_s = answer_delay_s
         self.timeline: list[tuple[str, float, str]] = []
         self.faults = faults or FaultPlan()
@@ -170,6 +183,13 @@ class ScriptedServer:
                 prompt = body.get("prompt") or body["messages"][-1]["content"]
                 with server.stats.lock:
                     server.timeline.append(("arrive", time.monotonic(), prompt))
+                    counted = server.outage_of(prompt)
+                    number, server._posts = server._posts, server._posts + counted
+                if server.outage is not None and counted and number in server.outage:
+                    with server.stats.lock:
+                        server.stats.faults["outage"] += 1
+                    self._send(503, {"error": {"message": "the server is down"}})
+                    return
                 time.sleep(server.answer_delay_s)
                 if server._must_hold():
                     server.holding.set()

@@ -4,10 +4,17 @@ The key is a hash of everything that determines an answer: model id and revision
 setup that changes answers (dtype, chat template, tokenizer, ...: `server_identity`), API, the
 rendered prompt, the sampling parameters and the per-request seed. Entries are written to a
 unique temporary name and moved into place, so a retried bundle, a concurrent worker or a
-killed run never leaves a half-written entry; a corrupt entry is treated as a miss. Only valid
-answers are stored: transport failures are never cached. The first answer stored for a key
-wins: two runs sharing a cache that both ask the same request both use that answer, the one
-every later run replays.
+killed run never leaves a half-written entry; a corrupt entry is treated as a miss. The first
+answer stored for a key wins: two runs sharing a cache that both ask the same request both
+use that answer, the one every later run replays.
+
+Beside the answers the cache keeps *decided failures*: a request that failed for good
+(retries spent) in a step that decided on it leaves a `<key>.failed` record, so a rerun
+replays the failure instead of asking again. Asking again could succeed, and a success where
+the first run had a failure changes what every later prompt of a bootstrap sees, so the rerun
+would pay for much of the run again and write other data. Failures are only asked again on
+request (`cache.retry_failed`, `--retry-failed`). An answer always wins over a failure record
+for the same key.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.generators.generation import Completion, GenerationRequest
+from pipelines.generators.generation import Completion, GenerationRequest, RecordedFailure
 
 
 def default_cache_dir() -> str:
@@ -56,6 +63,9 @@ def cache_key(model: str, revision: str, request: GenerationRequest,
         material["messages"] = [list(turn) for turn in request.messages]
     blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+FAILURE_SUFFIX = ".failed"  # not `.json`: counting `*.json` counts answers only
 
 
 class ResponseCache:
@@ -126,3 +136,45 @@ class ResponseCache:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return self.get(key) or completion
+
+    # -- decided failures ------------------------------------------------------------------
+
+    def _failure_path(self, key: str) -> str:
+        return FileSystems.join(self.root, key[:2], f"{key}{FAILURE_SUFFIX}")
+
+    def get_failure(self, key: str) -> RecordedFailure | None:
+        """The failure recorded for `key`, or None (none, or unreadable: asked again)."""
+        path = self._failure_path(key)
+        try:
+            if not FileSystems.exists(path):
+                return None
+            with FileSystems.open(path, compression_type="uncompressed") as handle:
+                data: dict[str, Any] = json.loads(handle.read().decode("utf-8"))
+            return RecordedFailure(str(data["error_class"]), str(data["error_message"]),
+                                   int(data["attempts"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put_failure(self, key: str, failure: RecordedFailure) -> None:
+        """Record that `key` failed for good (the message is already redacted)."""
+        path = self._failure_path(key)
+        directory = FileSystems.join(self.root, key[:2])
+        if not directory.startswith("gs://"):
+            os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        body = json.dumps({"error_class": failure.error_class,
+                           "error_message": failure.error_message,
+                           "attempts": failure.attempts}, ensure_ascii=False).encode("utf-8")
+        with FileSystems.create(tmp, compression_type="uncompressed") as handle:
+            handle.write(body)
+        FileSystems.rename([tmp], [path])
+
+    def drop_failure(self, key: str) -> None:
+        """Forget a failure that a retry has answered (the answer would win anyway; this
+        keeps the folder honest about what is still failed)."""
+        path = self._failure_path(key)
+        try:
+            if FileSystems.exists(path):
+                FileSystems.delete([path])
+        except OSError:
+            pass

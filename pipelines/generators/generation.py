@@ -83,6 +83,28 @@ class GenerationOutcome:
         return self.completion is not None
 
 
+@dataclass(frozen=True)
+class RecordedFailure:
+    """A request that failed for good in an earlier run: what a rerun replays instead of
+    asking again (pipelines.generators.cache keeps them; a bootstrap lane's journal too)."""
+
+    error_class: str
+    error_message: str
+    attempts: int
+
+    def replay(self, request: GenerationRequest) -> GenerationOutcome:
+        """The outcome as the earlier run decided it (its dead letter is the same bytes);
+        `cached`: nothing was asked."""
+        return GenerationOutcome(request, None, cached=True, attempts=self.attempts,
+                                 error_class=self.error_class,
+                                 error_message=self.error_message)
+
+    @classmethod
+    def of(cls, outcome: GenerationOutcome) -> RecordedFailure:
+        return cls(outcome.error_class or "unknown", outcome.error_message or "",
+                   outcome.attempts)
+
+
 class TransientError(Exception):
     """A transport fault worth retrying."""
 

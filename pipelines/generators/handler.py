@@ -28,6 +28,7 @@ from pipelines.generators.generation import (
     GenerationRequest,
     OpenAICompatClient,
     PrefixWarmup,
+    RecordedFailure,
     RetryPolicy,
     TimeoutPolicy,
     warmup_key,
@@ -105,8 +106,10 @@ class _Session:
     """
 
     def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
-                 cache: ResponseCache | None, endpoint: str | None, share_token: str) -> None:
+                 cache: ResponseCache | None, endpoint: str | None, share_token: str,
+                 retry_failed: bool = False) -> None:
         self._cfg = cfg
+        self.retry_failed = retry_failed  # ask recorded failures again instead of replaying
         self._endpoint = endpoint
         self._share_token = share_token
         self._client: OpenAICompatClient | None = None
@@ -150,8 +153,11 @@ class _Session:
 class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _Session]):
     def __init__(self, cfg: GeneratorConfig, identity: GeneratorIdentity,
                  cache_dir: str | None, *, endpoint: str | None = None,
-                 resource_hints: dict[str, str] | None = None) -> None:
+                 resource_hints: dict[str, str] | None = None,
+                 retry_failed: bool = False) -> None:
         """`endpoint` overrides how the URL is obtained (tests point it at their own server).
+        `retry_failed`: ask the requests an earlier run failed for good again, instead of
+        replaying their failures from the cache (`cache.retry_failed`).
 
         `resource_hints` (e.g. {"accelerator": "type:nvidia-l4;count:1;install-nvidia-driver"})
         go on the generation steps only: Dataflow's right-fitting then puts just those steps
@@ -163,20 +169,26 @@ class GeneratorModelHandler(ModelHandler[GenerationRequest, PredictionResult, _S
         self._cache_dir = cache_dir
         self._endpoint = endpoint
         self._resource_hints = dict(resource_hints or {})
+        self._retry_failed = retry_failed
         # Workers of this driver's jobs share one server per model and machine; other
         # drivers on the same machine do not (the token is pickled with the handler).
         self._share_token = _DRIVER_TOKEN
 
     def load_model(self) -> _Session:
         cache = ResponseCache(self._cache_dir) if self._cache_dir else None
-        return _Session(self._cfg, self._identity, cache, self._endpoint, self._share_token)
+        return _Session(self._cfg, self._identity, cache, self._endpoint, self._share_token,
+                        self._retry_failed)
+
 
     def run_inference(self, batch: Sequence[GenerationRequest], model: _Session,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
         # Early requests only help through the cache; without one they would be thrown away.
         ahead = [a for r in batch for a in r.ahead] if model.cache is not None else []
-        everything = list(model.pool.map(lambda r: generate_one(r, model), [*batch, *ahead]))
+        # Ahead requests only fill the cache: their failures decide nothing, so none is kept.
+        jobs = [(r, True) for r in batch] + [(r, False) for r in ahead]
+        everything = list(model.pool.map(lambda job: generate_one(job[0], model,
+                                                                  decided=job[1]), jobs))
         outcomes = everything[:len(batch)]
         for outcome in everything:  # counters only work on the bundle's thread, not the pool's
             count_outcome(outcome, caching=model.cache is not None)
@@ -227,6 +239,8 @@ def count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
     metric("generator", stage, "requests")
     if outcome.cached:
         metric("generator", stage, "cache_hits")
+        if completion is None:
+            metric("generator", stage, "failures_replayed")
         return
     if caching:
         metric("generator", stage, "cache_misses")
@@ -241,28 +255,46 @@ def count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
     metric("generator", stage, "completion_tokens", outcome.completion.completion_tokens)
 
 
-def generate_one(request: GenerationRequest, session: _Session) -> GenerationOutcome:
+def request_key(session: _Session, request: GenerationRequest) -> str:
+    """The cache key of `request` on this session's generator."""
+    identity = session.identity
+    return cache_key(identity.model, identity.revision, request, identity.server)
+
+
+def generate_one(request: GenerationRequest, session: _Session, *,
+                 decided: bool = True) -> GenerationOutcome:
     """One request the way every generation step sends it: the response cache first, then the
     client (retries, timeouts); a final failure is an outcome, never an exception. Safe to
-    call from many threads (the bootstrap loop calls it from its own pool)."""
-    identity = session.identity
-    key = cache_key(identity.model, identity.revision, request, identity.server)
+    call from many threads (the bootstrap loop calls it from its own pool).
+
+    `decided`: the caller decides on this outcome (a `Generate` step, a follow-up), so a
+    failure is recorded in the cache and replayed by a rerun unless the session retries
+    failures. The bootstrap loop's prompts pass False (its lane journal records their
+    decisions, and an answer that came back beyond the stop decides nothing), as do requests
+    sent ahead only to fill the cache."""
+    key = request_key(session, request)
     if session.cache is not None:
         hit = session.cache.get(key)
         if hit is not None:
             return GenerationOutcome(request, hit, cached=True, attempts=0)
+        if decided and not session.retry_failed:
+            failure = session.cache.get_failure(key)
+            if failure is not None:
+                return failure.replay(request)
     if session.warmup is None:
-        return _call(request, session, key, held=False)
+        return _call(request, session, key, held=False, decided=decided)
     # One template's requests share its prefix: the first goes alone (see PrefixWarmup).
     with session.warmup.turn(warmup_key(request)) as held:
-        return _call(request, session, key, held=held)
+        return _call(request, session, key, held=held, decided=decided)
 
 
 def _call(request: GenerationRequest, session: _Session, key: str, *,
-          held: bool) -> GenerationOutcome:
+          held: bool, decided: bool) -> GenerationOutcome:
     try:
         completion, attempts, timeouts = session.client.generate(request)
     except GenerationFailed as exc:
+        if decided and session.cache is not None:
+            session.cache.put_failure(key, RecordedFailure(exc.kind, str(exc), exc.attempts))
         return GenerationOutcome(request, None, attempts=exc.attempts,
                                  error_class=exc.kind, error_message=str(exc),
                                  timeouts=exc.timeouts, held=held)
@@ -270,5 +302,7 @@ def _call(request: GenerationRequest, session: _Session, key: str, *,
         # Another run sharing the cache may have answered first: its answer is the one the
         # cache replays from now on, so it is the one this run uses too.
         completion = session.cache.put(key, completion)
+        if session.retry_failed:
+            session.cache.drop_failure(key)
     return GenerationOutcome(request, completion, attempts=attempts, timeouts=timeouts,
                              held=held)

@@ -39,17 +39,19 @@ class _Progress:
         self._draw()
 
     def loop(self, name: str, *, accepted: int, target: int, in_flight: int,
-             answered: int = 0, left: int | None = None) -> None:
+             answered: int = 0, left: int | None = None, warning: str | None = None
+             ) -> None:
         """A bootstrap loop's state (pipelines/transforms/bootstrap.py): shown as
         `name: accepted/target, N in flight, ETA`. With `left` (the loop's estimate of the
         requests still to answer, follow-ups included) the ETA is over requests, else over
-        accepted instructions; either way it assumes the rate so far holds."""
+        accepted instructions; either way it assumes the rate so far holds. `warning`: shown
+        after it (e.g. a collapsed acceptance rate)."""
         if not self._enabled:
             return
         with self._lock:
             started = self._loops.get(name, [0, 0, 0, time.monotonic()])[3]
             work = (answered, answered + left) if left is not None else (accepted, target)
-            self._loops[name] = [accepted, target, in_flight, started, work]
+            self._loops[name] = [accepted, target, in_flight, started, work, warning]
         self._draw()
 
     def _draw(self) -> None:
@@ -65,9 +67,10 @@ class _Progress:
     def _line(self, now: float) -> str:
         elapsed = max(now - self._start, 1e-6)
         parts = []  # loops first: a terminal line is cut at 200 characters
-        for name, (accepted, target, in_flight, started, work) in self._loops.items():
+        for name, (accepted, target, in_flight, started, work, warning) in self._loops.items():
             parts.append(f"{name}: {accepted:.0f}/{target:.0f} accepted, {in_flight:.0f} in "
-                         f"flight{_eta(*work, time.monotonic() - started)}")
+                         f"flight{_eta(*work, time.monotonic() - started)}"
+                         + (f" [{warning}]" if warning else ""))
         for stage, row in self._stages.items():
             bits = []
             if row["requests"]:

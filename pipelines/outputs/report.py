@@ -59,6 +59,7 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
                          f"{u.get('timeouts', 0)} timeouts; "
                          f"{u.get('completion_tokens', 0)} tokens"
                          + _prefix_cache(u))
+        lines += _paid(usage)
     if "instag" in manifest.get("reports", {}):
         lines += format_report(manifest["reports"]["instag"])
     for name, report in sorted(manifest.get("reports", {}).items()):
@@ -84,6 +85,19 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
         lines.append(f"  {'report:':<14}{base}/report.html  (open in a browser)")
     lines.append(f"  {'manifest:':<14}{base}/manifest.json")
     return "\n".join(lines)
+
+
+def _paid(usage: dict[str, dict[str, int]]) -> list[str]:
+    """What the run paid for and what the cache gave back, failures it replayed included
+    (an earlier run decided them; `--retry-failed` asks them again)."""
+    total = {name: sum(u.get(name, 0) for u in usage.values())
+             for name in ("calls", "failed", "cache_hits", "failures_replayed")}
+    line = (f"  paid: {total['calls']} calls answered, {total['failed']} failed; from the "
+            f"cache: {total['cache_hits'] - total['failures_replayed']} answers")
+    if total["failures_replayed"]:
+        line += (f", {total['failures_replayed']} failures replayed as decided earlier "
+                 "(--retry-failed asks them again)")
+    return [line]
 
 
 def _cell(row: dict[str, Any], key: str) -> str:

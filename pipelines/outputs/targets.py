@@ -40,6 +40,7 @@ NOVEL = "novel"  # candidates accepted into a lane's pool
 NOT_NOVEL = "not_novel"  # candidates rejected by the ROUGE-L rule
 LANE_DUPLICATES = "lane_duplicates"  # accepted by a lane, rejected by the cross-lane pass
 STOPPED_FAILING = "stopped_failing"  # lanes that stopped because their generator kept failing
+STOPPED_STALLED = "stopped_stalled"  # lanes that stopped because nothing new was accepted
 
 Target = dict[str, Any]  # {"wanted": int, "got": int, "met": bool, "why": str}
 
@@ -79,6 +80,9 @@ def bootstrap_target(wanted: int, max_prompts: int, c: Mapping[str, int]) -> Tar
         return _target(wanted, got, f"reached {sent}")
     if c.get(STOPPED_FAILING, 0):
         limit = "stopped: the generator failed every recent prompt"
+    elif c.get(STOPPED_STALLED, 0):
+        limit = ("stalled: the generator's recent answers added nothing new "
+                 "(stall_prompts reached)")
     elif prompts >= max_prompts:
         limit = f"max_prompts={max_prompts} reached"
     else:  # every lane reached its share; the cross-lane pass removed repeats

@@ -29,6 +29,7 @@ because its instruction's own rejection is already on record).
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -37,19 +38,27 @@ import apache_beam as beam
 
 from filters.verdict import Verdict
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
-from pipelines.generators.handler import GeneratorModelHandler, count_outcome, generate_one
+from pipelines.generators.handler import (
+    GeneratorModelHandler,
+    count_outcome,
+    generate_one,
+    request_key,
+)
 from pipelines.outputs import targets
 from pipelines.outputs.progress import PROGRESS
 from pipelines.transforms.bootstrap_loop import (
     STOP_FAILING,
+    STOP_STALLED,
     BootstrapLoop,
     Decision,
     FollowedUp,
     FollowUpStep,
     Judged,
+    PoolPrefix,
     Refresh,
     lane_share,
 )
+from pipelines.transforms.lane_journal import LaneJournal, lane_id, retry_cost
 from pipelines.transforms.novelty import NoveltyFilter
 from pipelines.transforms.route import (
     FAILED,
@@ -59,6 +68,8 @@ from pipelines.transforms.route import (
     count_target,
 )
 from schemas import FailureRecord, InstructionRecord, Reason
+
+log = logging.getLogger(__name__)
 
 HEURISTICS = "heuristics"
 NOVELTY = "novelty"
@@ -90,6 +101,14 @@ class LaneSpec:
     novelty_stage: str
     target_name: str  # the config key of the target (its counters' namespace)
     followups: tuple[FollowUpStep, ...] = ()
+    stall_after: int | None = None  # stop after this many answers in a row add nothing
+
+    def journal_id(self, lane: int, key: Callable[[GenerationRequest], str]) -> str:
+        """The journal lane `lane` reads and writes (`key`: a request's cache key)."""
+        first = key(self.request(lane, 0, PoolPrefix([], 0)))
+        return lane_id(recipe=self.recipe, stage=self.instruction_stage, lane=lane,
+                       lanes=self.lanes, threshold=self.threshold, refresh=self.refresh,
+                       exact_scores=self.exact_scores, first_key=first)
 
 
 def followed_tag(step: int) -> str:
@@ -128,25 +147,53 @@ class _LaneFn(beam.DoFn):
         spec, session = self._spec, self._session
         caching = session.cache is not None
         target = lane_share(spec.target, spec.lanes, lane)
+        key = functools.partial(request_key, session)
+        # Without a cache nothing is replayed, so nothing is recorded either.
+        journal = (LaneJournal(session.cache.root, spec.journal_id(lane, key))
+                   if caching else None)
+        # Prompts: the journal decides on failures; follow-ups: the cache's failure records.
+        prompt_call = functools.partial(generate_one, session=session, decided=False)
+        followup_call = functools.partial(generate_one, session=session)
         loop = BootstrapLoop(
             seeds=spec.seeds, request=functools.partial(spec.request, lane),
-            call=functools.partial(generate_one, session=session), judge=spec.judge,
+            call=prompt_call, judge=spec.judge,
             target=target, max_prompts=lane_share(spec.max_prompts, spec.lanes, lane),
             max_concurrency=spec.max_concurrency, refresh=spec.refresh,
             threshold=spec.threshold, exact_scores=spec.exact_scores,
-            followups=spec.followups)
+            followups=spec.followups, followup_call=followup_call,
+            key=key, replay=journal.entries if journal else (),
+            record=journal.record if journal else None,
+            retry_failed=session.retry_failed, stall_after=spec.stall_after)
         name = self._progress if spec.lanes == 1 else f"{self._progress}[{lane}]"
-        for event in loop.run(session.pool):
-            count_outcome(event.outcome, caching=caching)
-            if isinstance(event, Decision):
-                yield from self._decided(event)
-            elif isinstance(event, FollowedUp):
-                yield from self._followed(event)
-            PROGRESS.loop(name, accepted=loop.accepted, target=target,
-                          in_flight=loop.in_flight, answered=loop.answered,
-                          left=loop.requests_left())
+        # Said here, on the worker, not while the graph is built: `instructbeam plan` builds
+        # it too, and must not read the cache.
+        line = replay_line(name, journal.entries if journal else (), spec,
+                           session.retry_failed)
+        if line:
+            PROGRESS.note(line)
+            log.info(line)
+        warned = False
+        try:
+            for event in loop.run(session.pool):
+                count_outcome(event.outcome, caching=caching)
+                if isinstance(event, Decision):
+                    yield from self._decided(event)
+                elif isinstance(event, FollowedUp):
+                    yield from self._followed(event)
+                warning = loop.collapse_warning()
+                if warning and not warned:
+                    warned = True
+                    PROGRESS.note(f"{name}: {warning}")
+                PROGRESS.loop(name, accepted=loop.accepted, target=target,
+                              in_flight=loop.in_flight, answered=loop.answered,
+                              left=loop.requests_left(), warning=warning)
+        finally:
+            if journal is not None:
+                journal.flush()
         if loop.stop_reason == STOP_FAILING:
             count_target(spec.target_name, targets.STOPPED_FAILING)
+        if loop.stop_reason == STOP_STALLED:
+            count_target(spec.target_name, targets.STOPPED_STALLED)
 
     def _answered(self, outcome: GenerationOutcome, stage: str) -> FailureRecord | None:
         """Count one of the lane's answers as an input of `stage`, as a `Generate` would."""
@@ -255,3 +302,22 @@ class BootstrapLanes(beam.PTransform):
                 | f"{label}/Match" >> beam.CoGroupByKey()
                 | f"{label}/Survivors" >> beam.FlatMap(_survivors_only(step.orphan)))
         return LaneOutputs(accepted, out[FAILED], tuple(rejected), tuple(followed))
+
+
+def replay_line(name: str, entries: Sequence[Any], spec: LaneSpec, retrying: bool
+                ) -> str | None:
+    """Before a lane asks anything: what its journal replays, and what `--retry-failed` asks
+    again and may cost (or costs now, when it is set). None without a journal."""
+    if not entries:
+        return None
+    cost = retry_cost(entries, spec.refresh, len(spec.followups))
+    line = f"{name}: resuming {len(entries)} decided prompts from the cache's lane journal"
+    if cost.failed and retrying:
+        line += (f"; retrying their {cost.failed} failed prompts may re-ask up to "
+                 f"{cost.invalidated} decided prompts that saw the first failure (up to "
+                 f"~{cost.calls} calls with follow-ups)")
+    elif cost.failed:
+        line += (f", {cost.failed} of them failed and stay failed (dead letters); "
+                 f"--retry-failed asks them again and may re-ask up to {cost.invalidated} "
+                 f"later prompts (up to ~{cost.calls} calls with follow-ups)")
+    return line

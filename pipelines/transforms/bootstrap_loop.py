@@ -27,6 +27,17 @@ the instruction is accepted; follow-ups take free slots before new prompts do. S
 never waits at a stage boundary, and the tail after the last decision is one chain of
 follow-ups, not three stages' slowest answers. Follow-ups never change what the loop decides
 (their answers are not in any pool), so the output stays independent of timing.
+
+Resume: every decision is handed to `record` (the lane journal,
+pipelines/transforms/lane_journal.py, keeps it beside the response cache) as a `DecidedPrompt`:
+the answer's cache key and how many instructions it added, or the failure. A rerun passes the
+journal back as `replay`: a prompt whose rebuilt request has the recorded key replays its
+recorded failure instead of asking again (unless `retry_failed`), and no prompt past the last
+recorded one is sent before every recorded one is decided, so a finished run's rerun sends
+nothing new. A failure that is replayed would otherwise be asked again, and a success where
+the first run had a failure changes the pool every later prompt sees: most of the run would
+be paid again and the output would differ. The first request whose key differs from the
+journal's (the config changed, or a retried failure now has an answer) ends the replay.
 """
 
 from __future__ import annotations
@@ -39,19 +50,40 @@ from typing import Any, Literal, overload
 
 from filters.novelty import NoveltyIndex
 from filters.verdict import Verdict
-from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from pipelines.generators.generation import (
+    GenerationOutcome,
+    GenerationRequest,
+    RecordedFailure,
+)
 from schemas import InstructionRecord, Reason
 
 Judged = tuple[InstructionRecord, Verdict]
 
 #: A lane whose last this-many decided prompts all failed stops: the generator is down, and
-#: sending the rest of the budget into it would only pile up dead letters (a rerun resumes:
-#: failures are never cached).
+#: sending the rest of the budget into it would only pile up dead letters (a rerun replays
+#: them and goes on past them: replayed failures do not count towards this stop).
 FAILURES_IN_A_ROW = 50
 
 STOP_TARGET = "target"  # the lane accepted its share of the target
 STOP_BUDGET = "max_prompts"  # the lane sent its whole prompt budget
-STOP_FAILING = "failing"  # FAILURES_IN_A_ROW prompts failed in a row
+STOP_FAILING = "failing"  # FAILURES_IN_A_ROW prompts failed in a row (replayed ones aside)
+STOP_STALLED = "stalled"  # `stall_after` answered prompts in a row accepted nothing
+
+#: The acceptance-rate warning: over the last COLLAPSE_WINDOW answered prompts, the share that
+#: added an instruction fell below COLLAPSE_SHARE of the share before them (at least a quarter
+#: window of them).
+COLLAPSE_WINDOW = 200
+COLLAPSE_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class DecidedPrompt:
+    """What the loop decided for one prompt, as its journal keeps it: the request's cache key
+    and how many instructions the answer added to the pool, or the failure."""
+
+    key: str
+    accepted: int = 0
+    failure: RecordedFailure | None = None
 
 
 @dataclass(frozen=True)
@@ -168,9 +200,22 @@ class BootstrapLoop:
                  judge: Callable[[GenerationOutcome], Iterable[Judged]],
                  target: int, max_prompts: int, max_concurrency: int, refresh: Refresh,
                  threshold: float, exact_scores: bool = True,
-                 followups: Sequence[FollowUpStep] = ()) -> None:
+                 followups: Sequence[FollowUpStep] = (),
+                 followup_call: Callable[[GenerationRequest], GenerationOutcome] | None = None,
+                 key: Callable[[GenerationRequest], str] | None = None,
+                 replay: Sequence[DecidedPrompt] = (),
+                 record: Callable[[int, DecidedPrompt], None] | None = None,
+                 retry_failed: bool = False, stall_after: int | None = None) -> None:
+        """`followup_call`: how follow-ups are asked (default: `call`; a caller may record
+        their failures differently from the prompts'). `key(request)`: its cache key
+        (needed with `replay` or `record`). `replay`: the decisions an earlier run
+        recorded, by prompt index; `record(index, decided)` is called for every decision.
+        `stall_after`: stop once that many answered prompts in a row added nothing to the
+        pool (None: never)."""
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
+        if (replay or record) and key is None:
+            raise ValueError("replaying or recording decisions needs the requests' key")
         self._seeds = list(seeds)
         self._request = request
         self._call = call
@@ -182,6 +227,13 @@ class BootstrapLoop:
         self._threshold = threshold
         self._exact = exact_scores
         self._followups = tuple(followups)
+        self._followup_call = followup_call or call
+        self._key = key
+        self._replay = list(replay)
+        self._replaying = len(self._replay)  # prompts below this index follow the journal
+        self._record = record
+        self._retry_failed = retry_failed
+        self._stall_after = stall_after
         self._queued: deque[tuple[int, InstructionRecord, Any]] = deque()
         self._running: dict[Future[GenerationOutcome], tuple[int, InstructionRecord]] = {}
         self._early_yield: dict[int, int] = {}  # answered, undecided prompt -> heuristic keeps
@@ -191,7 +243,11 @@ class BootstrapLoop:
         self.decided = 0
         self.sent = 0
         self.in_flight = 0
-        self.failed_in_a_row = 0
+        self.failed_in_a_row = 0  # live failures only: a replayed one says nothing of now
+        self.unproductive_in_a_row = 0  # answered prompts that added nothing to the pool
+        self._recent: deque[int] = deque(maxlen=COLLAPSE_WINDOW)  # 1: answer added something
+        self._productive = self._answered_prompts = 0
+        self.failures_replayed = 0
         self.stop_reason: str | None = None
 
     @property
@@ -202,6 +258,26 @@ class BootstrapLoop:
     def answered(self) -> int:
         """Requests answered so far: prompts (decided or beyond the stop) and follow-ups."""
         return self.decided + self._unused + self._followups_answered
+
+    @property
+    def replayed(self) -> int:
+        """Recorded decisions the loop still follows (0 once it went live or diverged)."""
+        return self._replaying
+
+    def collapse_warning(self) -> str | None:
+        """A line for the progress display when the acceptance rate has collapsed: a
+        generator that stops producing anything new burns its budget for nothing."""
+        earlier = self._answered_prompts - len(self._recent)
+        if len(self._recent) < COLLAPSE_WINDOW or earlier < COLLAPSE_WINDOW // 4:
+            return None
+        recent = sum(self._recent) / len(self._recent)
+        before = (self._productive - sum(self._recent)) / earlier
+        if recent >= COLLAPSE_SHARE * before:
+            return None
+        stop = (f"; stops after {self._stall_after} in a row add nothing"
+                if self._stall_after else "")
+        return (f"acceptance collapsed: {recent:.1%} of the last {len(self._recent)} answers "
+                f"added an instruction, {before:.0%} before{stop}")
 
     def requests_left(self) -> int | None:
         """The requests this lane still has to answer, estimated for the progress line's ETA:
@@ -263,19 +339,35 @@ class BootstrapLoop:
                       pool_sizes: list[int]) -> None:
         while (self.sent < self._max_prompts and self.in_flight < self._concurrency
                and self._refresh.visible(self.sent) <= self.decided
+               and (self.sent < self._replaying or self.decided >= self._replaying)
                and not self._likely_enough(prompts)):
             seen = pool_sizes[self._refresh.visible(self.sent)]
             request = self._request(self.sent, PoolPrefix(self.machine, seen))
-            prompts[self.sent] = executor.submit(self._call, request)
+            prompts[self.sent] = self._submit(executor, self.sent, request)
             self.sent += 1
             self.in_flight += 1
+
+    def _submit(self, executor: Executor, index: int, request: GenerationRequest
+                ) -> Future[GenerationOutcome]:
+        """Ask for prompt `index`, or replay the failure its journal recorded."""
+        if index < self._replaying:
+            recorded = self._replay[index]
+            assert self._key is not None
+            if self._key(request) != recorded.key:  # the config changed: live from here on
+                self._replaying = 0
+            elif recorded.failure is not None and not self._retry_failed:
+                self.failures_replayed += 1
+                done: Future[GenerationOutcome] = Future()
+                done.set_result(recorded.failure.replay(request))
+                return done
+        return executor.submit(self._call, request)
 
     def _send_followups(self, executor: Executor,
                         prompts: dict[int, Future[GenerationOutcome]]) -> None:
         self._count_in_flight(prompts)
         while self._queued and self.in_flight < self._concurrency:
             step, root, item = self._queued.popleft()
-            future = executor.submit(self._call, self._followups[step].request(item))
+            future = executor.submit(self._followup_call, self._followups[step].request(item))
             self._running[future] = (step, root)
             self.in_flight += 1
 
@@ -326,11 +418,29 @@ class BootstrapLoop:
             return STOP_FAILING
         if self.decided >= self._max_prompts:
             return STOP_BUDGET
+        if self._stall_after is not None and self.unproductive_in_a_row >= self._stall_after:
+            return STOP_STALLED
         return None
 
     def _decide(self, i: int, outcome: GenerationOutcome, index: NoveltyIndex) -> Decision:
+        before = len(self.machine)
+        decision = self._judge_novelty(i, outcome, index)
+        added = len(self.machine) - before
+        if outcome.ok:
+            self._answered_prompts += 1
+            self._productive += added > 0
+            self._recent.append(int(added > 0))
+            self.unproductive_in_a_row = 0 if added else self.unproductive_in_a_row + 1
+        if self._record is not None:
+            assert self._key is not None
+            failure = None if outcome.ok else RecordedFailure.of(outcome)
+            self._record(i, DecidedPrompt(self._key(outcome.request), added, failure))
+        return decision
+
+    def _judge_novelty(self, i: int, outcome: GenerationOutcome, index: NoveltyIndex
+                       ) -> Decision:
         if not outcome.ok:
-            self.failed_in_a_row += 1
+            self.failed_in_a_row += not outcome.cached
             return Decision(i, outcome, [], [])
         self.failed_in_a_row = 0
         heuristics = list(self._judge(outcome))
@@ -371,13 +481,15 @@ def lane_share(total: int, lanes: int, lane: int) -> int:
 class LoopSettings:
     """What a recipe's bootstrap section derives for the loop (Self-Instruct, Ensemble-Instruct
     types): its fields `refresh`, `refresh_window`, `prompts_per_round`, `max_prompts` and
-    `num_instructions` become the loop's refresh rule and prompt budget."""
+    `num_instructions` become the loop's refresh rule and prompt budget; `stall_prompts` its
+    stall rule."""
 
     refresh: str
     refresh_window: int
     prompts_per_round: int
     max_prompts: int | None
     num_instructions: int
+    stall_prompts: int | None
 
     @property
     def loop_refresh(self) -> Refresh:

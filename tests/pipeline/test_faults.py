@@ -4,7 +4,8 @@ The scripted server injects 500/429 answers, delays past the client timeout, dro
 connections and garbled bodies (bounded in count); the real pipeline must finish with its
 accounting intact, every fault visible as a retry or a failed record, and a healthy rerun
 with the cache must repeat no completed call and end with the same shards as a run that never
-saw a fault.
+saw a fault. A rerun replays the failures it decided (same bytes, no call); `retry_failed`
+asks them again.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def healthy_reference(scripted_server, tmp_path):
     return shard_digests(out)
 
 
-def test_faults_are_retried_or_recorded_and_a_rerun_pays_only_for_failures(
+def test_faults_are_retried_or_recorded_a_rerun_replays_them_and_retry_asks_again(
         scripted_server, tmp_path, healthy_reference):
     flaky = scripted_server(faults=FAULTS)
     cache = tmp_path / "cache"
@@ -63,9 +64,21 @@ def test_faults_are_retried_or_recorded_and_a_rerun_pays_only_for_failures(
         "http_500", "http_429", "timeout", "connection_error", "invalid_body"}
     assert all(f["attempts"] == 2 for f in failures)
 
+    first = shard_digests(out)
+
+    # The same command on a healthy server replays every decision, failures included: no
+    # call, the same bytes.
     healthy = scripted_server()
     answered_before = set(flaky.stats.answered_keys)
-    rerun = run(replace(cfg, generator=replace(cfg.generator, base_url=healthy.base_url)))
+    healthy_cfg = replace(cfg, generator=replace(cfg.generator, base_url=healthy.base_url))
+    replayed = run(healthy_cfg)
+    assert healthy.stats.requests == 0
+    assert _usage_total(replayed.manifest, "failures_replayed") == failed
+    assert shard_digests(out) == first
+
+    # --retry-failed asks the failures again: no completed call is paid twice, and the
+    # output is the one a run that never saw a fault writes.
+    rerun = run(replace(healthy_cfg, cache=replace(cfg.cache, retry_failed=True)))
     repeated = answered_before & set(healthy.stats.answered_keys)
     assert not repeated, f"{len(repeated)} completed calls were paid for twice"
     assert _usage_total(rerun.manifest, "failed") == 0
@@ -73,8 +86,8 @@ def test_faults_are_retried_or_recorded_and_a_rerun_pays_only_for_failures(
     assert shard_digests(out) == healthy_reference
     print(f"\nfaults: {flaky.stats.requests} requests, {injected} faults injected "
           f"{dict(flaky.stats.faults)}, {retries} retries, {failed} failed, 0 lost; rerun: "
-          f"{healthy.stats.answered} calls, {_usage_total(rerun.manifest, 'cache_hits')} "
-          f"answered from the cache")
+          f"0 calls, {failed} failures replayed; --retry-failed: {healthy.stats.answered} "
+          f"calls, {_usage_total(rerun.manifest, 'cache_hits')} answered from the cache")
 
 
 def test_a_slow_server_keeps_its_finished_work(scripted_server, tmp_path):

@@ -76,7 +76,8 @@ def extra_generators(cfg: RunConfig, cache_dir: str | None, endpoint: str | None
     for extra in cfg.ensemble_instruct.extra_generators:
         identity = resolve_identity(extra.generator)
         handler = GeneratorModelHandler(extra.generator, identity, cache_dir, endpoint=endpoint,
-                                        resource_hints=resource_hints)
+                                        resource_hints=resource_hints,
+                                        retry_failed=cfg.cache.retry_failed)
         out.append(ExtraGenerator(extra, handler, identity,
                                   model_identifier(extra.generator, identity, cfg.generator)))
     return out
@@ -158,7 +159,7 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[Se
             refresh=tc.loop_refresh, max_concurrency=cfg.generator.max_concurrency,
             threshold=ei.rouge_threshold, exact_scores=ei.exact_novelty_scores,
             instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
-            target_name=target, followups=instance_step)
+            target_name=target, followups=instance_step, stall_after=tc.stall_prompts)
         lanes = p | f"{kind}/Bootstrap" >> BootstrapLanes(
             handler, spec, progress=f"{kind} instructions")
         failed.append(lanes.failed)

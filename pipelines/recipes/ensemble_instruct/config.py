@@ -43,6 +43,9 @@ class EnsembleTasksConfig(LoopSettings):
     refresh_window: int = 128
     prompts_per_round: int = 5  # the paper's request batch (the batch of refresh: batch)
     max_prompts: int | None = None  # None: 4 per wanted instruction
+    # Stop once this many answered prompts in a row added nothing to the pool (a generator
+    # that has run out of new instructions); null: only max_prompts stops it.
+    stall_prompts: int | None = 1000
     lanes: int = 1
     num_prompt_instructions: int = 24  # 20 seed + 4 machine once 4 exist (paper and code)
     num_machine_demos: int = 4
@@ -53,6 +56,8 @@ class EnsembleTasksConfig(LoopSettings):
         check(self.refresh_window >= 0, "refresh_window", "must be >= 0")
         check(self.max_prompts is None or self.max_prompts >= 1, "max_prompts",
                "must be >= 1 (or null: 4 per wanted instruction)")
+        check(self.stall_prompts is None or self.stall_prompts >= 1, "stall_prompts",
+               "must be >= 1 (or null: never)")
         check(1 <= self.lanes <= max(1, self.num_instructions), "lanes",
                "must be >= 1 and <= num_instructions")
         check(0 <= self.num_machine_demos < self.num_prompt_instructions,

@@ -77,7 +77,7 @@ def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTa
         refresh=si.loop_refresh, max_concurrency=cfg.generator.max_concurrency,
         threshold=si.rouge_threshold, exact_scores=si.exact_novelty_scores,
         instruction_stage=steps.STAGE_INSTRUCTIONS, novelty_stage=steps.STAGE_NOVELTY,
-        target_name=targets.SELF_INSTRUCT, followups=followups)
+        target_name=targets.SELF_INSTRUCT, followups=followups, stall_after=si.stall_prompts)
     lanes = p | "Bootstrap" >> BootstrapLanes(handler, spec, progress="instructions")
     instructions, instances = lanes.followed
     routed = instances | "Instances/Filter" >> RouteVerdicts(steps.STAGE_INSTANCES,

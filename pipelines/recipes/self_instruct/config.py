@@ -41,6 +41,9 @@ class SelfInstructConfig(LoopSettings):
     refresh_window: int = 128
     prompts_per_round: int = 5  # the paper's request_batch_size (the batch of refresh: batch)
     max_prompts: int | None = None  # prompt budget; None: 4 per wanted instruction
+    # Stop once this many answered prompts in a row added nothing to the pool (a generator
+    # that has run out of new instructions); null: only max_prompts stops it.
+    stall_prompts: int | None = 1000
     lanes: int = 1  # independent loops (own seeds, own pool), e.g. one per GPU worker
     num_prompt_instructions: int = 8
     num_machine_demos: int = 2
@@ -67,6 +70,8 @@ class SelfInstructConfig(LoopSettings):
         check(self.refresh_window >= 0, "refresh_window", "must be >= 0")
         check(self.max_prompts is None or self.max_prompts >= 1, "max_prompts",
                "must be >= 1 (or null: 4 per wanted instruction)")
+        check(self.stall_prompts is None or self.stall_prompts >= 1, "stall_prompts",
+               "must be >= 1 (or null: never)")
         check(1 <= self.lanes <= self.num_instructions, "lanes",
                "must be >= 1 and <= num_instructions")
         check(0 <= self.num_machine_demos < self.num_prompt_instructions,

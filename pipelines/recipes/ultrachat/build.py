@@ -247,7 +247,8 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
         user_identity = resolve_identity(user_cfg)
         user_handler = GeneratorModelHandler(user_cfg, user_identity, ctx.cache_dir,
                                              endpoint=ctx.endpoint,
-                                             resource_hints=dict(ctx.resource_hints))
+                                             resource_hints=dict(ctx.resource_hints),
+                                             retry_failed=cfg.cache.retry_failed)
     user = functools.partial(_speaker, user_handler, user_identity, dialogue.STAGE_USER,
                              model_identifier(user_cfg, user_identity, cfg.generator))
     assistant = functools.partial(_speaker, ctx.handler, identity, dialogue.STAGE_ASSISTANT,
