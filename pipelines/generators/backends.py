@@ -11,15 +11,23 @@ backend name. A new backend is one class here (or in its own module) plus one li
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from apache_beam.utils.multi_process_shared import MultiProcessShared
 
 from pipelines.generators import embedded, vllm_server
-from pipelines.generators.revision import UNVERSIONED, Resolution, resolve_vllm, without_arg
+from pipelines.generators.revision import (
+    UNVERSIONED,
+    Resolution,
+    model_folder,
+    resolve_vllm,
+    without_arg,
+)
+from pipelines.generators.server_identity import ServerMaterial, server_material
 from pipelines.generators.server_settings import (
     ServerSettings,
+    checkpoint_dtype,
     choose_server_settings,
     read_machine_facts,
 )
@@ -34,7 +42,8 @@ _WARNED: set[str] = set()
 
 @dataclass(frozen=True)
 class GeneratorIdentity:
-    """What produced the text: recorded on every row and part of every cache key."""
+    """What produced the text: recorded on every row (model, revision) and, with the server's
+    setup, part of every cache key."""
 
     model: str  # provenance id, e.g. HuggingFaceTB/SmolLM2-135M-Instruct
     revision: str
@@ -42,6 +51,11 @@ class GeneratorIdentity:
     # `vllm` from the Hugging Face cache: the hub commit the server must load, so that the
     # recorded revision is the one that answers (without it vLLM follows `main`).
     pin: str | None = None
+    # A server we start: the dtype it computes in, resolved where the run starts (`auto`
+    # depends on the machine) and pinned into the server wherever it starts, like `pin`.
+    dtype: str | None = None
+    # A server we start: its answer-changing arguments (`server_identity`), in the cache key.
+    server: ServerMaterial = ()
 
 
 class Backend(Protocol):
@@ -85,13 +99,14 @@ class VllmBackend:
     remote = False
 
     def identity(self, cfg: GeneratorConfig) -> GeneratorIdentity:
-        return _identity(cfg, resolve_vllm(cfg.model, cfg.server_args))
+        return _served_by_us(cfg, _identity(cfg, resolve_vllm(cfg.model, cfg.server_args)))
 
     def model_path(self, cfg: GeneratorConfig, settings: ServerSettings) -> str:
         return cfg.model
 
     def server_settings(self, cfg: GeneratorConfig) -> ServerSettings | None:
-        return _local_settings(cfg, embedded=False)
+        folder = model_folder(cfg.model, cfg.server_args)
+        return _local_settings(cfg, embedded=False, checkpoint=checkpoint_dtype(folder))
 
 
 class EmbeddedBackend:
@@ -104,7 +119,8 @@ class EmbeddedBackend:
             known = ", ".join(sorted(embedded.EMBEDDED_MODELS))
             raise ValueError(f"unknown embedded model {cfg.model!r} (known: {known})")
         entry = embedded.EMBEDDED_MODELS[cfg.model]
-        return GeneratorIdentity(entry.hf_model_id, embedded.model_revision(cfg.model), cfg.model)
+        return _served_by_us(cfg, GeneratorIdentity(
+            entry.hf_model_id, embedded.model_revision(cfg.model), cfg.model))
 
     def model_path(self, cfg: GeneratorConfig, settings: ServerSettings) -> str:
         # The weights are stored in the dtype the server computes in (conversion and serving
@@ -113,7 +129,9 @@ class EmbeddedBackend:
         return str(embedded.materialize(cfg.model, dtype=storage))
 
     def server_settings(self, cfg: GeneratorConfig) -> ServerSettings | None:
-        return _local_settings(cfg, embedded=True)
+        entry = embedded.EMBEDDED_MODELS.get(cfg.model)
+        # vLLM left to itself serves the folder in its storage dtype (see model_path)
+        return _local_settings(cfg, embedded=True, checkpoint=entry.dtype if entry else None)
 
 
 BACKENDS: dict[str, Backend] = {
@@ -129,9 +147,20 @@ def _identity(cfg: GeneratorConfig, resolution: Resolution) -> GeneratorIdentity
     return GeneratorIdentity(cfg.model, resolution.revision, cfg.model, resolution.pin)
 
 
-def _local_settings(cfg: GeneratorConfig, *, embedded: bool) -> ServerSettings:
+def _served_by_us(cfg: GeneratorConfig, identity: GeneratorIdentity) -> GeneratorIdentity:
+    """The identity of a server we start: the dtype this machine resolves (the server is
+    pinned to it where it starts) and the server arguments that change an answer."""
+    settings = BACKENDS[cfg.backend].server_settings(cfg)
+    assert settings is not None
+    return replace(identity, dtype=settings.dtype,
+                   server=server_material(cfg.server_args, settings.dtype))
+
+
+def _local_settings(cfg: GeneratorConfig, *, embedded: bool, checkpoint: str | None
+                    ) -> ServerSettings:
     return choose_server_settings(read_machine_facts(), embedded=embedded, dtype=cfg.dtype,
-                                  cpu_threads=cfg.cpu_threads, server_args=cfg.server_args)
+                                  cpu_threads=cfg.cpu_threads, server_args=cfg.server_args,
+                                  checkpoint=checkpoint)
 
 
 def _warn_once(message: str) -> None:
@@ -151,16 +180,23 @@ def server_settings(cfg: GeneratorConfig) -> ServerSettings | None:
     return BACKENDS[cfg.backend].server_settings(cfg)
 
 
-def server_spec(cfg: GeneratorConfig, pin: str | None = None) -> vllm_server.ServerSpec:
+def server_spec(cfg: GeneratorConfig, pin: str | None = None, dtype: str | None = None
+                ) -> vllm_server.ServerSpec:
     """The server a local generator runs on; equal specs share one server.
 
-    A `pin` replaces any `--revision` in `server_args`, so the server loads exactly the
-    commit the rows and cache keys name.
+    A `pin` replaces any `--revision` in `server_args`, and a `dtype` this machine's choice,
+    so the server loads exactly the commit and computes in exactly the dtype the rows and
+    cache keys name (`GeneratorIdentity.pin`, `.dtype`, resolved where the run started).
     """
     backend = BACKENDS[cfg.backend]
     settings = backend.server_settings(cfg)
     assert settings is not None, "a remote endpoint has no server of ours"
+    if dtype is not None and dtype != settings.dtype:
+        settings = replace(settings, dtype=dtype, dtype_flag=True,
+                           dtype_reason=f"{dtype}: resolved where the run started (cache key)")
     args = tuple(cfg.server_args)
+    if settings.extra_args:  # ours replaces one in server_args (`--dtype auto`)
+        args = without_arg(args, "--dtype")
     if pin is not None:
         args = (*without_arg(args, "--revision"), "--revision", pin)
     return vllm_server.ServerSpec(
@@ -169,17 +205,17 @@ def server_spec(cfg: GeneratorConfig, pin: str | None = None) -> vllm_server.Ser
         label=settings.label())
 
 
-def endpoint_for(cfg: GeneratorConfig, share_token: str = "local", pin: str | None = None
-                 ) -> str:
+def endpoint_for(cfg: GeneratorConfig, share_token: str = "local", pin: str | None = None,
+                 dtype: str | None = None) -> str:
     """Base URL of a server for this generator: an existing one, or one we start and own.
 
-    `pin`: the hub commit the identity recorded (`GeneratorIdentity.pin`), resolved on the
-    driver and handed to the server wherever it starts.
+    `pin`, `dtype`: the hub commit and dtype the identity recorded (`GeneratorIdentity`),
+    resolved on the driver and handed to the server wherever it starts.
     """
     if BACKENDS[cfg.backend].remote:
         assert cfg.base_url is not None
         return cfg.base_url
-    spec = server_spec(cfg, pin)
+    spec = server_spec(cfg, pin, dtype)
     # One server per machine for all SDK worker processes of this job (Dataflow starts one
     # per vCPU; `direct_num_workers` > 1 locally): the first process to ask hosts it.
     tag = f"instructbeam-vllm-{spec.key}-{share_token}"

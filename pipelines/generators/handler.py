@@ -134,8 +134,8 @@ class _Session:
                     raise self._no_endpoint
                 cfg = self._cfg
                 try:
-                    endpoint = self._endpoint or endpoint_for(cfg, self._share_token,
-                                                                self.identity.pin)
+                    endpoint = self._endpoint or endpoint_for(
+                        cfg, self._share_token, self.identity.pin, self.identity.dtype)
                 except Exception as exc:
                     self._no_endpoint = exc
                     raise
@@ -257,7 +257,8 @@ def count_outcome(outcome: GenerationOutcome, *, caching: bool) -> None:
 
 def request_key(session: _Session, request: GenerationRequest) -> str:
     """The cache key of `request` on this session's generator."""
-    return cache_key(session.identity.model, session.identity.revision, request)
+    identity = session.identity
+    return cache_key(identity.model, identity.revision, request, identity.server)
 
 
 def generate_one(request: GenerationRequest, session: _Session, *,
@@ -298,7 +299,9 @@ def _call(request: GenerationRequest, session: _Session, key: str, *,
                                  error_class=exc.kind, error_message=str(exc),
                                  timeouts=exc.timeouts, held=held)
     if session.cache is not None:
-        session.cache.put(key, completion)
+        # Another run sharing the cache may have answered first: its answer is the one the
+        # cache replays from now on, so it is the one this run uses too.
+        completion = session.cache.put(key, completion)
         if session.retry_failed:
             session.cache.drop_failure(key)
     return GenerationOutcome(request, completion, attempts=attempts, timeouts=timeouts,

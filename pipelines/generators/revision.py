@@ -137,6 +137,27 @@ def looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
 
 
+def _hub_cache(server_args: Sequence[str], env: Mapping[str, str]) -> Path:
+    download_dir = server_arg(server_args, "--download-dir")
+    return Path(download_dir).expanduser() if download_dir else hub_cache_dir(env)
+
+
+def model_folder(model: str, server_args: Sequence[str],
+                 env: Mapping[str, str] = os.environ) -> Path | None:
+    """The folder vLLM loads a `vllm` generator's model from, if it is on this machine: the
+    directory itself, or the Hugging Face cache's snapshot of the commit it resolves to."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if looks_like_path(model):
+        return None
+    cache_dir = _hub_cache(server_args, env)
+    commit = hub_commit(model, cache_dir, server_arg(server_args, "--revision") or "main")
+    if commit is None:
+        return None
+    return cache_dir / ("models--" + model.replace("/", "--")) / "snapshots" / commit
+
+
 def resolve_vllm(model: str, server_args: Sequence[str],
                  env: Mapping[str, str] = os.environ) -> Resolution:
     """The revision of the model a `vllm` generator serves, from this machine's files only."""
@@ -149,8 +170,7 @@ def resolve_vllm(model: str, server_args: Sequence[str],
             f"generator model {model!r} is not a directory on this machine; its revision is "
             f"recorded as {unresolved!r} and cached answers cannot tell its versions apart"))
     ref = server_arg(server_args, "--revision") or "main"
-    download_dir = server_arg(server_args, "--download-dir")
-    cache_dir = Path(download_dir).expanduser() if download_dir else hub_cache_dir(env)
+    cache_dir = _hub_cache(server_args, env)
     commit = hub_commit(model, cache_dir, ref)
     if commit is not None:
         return Resolution(commit, pin=commit)

@@ -9,7 +9,10 @@ float32 on both cores.
   whatever the CPU (``vllm/config/model.py: _resolve_auto_dtype`` takes the first of the
   platform's supported dtypes). Without native bf16 arithmetic (x86 ``avx512_bf16`` or
   ``amx_bf16``, aarch64 ``bf16``) every matmul converts to float32 and back; float32 is then
-  ~3x faster. With native bf16, bfloat16 is the faster choice and halves memory.
+  ~3x faster. With native bf16, bfloat16 is the faster choice and halves memory. Where the
+  machine does not decide (a model of your own, or not vLLM's CPU build), ``auto`` is made
+  explicit by vLLM's own rule (:func:`vllm_auto_dtype`): the dtype is part of every cache key,
+  and the server must compute in the dtype its key names, whatever machine it starts on.
 * threads: ``VLLM_CPU_OMP_THREADS_BIND=auto`` (``vllm/utils/ompmultiprocessing.py``) binds one
   OpenMP thread per physical core of the first NUMA node and then *reserves* one core for the
   scheduler process, which leaves one of two cores idle. An explicit CPU list is used as is:
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -108,6 +112,31 @@ def format_cpu_list(cpus: Sequence[int]) -> str:
     return ",".join(parts)
 
 
+def vllm_auto_dtype(checkpoint: str | None) -> str:
+    """What vLLM's ``--dtype auto`` computes in on a Linux x86/aarch64 CPU or a GPU with bf16
+    (compute capability 8.0+): a 16-bit checkpoint's own dtype, bfloat16 for a float32 or
+    unknown one (``vllm/config/model.py: _resolve_auto_dtype``, the platform's first supported
+    dtype). An older GPU refuses bfloat16 when it is named: set ``generator.dtype`` there."""
+    return checkpoint if checkpoint in ("float16", "bfloat16") else "bfloat16"
+
+
+def checkpoint_dtype(folder: Path | None) -> str | None:
+    """The dtype a Hugging Face model folder's ``config.json`` declares (``torch_dtype``, or
+    ``dtype`` since transformers 5; a multimodal model's in ``text_config``), if any."""
+    if folder is None:
+        return None
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for section in (config, config.get("text_config")) if isinstance(config, dict) else ():
+        if isinstance(section, dict):
+            value = section.get("dtype") or section.get("torch_dtype")
+            if isinstance(value, str):
+                return value.removeprefix("torch.")
+    return None
+
+
 def dtype_in_args(server_args: Sequence[str]) -> str | None:
     """The value of ``--dtype`` in server arguments, if they set it."""
     for i, arg in enumerate(server_args):
@@ -159,28 +188,29 @@ def native_bf16(facts: MachineFacts) -> str | None:
 
 def choose_server_settings(facts: MachineFacts, *, embedded: bool, dtype: str = "auto",
                            cpu_threads: int | None = None, server_args: Sequence[str] = (),
-                           environ: Mapping[str, str] | None = None) -> ServerSettings:
+                           environ: Mapping[str, str] | None = None,
+                           checkpoint: str | None = None) -> ServerSettings:
     """Settings for a server on a machine with ``facts``.
 
     ``dtype`` (``auto``, ``float32``, ``bfloat16``) and ``cpu_threads`` (None: automatic) are
     the config's ``generator.dtype`` / ``generator.cpu_threads``; a ``--dtype`` in
     ``server_args`` or ``VLLM_CPU_OMP_THREADS_BIND`` in ``environ`` win over both. The machine
-    decides the dtype only for ``embedded`` models (small, so float32 costs no memory worth
-    saving); a user's own model keeps vLLM's choice unless the config names one.
+    decides the dtype only for ``embedded`` models on vLLM's CPU build (small, so float32 costs
+    no memory worth saving); otherwise ``auto`` is what vLLM would pick for the model's
+    ``checkpoint`` dtype, named explicitly (:func:`vllm_auto_dtype`).
     """
     environ = os.environ if environ is None else environ
     in_args = dtype_in_args(server_args)
     flag = native_bf16(facts)
     chosen: str | None
-    if in_args is not None:
+    if in_args is not None and in_args != "auto":
         chosen, why, dtype_flag = in_args, "--dtype in generator.server_args", False
     elif dtype != "auto":
         chosen, why, dtype_flag = dtype, "generator.dtype", True
-    elif not facts.vllm_cpu_build:
-        chosen, why, dtype_flag = None, "not vLLM's CPU build: vLLM chooses", True
-    elif not embedded:
-        chosen, why, dtype_flag = None, "generator.dtype auto on a model of your own: " \
-            "vLLM chooses (bfloat16 for float32 checkpoints)", True
+    elif not (embedded and facts.vllm_cpu_build):
+        chosen, dtype_flag = vllm_auto_dtype(checkpoint), True
+        why = (f"dtype auto: vLLM's rule for a {checkpoint or 'float32 or unknown'} checkpoint, "
+               "named so the cache key and the server agree")
     elif flag:
         chosen, why, dtype_flag = "bfloat16", f"the CPU computes bf16 natively ({flag})", True
     else:

@@ -181,7 +181,8 @@ def generator_settings(cfg: RunConfig, output_dir: Path | str) -> dict[str, Any]
     """How the generators ran: request timeouts, and for each server we start, the dtype and
     CPU threads chosen for this machine with the reasons (`pipelines.generators.server_settings`).
 
-    For a gs:// output (Dataflow) the settings shown are this machine's; every worker
+    For a gs:// output (Dataflow) the settings shown are this machine's: its dtype is the
+    one every worker's server computes in (it is in the cache key); CPU threads each worker
     decides for its own machine by the same rule.
     """
     gens = [gen for _, gen in REGISTRY[cfg.recipe].generators(cfg)] or [cfg.generator]
@@ -196,7 +197,8 @@ def generator_settings(cfg: RunConfig, output_dir: Path | str) -> dict[str, Any]
     if servers:
         out["servers"] = servers
         if isinstance(output_dir, str) and "://" in output_dir:
-            out["decided_on"] = "the launching machine; each worker decides for itself"
+            out["decided_on"] = ("the launching machine; every worker computes in its "
+                                 "dtype and chooses its own CPU threads")
     return out
 
 

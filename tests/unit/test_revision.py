@@ -142,9 +142,10 @@ def test_vllm_identity_carries_the_pin_into_the_server_args(tmp_path, monkeypatc
     identity = resolve_identity(cfg)
     assert (identity.model, identity.revision, identity.pin) == ("org/model", COMMIT, COMMIT)
     args = server_spec(cfg, identity.pin).extra_args
-    assert args == ("--enforce-eager", "--revision", COMMIT)
+    dtype = ("--dtype", "bfloat16")  # `auto` named (test_cache_identity.py)
+    assert args == ("--enforce-eager", "--revision", COMMIT, *dtype)
     assert server_arg(args, "--revision") == COMMIT
-    assert server_spec(cfg).extra_args == cfg.server_args
+    assert server_spec(cfg).extra_args == (*cfg.server_args, *dtype)
 
 
 @pytest.mark.parametrize(("generator", "expected"), [

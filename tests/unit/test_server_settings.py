@@ -108,12 +108,22 @@ def test_the_user_wins_over_the_machine():
     assert s.cpus is None and s.env == () and "environment" in s.threads_reason
 
 
-def test_own_models_and_non_cpu_builds_keep_vllms_dtype():
-    s = choose(facts(AVX2_CPUINFO), embedded=False)
-    assert s.dtype is None and s.extra_args == () and s.cpus == (0, 1)
+@pytest.mark.parametrize(("checkpoint", "dtype"), [
+    ("float32", "bfloat16"), (None, "bfloat16"), ("float16", "float16"),
+    ("bfloat16", "bfloat16"),
+])
+def test_own_models_and_non_cpu_builds_name_vllms_auto_dtype(checkpoint, dtype):
+    """`auto` where the machine does not decide: what vLLM would pick, named explicitly (the
+    dtype is in the cache key, and the server must compute in the one its key names)."""
+    s = choose(facts(AVX2_CPUINFO), embedded=False, checkpoint=checkpoint)
+    assert s.dtype == dtype and s.extra_args == ("--dtype", dtype) and s.cpus == (0, 1)
+    assert "vLLM's rule" in s.dtype_reason
     assert choose(facts(AVX2_CPUINFO), embedded=False, dtype="float32").dtype == "float32"
-    gpu = choose(facts(AVX2_CPUINFO, cpu_build=False))
-    assert gpu.dtype is None and gpu.cpus is None and gpu.env == ()
+    gpu = choose(facts(AVX2_CPUINFO, cpu_build=False), checkpoint=checkpoint)
+    assert gpu.dtype == dtype and gpu.cpus is None and gpu.env == ()
+    auto = choose(facts(AVX2_CPUINFO), embedded=False, checkpoint=checkpoint,
+                  server_args=("--dtype", "auto"))
+    assert auto.dtype == dtype and auto.extra_args == ("--dtype", dtype)
 
 
 def test_config_fields_and_their_errors(tmp_path: Path):
