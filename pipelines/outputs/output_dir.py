@@ -9,9 +9,9 @@ location is checked:
 - anything else (no manifest, a foreign manifest, files the run did not write): refused with
   one line that names what is there, unless the caller passes `overwrite`;
 - the current or home directory, a filesystem or bucket root, or a folder that holds the
-  config file or an input (seed tasks, input.path, tree_dir, the response cache, a local
-  model): refused even with `overwrite`, because replacing it would delete what the run reads
-  or what the user lives in.
+  config file or anything the run reads (every field of `pipelines.config.INPUT_PATHS`, the
+  response cache even when caching is off, the model caches): refused even with `overwrite`,
+  because replacing it would delete what the run reads or what the user lives in.
 
 The same rules hold for a local directory and a remote prefix (gs://, through Beam
 FileSystems). Pure apart from listing and reading the location.
@@ -27,9 +27,11 @@ from typing import Any, Final
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.config import RunConfig
+from pipelines.config import INPUT_PATHS, RunConfig, path_values
 from pipelines.errors import InputError
 from pipelines.generators.cache import default_cache_dir
+from pipelines.generators.embedded import default_cache_root
+from pipelines.generators.revision import hub_cache_dir, server_arg
 from pipelines.recipes.registry import REGISTRY
 
 TOOL: Final = "instructbeam"
@@ -38,6 +40,11 @@ MANIFEST: Final = "manifest.json"
 # which `instructbeam report OUT` may (re)write later.
 ALWAYS_OURS: Final = frozenset({MANIFEST, "report.html"})
 SHOWN: Final = 3  # foreign names listed in a refusal line
+# vLLM server arguments that name what the server reads. A model cache (--download-dir) is
+# guarded even before it exists; the others only as existing paths (a tokenizer may be a hub
+# id, a chat template the template itself).
+SERVER_PATH_FLAGS: Final = {"--download-dir": True, "--chat-template": False,
+                            "--tokenizer": False, "--generation-config": False}
 _GLOB: Final = re.compile(r"[*?\[]")
 
 
@@ -78,23 +85,31 @@ def _refusal(where: str, present: Sequence[str], manifest: Any) -> str:
 
 def input_locations(cfg: RunConfig, config_path: str | Path | None = None
                     ) -> list[tuple[str, str]]:
-    """(what, location) of everything the run reads; an output must not contain any of them.
-    Remote locations stay strings with a scheme."""
+    """(what, location) of everything the run reads or keeps; an output must not contain any
+    of them. Every declared path field (`INPUT_PATHS`: a model field only when it names a
+    folder here), the response cache even when caching is off, the model caches, and paths in
+    the server arguments of the generators the run starts. Remote locations stay strings
+    with a scheme."""
     found: list[tuple[str, str]] = []
     if config_path is not None:
         found.append(("the config file", str(config_path)))
-    if cfg.seed_tasks != "builtin":
-        found.append(("seed_tasks", cfg.seed_tasks))
-    if cfg.input is not None:
-        found.append(("input.path", cfg.input.path))
-    if cfg.explore_instruct.tree_dir:
-        found.append(("explore_instruct.tree_dir", cfg.explore_instruct.tree_dir))
-    if cfg.cache.enabled:
-        found.append(("cache.dir", cfg.cache.dir or default_cache_dir()))
+    for dotted, spec in INPUT_PATHS.items():
+        found += [(dotted, value) for value in path_values(cfg, dotted)
+                  if not spec.maybe_name or _exists(value)]
+    found += [("the response cache", default_cache_dir()),
+              ("the model cache", str(default_cache_root())),
+              ("the Hugging Face cache", str(hub_cache_dir()))]
     for what, gen in REGISTRY[cfg.recipe].generators(cfg):
-        if "://" in gen.model or Path(gen.model).exists():  # a local weights folder
-            found.append((what, gen.model))
+        for flag, always in SERVER_PATH_FLAGS.items():
+            value = server_arg(gen.server_args, flag)
+            if value and (always or _exists(value)):
+                found.append((f"{what}'s {flag}", value))
     return found
+
+
+def _exists(location: str) -> bool:
+    """A remote location, or a path that exists on this machine."""
+    return "://" in location or Path(location).expanduser().exists()
 
 
 def _fixed_part(location: str) -> str:

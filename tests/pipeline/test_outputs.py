@@ -172,6 +172,24 @@ def test_a_rerun_keeps_the_users_export(tmp_path, capsys):
     assert exported.read_text() == text and json.loads(text)[0]["output"] == "Apple"
 
 
+@pytest.mark.parametrize("field", ["illegal_words_file", "cache_off"])
+def test_overwrite_never_replaces_a_folder_holding_what_the_run_reads(tmp_path, capsys, field):
+    """The issue's cases: the run's own illegal-words file, and the response cache when
+    caching is off (a later run with caching on would read it)."""
+    out = tmp_path / "out"
+    held = out / ("words.txt" if field == "illegal_words_file" else "cache")
+    out.mkdir()
+    held.write_text("forbidden\n") if field == "illegal_words_file" else held.mkdir()
+    extra, what = {
+        "illegal_words_file": (["--set", f"filters.rules.illegal_words_file={held}"],
+                               "filters.rules.illegal_words_file"),
+        "cache_off": (["--no-cache", "--set", f"cache.dir={held}"], "cache.dir"),
+    }[field]
+    assert main(["run", _config(tmp_path), *extra, "--overwrite"]) == 2
+    assert f"contains {what} ({held}); instructbeam never replaces it" in _last_error(capsys)
+    assert held.exists()
+
+
 # -- remote (memtest://, standing in for gs://) -------------------------------------------------
 
 @pytest.fixture
