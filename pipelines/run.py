@@ -92,7 +92,7 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
             input_rows=input_rows)
         write_card(staging, manifest)  # README.md: the dataset card, before the manifest
         _write_report(staging, manifest)  # report.html, also before the manifest
-        manifest_lib.seal(manifest, outputs.local_files(staging))
+        manifest_lib.seal(manifest, outputs.file_records(staging, outputs.local_files(staging)))
         manifest_lib.write(staging, manifest)
         outputs.check_local(output_dir, reads, overwrite)  # it may have changed meanwhile
         _promote(staging, output_dir)
@@ -146,7 +146,7 @@ def _run_remote(cfg: RunConfig, beam_args: Sequence[str], seeds, input_rows: int
                                       cache_dir=cache_dir, input_rows=input_rows)
         write_card(staging, manifest)  # README.md and report.html move with the shards
         _write_report(staging, manifest)
-        manifest_lib.seal(manifest, outputs.remote_files(staging))
+        manifest_lib.seal(manifest, outputs.remote_records(staging))
         outputs.check_remote(out, reads, overwrite)  # it may have changed during the job
         _swap_remote(staging, out, f"{out}.old-{stamp}", manifest)
     finally:

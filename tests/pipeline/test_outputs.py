@@ -6,7 +6,9 @@ remote filesystem, including a failure injected in the middle of the remote swap
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import memory_filesystem as memfs
@@ -170,6 +172,49 @@ def test_a_rerun_keeps_the_users_export(tmp_path, capsys):
     text = exported.read_text()
     assert main(["run", config]) == 0
     assert exported.read_text() == text and json.loads(text)[0]["output"] == "Apple"
+
+
+@pytest.mark.parametrize("edit", ["appended", "same_size"])
+def test_a_file_changed_since_the_run_wrote_it_is_refused_and_kept(tmp_path, capsys, edit):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    card = out / "README.md"
+    record = json.loads((out / "manifest.json").read_text())["written"]["README.md"]
+    assert record == {"bytes": card.stat().st_size,
+                      "sha256": hashlib.sha256(card.read_bytes()).hexdigest()}
+    text = card.read_text()
+    card.write_text(text + "my notes\n" if edit == "appended" else "X" + text[1:])
+    before = _tree(out)
+    assert main(["run", config]) == 2
+    assert _last_error(capsys) == (f"error: output dir {out} holds files changed since this "
+                                   "tool wrote them: README.md; pass --overwrite to replace it")
+    assert _tree(out) == before
+    assert main(["run", config, "--overwrite"]) == 0
+    assert card.read_text() == text
+
+
+def test_a_manifest_from_before_the_hashes_is_still_read(tmp_path, capsys):
+    """An older manifest lists names only: its run is still replaced, unless a file is newer
+    than the manifest (changed after that run)."""
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+
+    def names_only() -> None:
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["written"] = sorted(manifest["written"])
+        (out / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["run", config]) == 0
+    names_only()
+    assert main(["run", config]) == 0
+    names_only()
+    sealed = (out / "manifest.json").stat().st_mtime
+    (out / "README.md").write_text("my card")
+    os.utime(out / "README.md", (sealed + 5, sealed + 5))
+    assert main(["run", config]) == 2
+    assert "holds files changed since this tool wrote them: README.md" in _last_error(capsys)
+    assert (out / "README.md").read_text() == "my card"
 
 
 @pytest.mark.parametrize("field", ["illegal_words_file", "cache_off"])
