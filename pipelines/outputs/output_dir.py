@@ -15,6 +15,10 @@ location is checked:
   response cache even when caching is off, the model caches): refused even with `overwrite`,
   because replacing it would delete what the run reads or what the user lives in.
 
+`review/` (a person's verdicts, `instructbeam review`) is never the run's: it does not count
+against replacing an output, and the swap carries it into the new one
+(pipelines/outputs/staging.py).
+
 The same rules hold for a local directory and a remote prefix (gs://, through Beam
 FileSystems), except that a remote file is compared by size only (hashing it would mean
 reading every object back). A manifest written before sizes and hashes were recorded lists
@@ -38,9 +42,10 @@ from pipelines.errors import InputError
 from pipelines.generators.cache import default_cache_dir
 from pipelines.generators.embedded import default_cache_root
 from pipelines.generators.revision import hub_cache_dir, server_arg
+from pipelines.outputs.owner import TOOL
+from pipelines.outputs.review import REVIEW_DIR
 from pipelines.recipes.registry import REGISTRY
 
-TOOL: Final = "instructbeam"
 MANIFEST: Final = "manifest.json"
 # Written by the tool after the file list was sealed: the manifest itself, and report.html,
 # which `instructbeam report OUT` may (re)write later.
@@ -68,11 +73,16 @@ def is_complete_run(manifest: Any) -> bool:
     return isinstance(written, list) and all(isinstance(name, str) for name in written)
 
 
+def _kept_aside(name: str) -> bool:
+    """A person's files the run carries over instead of replacing (review verdicts)."""
+    return name.startswith(REVIEW_DIR + "/")
+
+
 def foreign_files(present: Iterable[str], manifest: Any) -> list[str]:
     """The files in `present` (paths relative to the output) that the previous run did not
-    write; every file when `manifest` is not a complete run's."""
+    write; every file when `manifest` is not a complete run's. `review/` never counts."""
     ours = set(manifest["written"]) | ALWAYS_OURS if is_complete_run(manifest) else set()
-    return sorted(name for name in present if name not in ours)
+    return sorted(name for name in present if name not in ours and not _kept_aside(name))
 
 
 def file_record(path: Path) -> dict[str, Any]:

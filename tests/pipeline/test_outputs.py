@@ -9,6 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import memory_filesystem as memfs
@@ -16,6 +20,7 @@ import pytest
 from helpers import read_rows
 
 from pipelines.cli import main
+from pipelines.outputs.review import make_verdict, read_sample
 
 ROWS = [{"instruction": "Name a red fruit.", "input": "", "output": "Apple"},
         {"instruction": "Say nothing.", "input": "", "output": ""}]
@@ -174,6 +179,44 @@ def test_a_rerun_keeps_the_users_export(tmp_path, capsys):
     assert exported.read_text() == text and json.loads(text)[0]["output"] == "Apple"
 
 
+# -- what is not ours is never touched (issue 22, section 3) -------------------------------------
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (not reused this soon)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _owner(pid: int, host: str | None = None) -> str:
+    return json.dumps({"tool": "instructbeam", "pid": pid, "host": host or socket.gethostname(),
+                       "started": "2024-01-01T00:00:00Z"})
+
+
+def _beside(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_stale_clean_up_removes_only_marked_staging_folders_of_gone_runs(tmp_path, capsys):
+    """A person's `out.staging-notes` (and any folder without the marker, or whose owner may
+    still run) survives; only a marked staging folder of a process gone from this host goes."""
+    dead = _dead_pid()
+    folders = {"out.staging-notes": None, f"out.staging-{dead}-1": None,
+               f"out.staging-{dead}-2": _owner(dead),
+               f"out.staging-{os.getppid()}-3": _owner(os.getppid()),
+               f"out.staging-{dead}-4": _owner(dead, host="another-host")}
+    for name, marker in folders.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mine.txt").write_text("mine")
+        if marker:
+            (tmp_path / name / ".instructbeam-owner.json").write_text(marker)
+    assert main(["run", _config(tmp_path)]) == 0
+    kept = set(folders) - {f"out.staging-{dead}-2"}
+    assert _beside(tmp_path) == sorted({"config.yaml", "data.jsonl", "out"} | kept)
+    assert all((tmp_path / name / "mine.txt").read_text() == "mine" for name in kept)
+    assert not (tmp_path / "out" / ".instructbeam-owner.json").exists()
+
+
 @pytest.mark.parametrize("edit", ["appended", "same_size"])
 def test_a_file_changed_since_the_run_wrote_it_is_refused_and_kept(tmp_path, capsys, edit):
     config = _config(tmp_path)
@@ -215,6 +258,82 @@ def test_a_manifest_from_before_the_hashes_is_still_read(tmp_path, capsys):
     assert main(["run", config]) == 2
     assert "holds files changed since this tool wrote them: README.md" in _last_error(capsys)
     assert (out / "README.md").read_text() == "my card"
+
+
+def test_a_failing_swap_puts_the_previous_output_back(tmp_path, capsys, monkeypatch):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    before = _tree(out)
+    real_rename = os.rename
+
+    def failing_rename(src, dst, *args, **kwargs):
+        if ".staging-" in str(src) and Path(dst) == out:
+            raise OSError("injected failure")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="injected failure"):
+        main(["run", config, "--set", "audit_per_source=2"])
+    assert _tree(out) == before
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_an_output_a_crash_left_aside_is_restored(tmp_path, capsys, caplog, monkeypatch):
+    """A crash between the swap's two renames leaves `out` missing and `out.old-*`: the next
+    run puts it back first (here that run then fails, and the previous output is whole)."""
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    before = _tree(out)
+    aside = tmp_path / f"out.old-{_dead_pid()}-1"
+    os.rename(out, aside)
+    (tmp_path / "out.old-backup").mkdir()  # a person's
+    from pipelines import run as run_module
+
+    def broken_pipeline(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(run_module, "_run_pipeline", broken_pipeline)
+    with pytest.raises(RuntimeError, match="injected"):
+        main(["run", config])
+    assert _tree(out) == before
+    assert f"restored {out} from {aside}" in caplog.text
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out", "out.old-backup"]
+
+
+def test_an_output_left_aside_beside_a_newer_one_is_reported_and_kept(tmp_path, capsys,
+                                                                       caplog):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    aside = tmp_path / f"out.old-{_dead_pid()}-1"
+    shutil.copytree(tmp_path / "out", aside)
+    assert main(["run", config]) == 0
+    assert f"{aside} holds an earlier output of out that an interrupted run set aside; it is " \
+           "kept" in caplog.text
+    assert (aside / "manifest.json").exists()
+
+
+def test_verdicts_survive_a_rerun_and_overwrite(tmp_path, capsys):
+    """After `instructbeam review`, a plain rerun runs and keeps review/; so does
+    --overwrite, also of a folder that is no run of ours."""
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", config]) == 0
+    assert main(["review", str(out), "--no-serve"]) == 0
+    verdict = tmp_path / "verdicts.jsonl"
+    verdict.write_text(make_verdict(read_sample(out)[0], "bad", "wrong").to_json() + "\n")
+    assert main(["review", str(out), "--import", str(verdict)]) == 0
+    log = (out / "review" / "verdicts.jsonl").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        capsys.readouterr()
+        assert main(["run", config, *extra]) == 0
+        assert (out / "review" / "verdicts.jsonl").read_bytes() == log
+        assert "instructbeam: kept review/ of the previous output (1 verdict line)" in \
+            capsys.readouterr().err
+    (out / "manifest.json").unlink()  # no run of ours any more
+    assert main(["run", config, "--overwrite"]) == 0
+    assert (out / "review" / "verdicts.jsonl").read_bytes() == log
 
 
 @pytest.mark.parametrize("field", ["illegal_words_file", "cache_off"])
