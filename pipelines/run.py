@@ -3,7 +3,8 @@
 Nothing touches the output location until the inputs validate and the location may be
 replaced (pipelines/outputs/output_dir.py: only an earlier complete run of this tool whose
 files are as it wrote them, or anything with `overwrite`; never the current or home
-directory, a root, or a folder holding an input).
+directory, a root, or a folder holding an input). A local run holds `<out>.lock` throughout
+(pipelines/outputs/output_lock.py), so a second run into the same folder stops at once.
 Shards are written to a staging directory beside the output and swapped in only when the
 pipeline has finished (pipelines/outputs/staging.py: the previous output is restored on any
 failure, and `review/` is carried over), so an interrupted run never leaves a half-written
@@ -36,6 +37,7 @@ from pipelines.outputs import report_html
 from pipelines.outputs import staging as staging_lib
 from pipelines.outputs.audit import WriteAuditSample
 from pipelines.outputs.card import write_card
+from pipelines.outputs.output_lock import OutputLock
 from pipelines.outputs.progress import PROGRESS
 from pipelines.outputs.shards import WriteShards
 from pipelines.recipes.base import BuildContext, Inputs, RecipeOutputs
@@ -82,29 +84,31 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
         return _run_remote(cfg, beam_args, seeds, input_rows, identity, started, reads,
                            overwrite)
     output_dir = Path(cfg.output_dir).resolve()
-    staging_lib.recover(output_dir)  # an output a crashed swap left aside
-    outputs.check_local(output_dir, reads, overwrite)  # before anything runs or is written
-    cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
-    staging = staging_lib.fresh(output_dir)
-    servers_before = _running_servers()
-    try:
-        metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args,
-                                endpoint)
-        manifest = manifest_lib.build(
-            cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
-            input_rows=input_rows)
-        write_card(staging, manifest)  # README.md: the dataset card, before the manifest
-        _write_report(staging, manifest)  # report.html, also before the manifest
-        manifest_lib.seal(manifest, outputs.file_records(
-            staging, staging_lib.staged_files(staging)))
-        manifest_lib.write(staging, manifest)
-        outputs.check_local(output_dir, reads, overwrite)  # it may have changed meanwhile
-        kept = staging_lib.promote(staging, output_dir)
-    except BaseException:
-        staging_lib.discard(staging)
-        raise
-    finally:
-        _stop_servers_started_since(servers_before)
+    outputs.check_protected(output_dir, reads)  # before the lock file is made beside it
+    with OutputLock(output_dir):  # a second run into the same folder stops here, at once
+        staging_lib.recover(output_dir)  # an output a crashed swap left aside
+        outputs.check_local(output_dir, reads, overwrite)  # before anything runs or is written
+        cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
+        staging = staging_lib.fresh(output_dir)
+        servers_before = _running_servers()
+        try:
+            metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args,
+                                    endpoint)
+            manifest = manifest_lib.build(
+                cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
+                input_rows=input_rows)
+            write_card(staging, manifest)  # README.md: the dataset card, before the manifest
+            _write_report(staging, manifest)  # report.html, also before the manifest
+            manifest_lib.seal(manifest, outputs.file_records(
+                staging, staging_lib.staged_files(staging)))
+            manifest_lib.write(staging, manifest)
+            outputs.check_local(output_dir, reads, overwrite)  # it may have changed meanwhile
+            kept = staging_lib.promote(staging, output_dir)
+        except BaseException:
+            staging_lib.discard(staging)
+            raise
+        finally:
+            _stop_servers_started_since(servers_before)
     if kept:
         PROGRESS.note(kept)
     result = RunResult(output_dir, manifest)

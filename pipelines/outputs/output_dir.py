@@ -221,12 +221,18 @@ def _protected_local(out: Path, reads: Sequence[tuple[str, str]]) -> str | None:
     return None
 
 
-def check_local(out: Path, reads: Sequence[tuple[str, str]], overwrite: bool) -> None:
-    """Raise InputError unless a run may put its output at `out` (an absolute path)."""
+def check_protected(out: Path, reads: Sequence[tuple[str, str]]) -> None:
+    """Raise InputError when `out` (an absolute path) must never be replaced, whatever it
+    holds; only reads the filesystem."""
     why = _protected_local(out, reads)
     if why:
         raise InputError(f"output dir {out} {why}; {TOOL} never replaces it (even with "
                          "--overwrite): choose a new folder")
+
+
+def check_local(out: Path, reads: Sequence[tuple[str, str]], overwrite: bool) -> None:
+    """Raise InputError unless a run may put its output at `out` (an absolute path)."""
+    check_protected(out, reads)
     if not out.exists() and not out.is_symlink():
         return
     if not out.is_dir():

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import memory_filesystem as memfs
@@ -312,6 +313,70 @@ def test_an_output_left_aside_beside_a_newer_one_is_reported_and_kept(tmp_path, 
     assert f"{aside} holds an earlier output of out that an interrupted run set aside; it is " \
            "kept" in caplog.text
     assert (aside / "manifest.json").exists()
+
+
+def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path, capsys, monkeypatch):
+    config = _config(tmp_path)
+    from pipelines import run as run_module
+
+    real_pipeline = run_module._run_pipeline
+    entered, release = threading.Event(), threading.Event()
+
+    def held_pipeline(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            entered.set()
+            release.wait(120)
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_run_pipeline", held_pipeline)
+    first: list[int] = []
+    thread = threading.Thread(target=lambda: first.append(main(["run", config])))
+    thread.start()
+    try:
+        assert entered.wait(120)
+        assert main(["run", config]) == 2
+        err = _last_error(capsys)
+        assert err.startswith(f"error: output dir {tmp_path / 'out'} is in use by another "
+                              f"instructbeam run (pid {os.getpid()} on {socket.gethostname()}")
+        assert not (tmp_path / "out").exists()
+    finally:
+        release.set()
+        thread.join(120)
+    assert first == [0]
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, capsys):
+    (tmp_path / "out.lock").write_text(_owner(_dead_pid()))
+    assert main(["run", _config(tmp_path)]) == 0
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_a_lock_held_by_another_process_stops_the_run(tmp_path, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, sys.argv[2].encode())\nprint('held', flush=True)\ntime.sleep(60)",
+         str(tmp_path / "out.lock"), _owner(12345, "build-7")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["run", _config(tmp_path)]) == 2
+        assert "is in use by another instructbeam run (pid 12345 on build-7 since " \
+               "2024-01-01T00:00:00Z" in _last_error(capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "out").exists()
+    assert main(["run", _config(tmp_path)]) == 0  # its owner is gone: the lock is stale
+
+
+def test_a_lock_file_that_is_not_ours_is_kept(tmp_path, capsys):
+    (tmp_path / "out.lock").write_text("my notes")
+    assert main(["run", _config(tmp_path)]) == 2
+    assert "out.lock exists and is not an instructbeam lock" in _last_error(capsys)
+    assert (tmp_path / "out.lock").read_text() == "my notes"
 
 
 def test_verdicts_survive_a_rerun_and_overwrite(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""The swap beside an output (pipelines/outputs/staging.py), without a pipeline: the cases a
-run cannot easily be stopped at."""
+"""The swap and the lock beside an output (pipelines/outputs/staging.py, output_lock.py),
+without a pipeline: the cases a run cannot easily be stopped at."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
+
+from pipelines.errors import InputError
 from pipelines.outputs import staging
+from pipelines.outputs.output_lock import OutputLock
 
 
 def _previous_run(out: Path, verdicts: str) -> None:
@@ -62,3 +66,17 @@ def test_scrap_of_a_finished_swap_is_removed_once_its_owner_is_gone(tmp_path):
     assert scrap.exists()
     staging.discard(staging.fresh(out))
     assert not scrap.exists()
+
+
+def test_one_lock_per_output_folder(tmp_path):
+    out = tmp_path / "out"
+    with OutputLock(out) as lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+        with pytest.raises(InputError, match="is in use by another instructbeam run"):
+            with OutputLock(out):
+                pass
+        with OutputLock(tmp_path / "other"):  # another folder: its own lock
+            pass
+    assert not lock.path.exists()
+    with OutputLock(out):
+        pass
