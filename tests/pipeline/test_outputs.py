@@ -379,6 +379,36 @@ def test_a_lock_file_that_is_not_ours_is_kept(tmp_path, capsys):
     assert (tmp_path / "out.lock").read_text() == "my notes"
 
 
+@pytest.mark.parametrize("link", ["review", "review/verdicts.jsonl", "report.html.tmp",
+                                  "export"])
+def test_no_write_follows_a_link_out_of_the_run_folder(tmp_path, capsys, link):
+    """The review page, verdicts and report.html stay in the run folder; the default export
+    in the folder that holds the run."""
+    out = tmp_path / "runs" / "out"
+    config = _config(tmp_path, out)
+    assert main(["run", config]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    verdict = tmp_path / "verdicts.jsonl"
+    verdict.write_text(make_verdict(read_sample(out)[0], "good").to_json() + "\n")
+    where, command = {
+        "review": (out / "review", ["review", str(out), "--no-serve"]),
+        "review/verdicts.jsonl": (out / "review" / "verdicts.jsonl",
+                                  ["review", str(out), "--import", str(verdict)]),
+        "report.html.tmp": (out / "report.html.tmp", ["report", str(out)]),
+        "export": (out.parent / "out.export", ["export", str(out), "--format", "alpaca"]),
+    }[link]
+    where.parent.mkdir(exist_ok=True)
+    target = elsewhere if link in ("review", "export") else elsewhere / "file"
+    where.symlink_to(target)
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: refusing to write "), err
+    assert f"{where} is a symbolic link leading out of" in err[0]
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_verdicts_survive_a_rerun_and_overwrite(tmp_path, capsys):
     """After `instructbeam review`, a plain rerun runs and keeps review/; so does
     --overwrite, also of a folder that is no run of ours."""
