@@ -50,7 +50,7 @@ def _ours(out: Path, kind: str) -> list[tuple[int, Path]]:
     or "old"), oldest first; links and files are never ours."""
     pattern = re.compile(re.escape(out.name) + rf"\.{kind}-(\d+)-(\d+)")
     found = [(int(m.group(2)), int(m.group(1)), p)
-             for p in out.parent.glob(f"{out.name}.{kind}-*")
+             for p in out.parent.iterdir()  # not glob: a name may hold [ or *
              if (m := pattern.fullmatch(p.name)) and p.is_dir() and not p.is_symlink()]
     return [(pid, p) for _, pid, p in sorted(found)]
 

@@ -80,3 +80,14 @@ def test_one_lock_per_output_folder(tmp_path):
     assert not lock.path.exists()
     with OutputLock(out):
         pass
+
+
+def test_an_output_name_with_glob_characters(tmp_path):
+    """`run[1]`'s stale staging folder is found (a glob would read `[1]` as a pattern), and
+    `run1`'s is not its."""
+    dead = {"tool": "instructbeam", "pid": 2 ** 22 + 1, "host": socket.gethostname()}
+    for name in ("run[1].staging-1-1", "run1.staging-1-1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / staging.OWNER_FILE).write_text(json.dumps(dead))
+    staging.discard(staging.fresh(tmp_path / "run[1]"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run1.staging-1-1"]
