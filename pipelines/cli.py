@@ -36,17 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     run_p = sub.add_parser(
         "run", help="run a recipe config; extra arguments go to Beam",
         epilog="An existing output_dir is replaced only when it is a complete earlier run of "
-               "instructbeam holding nothing else; otherwise the run stops before it starts "
-               "and names what is there. Example: instructbeam run "
-               "configs/self_instruct_demo.yaml")
+               "instructbeam holding nothing else, every file as it wrote it; otherwise the run "
+               "stops before it starts and names what is there. Its review/ is carried over. "
+               "Example: instructbeam run configs/self_instruct_demo.yaml")
     run_p.add_argument("config", help="YAML config file")
     run_p.add_argument("--output-dir", metavar="DIR",
                        help="write the run to DIR (a path or gs:// prefix) instead of the "
                             "config's output_dir; same as --set output_dir=DIR")
     run_p.add_argument("--overwrite", action="store_true",
                        help="replace output_dir even if it holds files this tool did not "
-                       "write (never the current or home directory, a root, or a folder "
-                       "holding the config or an input)")
+                       "write or that changed since (never the current or home directory, a "
+                       "root, or a folder holding the config or an input; review/ is kept)")
     run_p.add_argument("--no-cache", action="store_true", help="do not read or write the "
                        "response cache")
     run_p.add_argument("--retry-failed", action="store_true",

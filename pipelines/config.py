@@ -11,9 +11,10 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 
@@ -91,6 +92,80 @@ RunConfig.__module__ = __name__  # pickled by reference (Beam ships configs to w
 RunConfig.__doc__ = "A whole run: the shared keys and every recipe's section (defaults)."
 
 
+# --- path-valued fields ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PathField:
+    """How a path-valued config field is read (`load_config`) and guarded (an output folder
+    that holds it is never replaced: pipelines/outputs/output_dir.py)."""
+
+    # A relative value names a file beside the config when one is there (else it is
+    # relative to the working directory).
+    near_config: bool = True
+    # The value may be a name rather than a path (a model id): it is a path only when it
+    # exists on this machine.
+    maybe_name: bool = False
+    reserved: tuple[str, ...] = ()  # values that are never paths
+
+    def is_reserved(self, value: str) -> bool:
+        return value in self.reserved
+
+
+# Every config field that names a file or folder the run reads, as a dotted path through the
+# sections (a tuple of sections, such as extra_generators, counts each of its items). The one
+# list both `load_config` and the output guard use, so nothing is read that is not guarded;
+# tests/unit/test_input_paths.py fails when a path-like field is in neither mapping.
+INPUT_PATHS: Final[dict[str, PathField]] = {
+    "seed_tasks": PathField(reserved=("builtin",)),
+    "input.path": PathField(),
+    "explore_instruct.tree_dir": PathField(),
+    "filters.rules.illegal_words_file": PathField(),
+    "filters.scorers.classifier.model_dir": PathField(),
+    "ultrachat.world.entities_file": PathField(),
+    # relative to the working directory, as before: moving it would orphan existing caches
+    "cache.dir": PathField(near_config=False),
+    # a model id, or a local weights folder (vLLM reads it relative to the working directory)
+    "generator.model": PathField(near_config=False, maybe_name=True),
+    "ensemble_instruct.extra_generators.generator.model": PathField(
+        near_config=False, maybe_name=True),
+    "ultrachat.user_generator.model": PathField(near_config=False, maybe_name=True),
+}
+# Path-like fields that are not inputs, and why.
+NOT_INPUT_PATHS: Final[dict[str, str]] = {
+    "output_dir": "the output itself (pipelines/outputs/output_dir.py decides what it may replace)",
+}
+
+
+def path_values(config: Any, dotted: str) -> list[str]:
+    """The values of a declared path field in `config`, skipping unset and reserved ones."""
+    spec = INPUT_PATHS[dotted]
+    return [v for v in _values_at(config, dotted.split(".")) if v and not spec.is_reserved(v)]
+
+
+def _values_at(obj: Any, keys: Sequence[str]) -> list[str]:
+    if obj is None:
+        return []
+    if isinstance(obj, tuple):
+        return [v for item in obj for v in _values_at(item, keys)]
+    if not keys:
+        return [obj]
+    return _values_at(getattr(obj, keys[0]), keys[1:])
+
+
+def _replace_at(obj: Any, keys: Sequence[str], change: Callable[[str], str]) -> Any:
+    """`obj` with the string(s) at `keys` passed through `change`, through optional sections
+    and tuples of sections; unchanged objects are returned as they are."""
+    if obj is None or (not keys and not obj):
+        return obj
+    if isinstance(obj, tuple):
+        return tuple(_replace_at(item, keys, change) for item in obj)
+    if not keys:
+        return change(obj)
+    value = getattr(obj, keys[0])
+    new = _replace_at(value, keys[1:], change)
+    return obj if new == value else dataclasses.replace(obj, **{keys[0]: new})
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -127,22 +202,18 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
 
 
 def _resolve_paths(config: RunConfig, base: Path) -> RunConfig:
-    """Relative input paths name files beside the config when they exist there."""
+    """Relative input paths name files beside the config when they exist there (the fields of
+    INPUT_PATHS that say `near_config`)."""
 
     def near_config(path: str) -> str:
         if Path(path).is_absolute() or not (base / path).exists():
             return path
         return str((base / path).resolve())
 
-    seeds = config.seed_tasks if config.seed_tasks == "builtin" else near_config(
-        config.seed_tasks)
-    config = dataclasses.replace(config, seed_tasks=seeds)
-    if config.input is not None:
-        config = dataclasses.replace(config, input=dataclasses.replace(
-            config.input, path=near_config(config.input.path)))
-    if config.explore_instruct.tree_dir:
-        config = dataclasses.replace(config, explore_instruct=dataclasses.replace(
-            config.explore_instruct, tree_dir=near_config(config.explore_instruct.tree_dir)))
+    for dotted, spec in INPUT_PATHS.items():
+        if spec.near_config:
+            config = _replace_at(config, dotted.split("."), lambda value, spec=spec: (
+                value if spec.is_reserved(value) else near_config(value)))
     return config
 
 

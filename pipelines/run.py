@@ -1,18 +1,19 @@
 """Run one config end to end: validate, build the graph, run it, promote the output, report.
 
 Nothing touches the output location until the inputs validate and the location may be
-replaced (pipelines/outputs/output_dir.py: only an earlier complete run of this tool, or
-anything with
-`overwrite`; never the current or home directory, a root, or a folder holding an input).
-Shards are written to a staging directory beside it and swapped in only when the pipeline has
-finished, so an interrupted run never leaves a half-written output; `manifest.json` is
-written last.
+replaced (pipelines/outputs/output_dir.py: only an earlier complete run of this tool whose
+files are as it wrote them, or anything with `overwrite`; never the current or home
+directory, a root, or a folder holding an input). A local run holds `<out>.lock` throughout
+(pipelines/outputs/output_lock.py), so a second run into the same folder stops at once.
+Shards are written to a staging directory beside the output and swapped in only when the
+pipeline has finished (pipelines/outputs/staging.py: the previous output is restored on any
+failure, and `review/` is carried over), so an interrupted run never leaves a half-written
+output; `manifest.json` is written last.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -33,8 +34,10 @@ from pipelines.generators.handler import GeneratorModelHandler, metric
 from pipelines.outputs import manifest as manifest_lib
 from pipelines.outputs import output_dir as outputs
 from pipelines.outputs import report_html
+from pipelines.outputs import staging as staging_lib
 from pipelines.outputs.audit import WriteAuditSample
 from pipelines.outputs.card import write_card
+from pipelines.outputs.output_lock import OutputLock
 from pipelines.outputs.progress import PROGRESS
 from pipelines.outputs.shards import WriteShards
 from pipelines.recipes.base import BuildContext, Inputs, RecipeOutputs
@@ -81,26 +84,33 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
         return _run_remote(cfg, beam_args, seeds, input_rows, identity, started, reads,
                            overwrite)
     output_dir = Path(cfg.output_dir).resolve()
-    outputs.check_local(output_dir, reads, overwrite)  # before anything runs or is written
-    cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
-    staging = _fresh_staging_dir(output_dir)
-    servers_before = _running_servers()
-    try:
-        metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, endpoint)
-        manifest = manifest_lib.build(
-            cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
-            input_rows=input_rows)
-        write_card(staging, manifest)  # README.md: the dataset card, before the manifest
-        _write_report(staging, manifest)  # report.html, also before the manifest
-        manifest_lib.seal(manifest, outputs.local_files(staging))
-        manifest_lib.write(staging, manifest)
-        outputs.check_local(output_dir, reads, overwrite)  # it may have changed meanwhile
-        _promote(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        _stop_servers_started_since(servers_before)
+    outputs.check_protected(output_dir, reads)  # before the lock file is made beside it
+    with OutputLock(output_dir):  # a second run into the same folder stops here, at once
+        staging_lib.recover(output_dir)  # an output a crashed swap left aside
+        outputs.check_local(output_dir, reads, overwrite)  # before anything runs or is written
+        cache_dir = (cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
+        staging = staging_lib.fresh(output_dir)
+        servers_before = _running_servers()
+        try:
+            metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args,
+                                    endpoint)
+            manifest = manifest_lib.build(
+                cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
+                input_rows=input_rows)
+            write_card(staging, manifest)  # README.md: the dataset card, before the manifest
+            _write_report(staging, manifest)  # report.html, also before the manifest
+            manifest_lib.seal(manifest, outputs.file_records(
+                staging, staging_lib.staged_files(staging)))
+            manifest_lib.write(staging, manifest)
+            outputs.check_local(output_dir, reads, overwrite)  # it may have changed meanwhile
+            kept = staging_lib.promote(staging, output_dir)
+        except BaseException:
+            staging_lib.discard(staging)
+            raise
+        finally:
+            _stop_servers_started_since(servers_before)
+    if kept:
+        PROGRESS.note(kept)
     result = RunResult(output_dir, manifest)
     problems = manifest_lib.problems(manifest, cfg.max_failure_ratio)
     if problems:
@@ -146,7 +156,7 @@ def _run_remote(cfg: RunConfig, beam_args: Sequence[str], seeds, input_rows: int
                                       cache_dir=cache_dir, input_rows=input_rows)
         write_card(staging, manifest)  # README.md and report.html move with the shards
         _write_report(staging, manifest)
-        manifest_lib.seal(manifest, outputs.remote_files(staging))
+        manifest_lib.seal(manifest, outputs.remote_records(staging))
         outputs.check_remote(out, reads, overwrite)  # it may have changed during the job
         _swap_remote(staging, out, f"{out}.old-{stamp}", manifest)
     finally:
@@ -283,38 +293,6 @@ def _flatten(p: beam.Pipeline, label: str, pcolls: list) -> beam.PCollection:
     if not pcolls:
         return p | label >> beam.Create([])
     return pcolls | label >> beam.Flatten()
-
-
-def _fresh_staging_dir(output_dir: Path) -> Path:
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in output_dir.parent.glob(f"{output_dir.name}.staging-*"):
-        pid = stale.name.rsplit("-", 2)[-2] if stale.name.count("-") >= 2 else ""
-        if not (pid.isdigit() and _alive(int(pid))):
-            shutil.rmtree(stale, ignore_errors=True)
-    staging = output_dir.parent / f"{output_dir.name}.staging-{os.getpid()}-{time.time_ns()}"
-    staging.mkdir()
-    return staging
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _promote(staging: Path, output_dir: Path) -> None:
-    """Swap the finished staging directory in; the old output is kept until the swap is done."""
-    old = None
-    if output_dir.exists():
-        old = output_dir.parent / f"{output_dir.name}.old-{os.getpid()}-{time.time_ns()}"
-        os.rename(output_dir, old)
-    os.rename(staging, output_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_report(staging: Path | str, manifest: dict) -> None:

@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
+from pipelines.outputs.confine import inside
 
 FORMATS: Final = ("alpaca", "sharegpt", "openai")
 DEFAULT_FILE_NAMES: Final = {"alpaca": "alpaca.json", "sharegpt": "sharegpt.json",
@@ -134,9 +135,10 @@ def write_items(path: Path, items: Iterator[dict[str, Any]], *, json_lines: bool
     """Write items as a JSON list (one item per line) or JSON Lines; atomically; the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)  # a leftover, or a link: replaced, never written through
     count = 0
     try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as handle:
+        with tmp.open("x", encoding="utf-8", newline="\n") as handle:
             if not json_lines:
                 handle.write("[")
             for item in items:
@@ -158,9 +160,11 @@ def write_items(path: Path, items: Iterator[dict[str, Any]], *, json_lines: bool
 def default_output(run_dir: Path, fmt: str) -> Path:
     """`<run>.export/<file>` beside the run folder: a rerun replaces the run folder
     (pipelines/outputs/output_dir.py) but never touches this one, and an export never passes for a
-    file the run wrote."""
+    file the run wrote. An InputError when `<run>.export` or the file is a link leading out of
+    the folder that holds the run (pipelines/outputs/confine.py); an explicit `--output` is
+    the user's own choice and is written as given."""
     run_dir = run_dir if run_dir.name else run_dir.resolve()
-    return run_dir.with_name(f"{run_dir.name}.export") / DEFAULT_FILE_NAMES[fmt]
+    return inside(run_dir.parent, f"{run_dir.name}.export", DEFAULT_FILE_NAMES[fmt])
 
 
 def export(run_dir: Path, fmt: str, output: Path | None = None, *,

@@ -271,10 +271,12 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
     }
 
 
-def seal(manifest: dict[str, Any], written: list[str]) -> None:
-    """Record every file the run wrote besides manifest.json (paths relative to the output);
-    with `tool` it marks an output the next run may replace (pipelines/outputs/output_dir.py)."""
-    manifest["written"] = sorted(written)
+def seal(manifest: dict[str, Any], written: dict[str, dict[str, Any]]) -> None:
+    """Record every file the run wrote besides manifest.json, {path relative to the output:
+    {bytes, sha256}} (`output_dir.file_records`; sizes only on gs://); with `tool` it marks
+    an output the next run may replace while every file is still as written
+    (pipelines/outputs/output_dir.py)."""
+    manifest["written"] = dict(sorted(written.items()))
 
 
 def write(output_dir: Path | str, manifest: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 
 from pipelines.outputs import report_data as data
 from pipelines.outputs import report_svg as svg
+from pipelines.outputs.confine import inside
 from pipelines.outputs.manifest import failure_ratio, read
 from pipelines.outputs.report_style import CSS
 from pipelines.outputs.report_svg import Bar, Segment
@@ -35,8 +36,8 @@ def write_report(output_dir: Path, manifest: dict[str, Any] | None = None) -> Pa
     output_dir = Path(output_dir)
     if manifest is None:
         manifest = read(output_dir)
-    path = output_dir / REPORT_FILE
-    tmp = output_dir / (REPORT_FILE + ".tmp")
+    path = inside(output_dir, REPORT_FILE)  # never through a link out of the run folder
+    tmp = inside(output_dir, REPORT_FILE + ".tmp")
     tmp.write_text(render(output_dir, manifest), encoding="utf-8")
     tmp.rename(path)
     return path

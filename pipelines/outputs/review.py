@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pipelines.errors import InputError
+from pipelines.outputs.confine import inside
 
 AUDIT_DIR: Final = "audit"
 REVIEW_DIR: Final = "review"
@@ -172,10 +173,11 @@ def make_verdict(row: SampleRow, verdict: str, reason: str = "", at: str | None 
 
 
 def append_verdicts(run_dir: Path, lines: Sequence[ReviewVerdict]) -> None:
-    """Append lines to verdicts.jsonl in one write, flushed to disk before returning."""
+    """Append lines to verdicts.jsonl in one write, flushed to disk before returning; never
+    through a link out of the run folder (pipelines/outputs/confine.py)."""
     if not lines:
         return
-    path = verdicts_path(run_dir)
+    path = inside(run_dir, REVIEW_DIR, VERDICTS_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as handle:
         handle.write("".join(line.to_json() + "\n" for line in lines))

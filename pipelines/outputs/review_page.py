@@ -21,6 +21,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Final
 
+from pipelines.outputs.confine import inside
 from pipelines.outputs.report_style import CSS
 from pipelines.outputs.review import (
     MAX_REASON,
@@ -335,11 +336,11 @@ def render(run_dir: Path) -> str:
 
 
 def write_page(run_dir: Path) -> Path:
-    """Write `RUN_DIR/review/index.html` (replaced whole, never half-written)."""
-    directory = Path(run_dir) / REVIEW_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / PAGE_FILE
-    tmp = directory / (PAGE_FILE + ".tmp")
+    """Write `RUN_DIR/review/index.html` (replaced whole, never half-written, never through
+    a link out of the run folder)."""
+    path = inside(run_dir, REVIEW_DIR, PAGE_FILE)
+    tmp = inside(run_dir, REVIEW_DIR, PAGE_FILE + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(render(run_dir), encoding="utf-8")
     tmp.rename(path)
     return path

@@ -88,8 +88,12 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, InputError) as exc:
             self._send(HTTPStatus.BAD_REQUEST, "text/plain", str(exc).encode("utf-8"))
             return
-        with self.server.lock:
-            append_verdicts(self.server.run_dir, [line])
+        try:
+            with self.server.lock:
+                append_verdicts(self.server.run_dir, [line])
+        except InputError as exc:  # review/ became a link out of the run folder
+            self._send(HTTPStatus.FORBIDDEN, "text/plain", str(exc).encode("utf-8"))
+            return
         self._send(HTTPStatus.OK, "application/json", line.to_json().encode("utf-8"))
 
     def _verdict(self, body: Any) -> Any:

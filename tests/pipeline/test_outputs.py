@@ -6,7 +6,14 @@ remote filesystem, including a failure injected in the middle of the remote swap
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import memory_filesystem as memfs
@@ -14,6 +21,7 @@ import pytest
 from helpers import read_rows
 
 from pipelines.cli import main
+from pipelines.outputs.review import make_verdict, read_sample
 
 ROWS = [{"instruction": "Name a red fruit.", "input": "", "output": "Apple"},
         {"instruction": "Say nothing.", "input": "", "output": ""}]
@@ -170,6 +178,275 @@ def test_a_rerun_keeps_the_users_export(tmp_path, capsys):
     text = exported.read_text()
     assert main(["run", config]) == 0
     assert exported.read_text() == text and json.loads(text)[0]["output"] == "Apple"
+
+
+# -- what is not ours is never touched (issue 22, section 3) -------------------------------------
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (not reused this soon)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _owner(pid: int, host: str | None = None) -> str:
+    return json.dumps({"tool": "instructbeam", "pid": pid, "host": host or socket.gethostname(),
+                       "started": "2024-01-01T00:00:00Z"})
+
+
+def _beside(tmp_path: Path) -> list[str]:
+    return sorted(p.name for p in tmp_path.iterdir())
+
+
+def test_stale_clean_up_removes_only_marked_staging_folders_of_gone_runs(tmp_path, capsys):
+    """A person's `out.staging-notes` (and any folder without the marker, or whose owner may
+    still run) survives; only a marked staging folder of a process gone from this host goes."""
+    dead = _dead_pid()
+    folders = {"out.staging-notes": None, f"out.staging-{dead}-1": None,
+               f"out.staging-{dead}-2": _owner(dead),
+               f"out.staging-{os.getppid()}-3": _owner(os.getppid()),
+               f"out.staging-{dead}-4": _owner(dead, host="another-host")}
+    for name, marker in folders.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "mine.txt").write_text("mine")
+        if marker:
+            (tmp_path / name / ".instructbeam-owner.json").write_text(marker)
+    assert main(["run", _config(tmp_path)]) == 0
+    kept = set(folders) - {f"out.staging-{dead}-2"}
+    assert _beside(tmp_path) == sorted({"config.yaml", "data.jsonl", "out"} | kept)
+    assert all((tmp_path / name / "mine.txt").read_text() == "mine" for name in kept)
+    assert not (tmp_path / "out" / ".instructbeam-owner.json").exists()
+
+
+@pytest.mark.parametrize("edit", ["appended", "same_size"])
+def test_a_file_changed_since_the_run_wrote_it_is_refused_and_kept(tmp_path, capsys, edit):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    card = out / "README.md"
+    record = json.loads((out / "manifest.json").read_text())["written"]["README.md"]
+    assert record == {"bytes": card.stat().st_size,
+                      "sha256": hashlib.sha256(card.read_bytes()).hexdigest()}
+    text = card.read_text()
+    card.write_text(text + "my notes\n" if edit == "appended" else "X" + text[1:])
+    before = _tree(out)
+    assert main(["run", config]) == 2
+    assert _last_error(capsys) == (f"error: output dir {out} holds files changed since this "
+                                   "tool wrote them: README.md; pass --overwrite to replace it")
+    assert _tree(out) == before
+    assert main(["run", config, "--overwrite"]) == 0
+    assert card.read_text() == text
+
+
+def test_a_manifest_from_before_the_hashes_is_still_read(tmp_path, capsys):
+    """An older manifest lists names only: its run is still replaced, unless a file is newer
+    than the manifest (changed after that run)."""
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+
+    def names_only() -> None:
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["written"] = sorted(manifest["written"])
+        (out / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["run", config]) == 0
+    names_only()
+    assert main(["run", config]) == 0
+    names_only()
+    sealed = (out / "manifest.json").stat().st_mtime
+    (out / "README.md").write_text("my card")
+    os.utime(out / "README.md", (sealed + 5, sealed + 5))
+    assert main(["run", config]) == 2
+    assert "holds files changed since this tool wrote them: README.md" in _last_error(capsys)
+    assert (out / "README.md").read_text() == "my card"
+
+
+def test_a_failing_swap_puts_the_previous_output_back(tmp_path, capsys, monkeypatch):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    before = _tree(out)
+    real_rename = os.rename
+
+    def failing_rename(src, dst, *args, **kwargs):
+        if ".staging-" in str(src) and Path(dst) == out:
+            raise OSError("injected failure")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="injected failure"):
+        main(["run", config, "--set", "audit_per_source=2"])
+    assert _tree(out) == before
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_an_output_a_crash_left_aside_is_restored(tmp_path, capsys, caplog, monkeypatch):
+    """A crash between the swap's two renames leaves `out` missing and `out.old-*`: the next
+    run puts it back first (here that run then fails, and the previous output is whole)."""
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    out = tmp_path / "out"
+    before = _tree(out)
+    aside = tmp_path / f"out.old-{_dead_pid()}-1"
+    os.rename(out, aside)
+    (tmp_path / "out.old-backup").mkdir()  # a person's
+    from pipelines import run as run_module
+
+    def broken_pipeline(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(run_module, "_run_pipeline", broken_pipeline)
+    with pytest.raises(RuntimeError, match="injected"):
+        main(["run", config])
+    assert _tree(out) == before
+    assert f"restored {out} from {aside}" in caplog.text
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out", "out.old-backup"]
+
+
+def test_an_output_left_aside_beside_a_newer_one_is_reported_and_kept(tmp_path, capsys,
+                                                                       caplog):
+    config = _config(tmp_path)
+    assert main(["run", config]) == 0
+    aside = tmp_path / f"out.old-{_dead_pid()}-1"
+    shutil.copytree(tmp_path / "out", aside)
+    assert main(["run", config]) == 0
+    assert f"{aside} holds an earlier output of out that an interrupted run set aside; it is " \
+           "kept" in caplog.text
+    assert (aside / "manifest.json").exists()
+
+
+def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path, capsys, monkeypatch):
+    config = _config(tmp_path)
+    from pipelines import run as run_module
+
+    real_pipeline = run_module._run_pipeline
+    entered, release = threading.Event(), threading.Event()
+
+    def held_pipeline(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            entered.set()
+            release.wait(120)
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_run_pipeline", held_pipeline)
+    first: list[int] = []
+    thread = threading.Thread(target=lambda: first.append(main(["run", config])))
+    thread.start()
+    try:
+        assert entered.wait(120)
+        assert main(["run", config]) == 2
+        err = _last_error(capsys)
+        assert err.startswith(f"error: output dir {tmp_path / 'out'} is in use by another "
+                              f"instructbeam run (pid {os.getpid()} on {socket.gethostname()}")
+        assert not (tmp_path / "out").exists()
+    finally:
+        release.set()
+        thread.join(120)
+    assert first == [0]
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path, capsys):
+    (tmp_path / "out.lock").write_text(_owner(_dead_pid()))
+    assert main(["run", _config(tmp_path)]) == 0
+    assert _beside(tmp_path) == ["config.yaml", "data.jsonl", "out"]
+
+
+def test_a_lock_held_by_another_process_stops_the_run(tmp_path, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "os.write(fd, sys.argv[2].encode())\nprint('held', flush=True)\ntime.sleep(60)",
+         str(tmp_path / "out.lock"), _owner(12345, "build-7")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["run", _config(tmp_path)]) == 2
+        assert "is in use by another instructbeam run (pid 12345 on build-7 since " \
+               "2024-01-01T00:00:00Z" in _last_error(capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "out").exists()
+    assert main(["run", _config(tmp_path)]) == 0  # its owner is gone: the lock is stale
+
+
+def test_a_lock_file_that_is_not_ours_is_kept(tmp_path, capsys):
+    (tmp_path / "out.lock").write_text("my notes")
+    assert main(["run", _config(tmp_path)]) == 2
+    assert "out.lock exists and is not an instructbeam lock" in _last_error(capsys)
+    assert (tmp_path / "out.lock").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("link", ["review", "review/verdicts.jsonl", "report.html.tmp",
+                                  "export"])
+def test_no_write_follows_a_link_out_of_the_run_folder(tmp_path, capsys, link):
+    """The review page, verdicts and report.html stay in the run folder; the default export
+    in the folder that holds the run."""
+    out = tmp_path / "runs" / "out"
+    config = _config(tmp_path, out)
+    assert main(["run", config]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    verdict = tmp_path / "verdicts.jsonl"
+    verdict.write_text(make_verdict(read_sample(out)[0], "good").to_json() + "\n")
+    where, command = {
+        "review": (out / "review", ["review", str(out), "--no-serve"]),
+        "review/verdicts.jsonl": (out / "review" / "verdicts.jsonl",
+                                  ["review", str(out), "--import", str(verdict)]),
+        "report.html.tmp": (out / "report.html.tmp", ["report", str(out)]),
+        "export": (out.parent / "out.export", ["export", str(out), "--format", "alpaca"]),
+    }[link]
+    where.parent.mkdir(exist_ok=True)
+    target = elsewhere if link in ("review", "export") else elsewhere / "file"
+    where.symlink_to(target)
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: refusing to write "), err
+    assert f"{where} is a symbolic link leading out of" in err[0]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_verdicts_survive_a_rerun_and_overwrite(tmp_path, capsys):
+    """After `instructbeam review`, a plain rerun runs and keeps review/; so does
+    --overwrite, also of a folder that is no run of ours."""
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", config]) == 0
+    assert main(["review", str(out), "--no-serve"]) == 0
+    verdict = tmp_path / "verdicts.jsonl"
+    verdict.write_text(make_verdict(read_sample(out)[0], "bad", "wrong").to_json() + "\n")
+    assert main(["review", str(out), "--import", str(verdict)]) == 0
+    log = (out / "review" / "verdicts.jsonl").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        capsys.readouterr()
+        assert main(["run", config, *extra]) == 0
+        assert (out / "review" / "verdicts.jsonl").read_bytes() == log
+        assert "instructbeam: kept review/ of the previous output (1 verdict line)" in \
+            capsys.readouterr().err
+    (out / "manifest.json").unlink()  # no run of ours any more
+    assert main(["run", config, "--overwrite"]) == 0
+    assert (out / "review" / "verdicts.jsonl").read_bytes() == log
+
+
+@pytest.mark.parametrize("field", ["illegal_words_file", "cache_off"])
+def test_overwrite_never_replaces_a_folder_holding_what_the_run_reads(tmp_path, capsys, field):
+    """The issue's cases: the run's own illegal-words file, and the response cache when
+    caching is off (a later run with caching on would read it)."""
+    out = tmp_path / "out"
+    held = out / ("words.txt" if field == "illegal_words_file" else "cache")
+    out.mkdir()
+    held.write_text("forbidden\n") if field == "illegal_words_file" else held.mkdir()
+    extra, what = {
+        "illegal_words_file": (["--set", f"filters.rules.illegal_words_file={held}"],
+                               "filters.rules.illegal_words_file"),
+        "cache_off": (["--no-cache", "--set", f"cache.dir={held}"], "cache.dir"),
+    }[field]
+    assert main(["run", _config(tmp_path), *extra, "--overwrite"]) == 2
+    assert f"contains {what} ({held}); instructbeam never replaces it" in _last_error(capsys)
+    assert held.exists()
 
 
 # -- remote (memtest://, standing in for gs://) -------------------------------------------------

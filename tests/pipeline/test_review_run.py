@@ -22,7 +22,6 @@ from helpers import scripted_config
 from review_fakes import small_run
 
 from pipelines.cli import main
-from pipelines.errors import InputError
 from pipelines.outputs.review import (
     append_verdicts,
     make_verdict,
@@ -162,14 +161,27 @@ def test_review_of_a_folder_that_is_no_run_is_exit_2(tmp_path, capsys):
     assert "no manifest.json" in capsys.readouterr().err
 
 
-def test_a_rerun_keeps_the_verdicts(finished_run):
-    """Human verdicts are files the run did not write: a rerun into the folder stops before it
-    starts (replacing the run would delete them) unless told --overwrite."""
-    out, cfg = finished_run
-    append_verdicts(out, [make_verdict(read_sample(out)[0], "good")])
-    with pytest.raises(InputError, match="review/"):
-        run(cfg)
-    assert verdicts_path(out).exists()
+def test_a_rerun_keeps_the_verdicts(scripted_server, tmp_path, capsys):
+    """Human verdicts are not the run's: after `instructbeam review`, a plain rerun into the
+    folder runs (review/ does not make it refuse), carries review/ into the new output and
+    says so; `--overwrite` never deletes them either."""
+    server = scripted_server()
+    out = tmp_path / "out"
+    cfg = scripted_config(server.base_url, out, None, max_prompts=4)
+    run(cfg)
+    assert main(["review", str(out), "--no-serve"]) == 0
+    append_verdicts(out, [make_verdict(read_sample(out)[0], "good", "clear")])
+    log = verdicts_path(out).read_bytes()
+    capsys.readouterr()
+    for overwrite in (False, True):
+        run(cfg, overwrite=overwrite)
+        assert verdicts_path(out).read_bytes() == log
+        assert (out / "review" / "index.html").exists()
+        err = capsys.readouterr().err
+        assert f"kept review/ of the previous output (1 verdict line) in {out}/review" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not [name for name in manifest["written"] if name.startswith("review/")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_the_cli_serves_until_ctrl_c(tmp_path):
