@@ -68,6 +68,14 @@ def cache_key(model: str, revision: str, request: GenerationRequest,
 FAILURE_SUFFIX = ".failed"  # not `.json`: counting `*.json` counts answers only
 
 
+def _read_json(path: str) -> Any:
+    """The JSON an entry holds, or None when there is none (a bad one raises ValueError)."""
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path, compression_type="uncompressed") as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
 class ResponseCache:
     def __init__(self, root: str) -> None:
         self.root = root
@@ -76,12 +84,10 @@ class ResponseCache:
         return FileSystems.join(self.root, key[:2], f"{key}.json")
 
     def get(self, key: str) -> Completion | None:
-        path = self._path(key)
         try:
-            if not FileSystems.exists(path):
+            data = _read_json(self._path(key))
+            if data is None:
                 return None
-            with FileSystems.open(path, compression_type="uncompressed") as handle:
-                data: dict[str, Any] = json.loads(handle.read().decode("utf-8"))
             return Completion(
                 text=data["text"],
                 finish_reason=data.get("finish_reason"),
@@ -144,12 +150,10 @@ class ResponseCache:
 
     def get_failure(self, key: str) -> RecordedFailure | None:
         """The failure recorded for `key`, or None (none, or unreadable: asked again)."""
-        path = self._failure_path(key)
         try:
-            if not FileSystems.exists(path):
+            data = _read_json(self._failure_path(key))
+            if data is None:
                 return None
-            with FileSystems.open(path, compression_type="uncompressed") as handle:
-                data: dict[str, Any] = json.loads(handle.read().decode("utf-8"))
             return RecordedFailure(str(data["error_class"]), str(data["error_message"]),
                                    int(data["attempts"]))
         except (OSError, ValueError, KeyError, TypeError):

@@ -244,7 +244,9 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
         "config": cfg.to_dict(),
         "generator": None if identity is None else {
             "model": identity.model, "revision": identity.revision,
-            "served_name": identity.served_name, "backend": cfg.generator.backend},
+            "served_name": identity.served_name, "backend": cfg.generator.backend,
+            # what of the server's setup keyed the cache (dtype, answer-changing arguments)
+            **({"server": [list(e) for e in identity.server]} if identity.server else {})},
         "input_rows": input_rows,
         "stages": stages,
         "rows": rows,

@@ -71,6 +71,9 @@ def test_same_inputs_give_byte_identical_shards(scripted_server, tmp_path):
     for m in (m1, m2):
         m.pop("run")
         m["config"].pop("output_dir")
+        # the dataset card names the run's folder and time; every shard is the same bytes
+        m["written"] = {name: record if name.endswith(".parquet") else None
+                        for name, record in m["written"].items()}
     assert m1 == m2
 
 
