@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from filters.quality import DEFAULT_MIN, SCORER_OUTPUTS
-from pipelines.generators.backends import BACKENDS
 
-# How every recipe starts a vLLM server unless told otherwise; recipes that use the same
-# The backend names come from the backend registry (pipelines/generators/backends.py).
-Backend = Literal[tuple(BACKENDS)]  # type: ignore[valid-type]
+# The generator backends a config may name, and which of them are endpoints someone else
+# runs (they take `base_url` and `revision`). Their implementations are the registry in
+# pipelines/generators/backends.py, which sits above this module and reads these names; a test
+# checks that the two agree.
+Backend = Literal["embedded", "vllm", "openai"]
+BACKEND_NAMES: tuple[str, ...] = typing.get_args(Backend)
+REMOTE_BACKENDS = frozenset({"openai"})
 
 # How every recipe starts a vLLM server unless told otherwise; recipes that use the same
 # model with the same arguments share one server. Chunked prefill is off because vLLM's CPU
@@ -116,9 +120,9 @@ class GeneratorConfig:
             "conflicts with --dtype in server_args; set only one of them")
         check(self.max_attempts >= 1, "max_attempts", "must be >= 1")
         check(self.timeout_s > 0, "timeout_s", "must be > 0")
-        check(self.backend in BACKENDS, "backend",
-              f"must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
-        remote = BACKENDS[self.backend].remote  # an endpoint someone else runs
+        check(self.backend in BACKEND_NAMES, "backend",
+              f"must be one of {', '.join(map(repr, BACKEND_NAMES))}, got {self.backend!r}")
+        remote = self.backend in REMOTE_BACKENDS  # an endpoint someone else runs
         if remote:
             check(bool(self.base_url), "base_url", f"is required for backend {self.backend!r}")
         elif self.base_url:
@@ -359,3 +363,35 @@ class FieldError(ValueError):
 def check(ok: bool, name: str, problem: str) -> None:
     if not ok:
         raise FieldError(name, problem)
+
+
+class RunSettings(Protocol):
+    """The keys every config has, as a recipe reads them (`pipelines.config.RunConfig` has
+    them, and one section per recipe). Each recipe's `<Name>Run` protocol (its config.py)
+    adds its own section: a recipe names what it reads, and can be read, typed and tested
+    with just that, never the whole config of every recipe."""
+
+    @property
+    def recipe(self) -> str: ...
+    @property
+    def output_dir(self) -> str: ...
+    @property
+    def input(self) -> InputConfig | None: ...
+    @property
+    def seed_tasks(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def num_shards(self) -> int: ...
+    @property
+    def max_failure_ratio(self) -> float: ...
+    @property
+    def generator(self) -> GeneratorConfig: ...
+    @property
+    def cache(self) -> CacheConfig: ...
+    @property
+    def filters(self) -> FiltersConfig: ...
+    @property
+    def audit_per_source(self) -> int: ...
+    @property
+    def then(self) -> tuple[str, ...]: ...

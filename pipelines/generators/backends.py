@@ -4,15 +4,16 @@ Every request goes to an OpenAI-compatible endpoint; backends differ only in how
 named and versioned (`identity`), whether we run its server (`server_settings`, `server_spec`)
 and how its base URL is obtained (`endpoint`). `BACKENDS` maps the config's
 `generator.backend` value to its implementation; nothing else in the code branches on a
-backend name. A new backend is one class here (or in its own module) plus one line in
-`BACKENDS`.
+backend name. A new backend is one class here (or in its own module), one line in
+`BACKENDS` and its name in `pipelines.settings.Backend` (the config's accepted values, below
+this module; a test checks that they agree, remote flags included).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from apache_beam.utils.multi_process_shared import MultiProcessShared
 
@@ -32,9 +33,7 @@ from pipelines.generators.server_settings import (
     read_machine_facts,
 )
 from pipelines.outputs.progress import PROGRESS
-
-if TYPE_CHECKING:  # annotations only: settings imports this module for the backend names
-    from pipelines.settings import GeneratorConfig
+from pipelines.settings import GeneratorConfig
 
 log = logging.getLogger(__name__)
 _WARNED: set[str] = set()

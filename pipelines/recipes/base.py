@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
 import apache_beam as beam
 
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.handler import GeneratorModelHandler
-from pipelines.settings import GeneratorConfig
+from pipelines.settings import GeneratorConfig, RunSettings
+from pipelines.transforms.quality import JudgeModel
 
-if TYPE_CHECKING:  # annotations only: the config module builds RunConfig from the registry
-    from pipelines.config import RunConfig
+#: The part of a run's config a recipe reads: `RunSettings` and the recipe's own section (its
+#: `<Name>Run` protocol). Every callable below is called with the whole `RunConfig`, which
+#: has every section; a recipe annotates what it reads, so it never imports the config
+#: module (which imports the registry, and so every recipe).
+Cfg = TypeVar("Cfg", bound=RunSettings, covariant=True)
 
 
 # A `Recipe.seed_source` answer: the seed data is written in the config itself (the card
@@ -52,40 +56,48 @@ class Inputs:
 
 
 @dataclass(frozen=True)
-class BuildContext:
-    """What a recipe's graph builder gets besides the pipeline."""
+class BuildContext(Generic[Cfg]):
+    """What a recipe's graph builder gets besides the pipeline; `BuildContext[SelfInstructRun]`
+    says which part of the config the builder reads."""
 
-    cfg: RunConfig
+    cfg: Cfg
     inputs: Inputs
     handler: GeneratorModelHandler | None  # the main generator (None without one)
     cache_dir: str | None  # for the recipe's own extra generators
     endpoint: str | None  # tests: every generator call goes to this server
     resource_hints: Mapping[str, str]  # Dataflow: GPU hints for generation steps
 
+    def judge(self) -> JudgeModel | None:
+        """The run's main generator as the LLM judge; None when the recipe has none."""
+        if self.handler is None or self.inputs.identity is None:
+            return None
+        return JudgeModel(self.handler, self.inputs.identity, self.cfg.recipe, self.cfg.seed)
+
 
 # A chained step's graph: the previous step's kept rows in, this step's outputs out. The str
 # prefixes its stage names (counters, manifest) and labels, so a step may repeat stages an
 # earlier step ran (e.g. the filter chain every generation recipe ends with).
-BuildRows = Callable[[beam.PCollection, BuildContext, str], RecipeOutputs]
+BuildRows = Callable[[beam.PCollection, BuildContext[Any], str], RecipeOutputs]
 
-Targets = Callable[["RunConfig", Mapping[str, Any], Mapping[str, Mapping[str, int]]],
-                   dict[str, Any]]
+# Config-taking callables are typed with `Any` for the config: each recipe's own function
+# names the protocol it reads, and a narrower parameter would not fit `RunSettings` here.
+Targets = Callable[[Any, Mapping[str, Any], Mapping[str, Mapping[str, int]]], dict[str, Any]]
 
 
-def no_check(cfg: RunConfig) -> None:
+def no_check(cfg: RunSettings) -> None:
     """A recipe without rules across config sections."""
 
 
-def no_targets(cfg: RunConfig, stages: Mapping[str, Any],
+def no_targets(cfg: RunSettings, stages: Mapping[str, Any],
                counters: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
     return {}
 
 
-def main_generator(cfg: RunConfig) -> list[tuple[str, GeneratorConfig]]:
+def main_generator(cfg: RunSettings) -> list[tuple[str, GeneratorConfig]]:
     return [("generator.model", cfg.generator)]
 
 
-def no_generators(cfg: RunConfig) -> list[tuple[str, GeneratorConfig]]:
+def no_generators(cfg: RunSettings) -> list[tuple[str, GeneratorConfig]]:
     return []
 
 
@@ -104,15 +116,15 @@ class Recipe:
 
     name: str
     paper: str  # one line for the dataset card: what the recipe is, and its paper
-    validate: Callable[[RunConfig], Inputs]  # read and check every input; raise InputError
-    build: Callable[[beam.Pipeline, BuildContext], RecipeOutputs]  # the job graph
+    validate: Callable[[Any], Inputs]  # read and check every input; raise InputError
+    build: Callable[[beam.Pipeline, BuildContext[Any]], RecipeOutputs]  # the job graph
     config: type | None = None  # its config section class (YAML key `name`); None: none
     needs_input: bool = False  # reads an existing dataset (`input:`), else must not have one
     optional_input: bool = False  # may read one (`input:`), e.g. UltraChat's passages
-    check: Callable[[RunConfig], None] = no_check  # rules across config sections
+    check: Callable[[Any], None] = no_check  # rules across config sections
     # Every generator it calls, as (what the config calls it, its config): the first is
     # `generator`. Used for server settings in the manifest and for input locations.
-    generators: Callable[[RunConfig], list[tuple[str, GeneratorConfig]]] = main_generator
+    generators: Callable[[Any], list[tuple[str, GeneratorConfig]]] = main_generator
     targets: Targets = no_targets  # manifest `targets`: {config key: Target}
     model_role: str = "generator"  # what the main generator does, for the dataset card
     card_models: Callable[[Mapping[str, Any]], list[dict[str, Any]]] = no_models  # more models
@@ -121,7 +133,7 @@ class Recipe:
     # Can it follow another recipe in one job (a config's `then:`)? Then: its graph over the
     # previous step's rows, and the checks that stand in for `validate` (no input to read).
     build_rows: BuildRows | None = None
-    validate_rows: Callable[[RunConfig], None] = no_check
+    validate_rows: Callable[[Any], None] = no_check
 
     @property
     def accepts_rows(self) -> bool:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 
@@ -44,9 +44,6 @@ from pipelines.transforms.provenance import derive_seed
 from pipelines.transforms.route import FAILED, Routed, RouteVerdicts, count, stage_generator
 from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, Reason, stable_id
-
-if TYPE_CHECKING:  # annotations only
-    from pipelines.recipes.base import BuildContext
 
 FILTER_NAME = "score"
 # The judge's fields are clipped to this many characters each, so one very long row fits the
@@ -88,13 +85,6 @@ class JudgeModel:
     identity: GeneratorIdentity
     recipe: str
     seed: int
-
-    @staticmethod
-    def of(ctx: BuildContext) -> JudgeModel | None:
-        """The run's main generator as the judge; None when the recipe has none."""
-        if ctx.handler is None or ctx.inputs.identity is None:
-            return None
-        return JudgeModel(ctx.handler, ctx.inputs.identity, ctx.cfg.recipe, ctx.cfg.seed)
 
 
 def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str

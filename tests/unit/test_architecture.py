@@ -21,7 +21,7 @@ from pipelines.config import RunConfig
 from pipelines.generators.backends import BACKENDS
 from pipelines.recipes.base import Recipe
 from pipelines.recipes.registry import REGISTRY
-from pipelines.settings import GeneratorConfig
+from pipelines.settings import BACKEND_NAMES, REMOTE_BACKENDS, GeneratorConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "pipelines"
@@ -312,3 +312,73 @@ def test_no_private_names_are_imported_across_modules():
                           for a in node.names
                           if a.name.startswith("_") and not a.name.startswith("__")]
     assert found == [], "private names imported from another module: " + ", ".join(found)
+
+
+# --- (d) layers that only point down --------------------------------------------------------
+
+# importer (a module or package) -> what it must not import, annotation-only imports included:
+# a module that names a higher layer even in a type hint cannot be read, typed or tested
+# without it (README "Layout": cli -> run -> config -> recipes -> transforms ->
+# outputs/generators -> settings -> filters -> schemas/prompts).
+DOWNWARD_ONLY = {
+    "pipelines.recipes": ("pipelines.config", "pipelines.run", "pipelines.cli"),
+    "pipelines.transforms": ("pipelines.recipes", "pipelines.config", "pipelines.run"),
+    "pipelines.generators": ("pipelines.recipes", "pipelines.transforms", "pipelines.config",
+                             "pipelines.run"),
+    "pipelines.settings": ("pipelines.generators", "pipelines.outputs", "pipelines.transforms",
+                           "pipelines.recipes", "pipelines.config", "pipelines.run"),
+    "filters": ("pipelines",),
+    "schemas": ("pipelines", "filters"),
+}
+
+
+def _every_import(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Module-level imports, `if TYPE_CHECKING:` blocks included."""
+    out: list[ast.Import | ast.ImportFrom] = []
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        node = todo.pop(0)
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            out.append(node)
+        elif isinstance(node, ast.If):
+            todo += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            todo += node.body + node.orelse + node.finalbody + [
+                s for h in node.handlers for s in h.body]
+    return out
+
+
+def upward_imports(rules: dict[str, tuple[str, ...]]) -> list[str]:
+    """`file:line imports module` for every import that breaks `rules`."""
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    found = []
+    for module, path in MODULES.items():
+        banned = [b for importer, bans in rules.items() if under(module, importer) for b in bans]
+        if not banned:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in _every_import(tree):
+            for target in _targets(node, module):
+                if any(under(target, b) for b in banned):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {target}")
+    return sorted(set(found))
+
+
+def test_layers_only_point_down_even_in_annotations():
+    assert upward_imports(DOWNWARD_ONLY) == []
+
+
+def test_the_layer_check_sees_an_annotation_only_import(tmp_path, monkeypatch):
+    source = tmp_path / "mod.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                      "    from pipelines.config import RunConfig\n")
+    monkeypatch.setitem(MODULES, "pipelines.recipes.fake", source)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert upward_imports(DOWNWARD_ONLY) == ["mod.py:3 imports pipelines.config"]
+
+
+def test_backend_names_and_remote_flags_agree_with_the_registry():
+    assert set(BACKEND_NAMES) == set(BACKENDS)
+    assert REMOTE_BACKENDS == {name for name, b in BACKENDS.items() if b.remote}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
-from pipelines.settings import SamplingConfig, check
+from pipelines.settings import RunSettings, SamplingConfig, check
 from pipelines.transforms.atomic_tasks import simplify_sampling
 
 TransformName = Literal["reversal", "simplification", "recombination"]
@@ -78,3 +78,10 @@ class AtomicTasksConfig:
         check(bool(self.transforms), "transforms", "must list at least one transform")
         check(len(set(self.transforms)) == len(self.transforms), "transforms",
               "lists a transform twice")
+
+
+class AtomicTasksRun(RunSettings, Protocol):
+    """What this recipe reads of a run's config: the shared keys and its own section."""
+
+    @property
+    def atomic_tasks(self) -> AtomicTasksConfig: ...

@@ -6,32 +6,31 @@ from typing import TYPE_CHECKING
 
 from pipelines.generators.backends import BACKENDS, resolve_identity
 from pipelines.recipes.atomic_tasks.build import build, build_rows
-from pipelines.recipes.atomic_tasks.config import AtomicTasksConfig
+from pipelines.recipes.atomic_tasks.config import AtomicTasksConfig, AtomicTasksRun
 from pipelines.recipes.base import Inputs, Recipe
 from pipelines.settings import STRUCTURED_OUTPUTS_ARGS, STRUCTURED_OUTPUTS_FLAG, FieldError
 from pipelines.transforms.dataset_input import validate as validate_input
 
 if TYPE_CHECKING:
-    from pipelines.config import RunConfig
     from pipelines.settings import GeneratorConfig
 
 
-def _simplifies(cfg: RunConfig) -> bool:
+def _simplifies(cfg: AtomicTasksRun) -> bool:
     return "simplification" in cfg.atomic_tasks.transforms
 
 
-def validate(cfg: RunConfig) -> Inputs:
+def validate(cfg: AtomicTasksRun) -> Inputs:
     """The input reads; the generator resolves when a transform needs it."""
     assert cfg.input is not None
     rows = validate_input(cfg.input)
     return Inputs(rows, resolve_identity(cfg.generator) if _simplifies(cfg) else None)
 
 
-def generators(cfg: RunConfig) -> list[tuple[str, GeneratorConfig]]:
+def generators(cfg: AtomicTasksRun) -> list[tuple[str, GeneratorConfig]]:
     return [("generator.model", cfg.generator)] if _simplifies(cfg) else []
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: AtomicTasksRun) -> None:
     gen, simplification = cfg.generator, cfg.atomic_tasks.simplification
     if _simplifies(cfg) and simplification.structured_output and not (
             BACKENDS[gen.backend].remote or STRUCTURED_OUTPUTS_FLAG in gen.server_args):

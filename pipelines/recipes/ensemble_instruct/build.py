@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apache_beam as beam
 
@@ -28,19 +28,15 @@ from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.outputs import targets
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.ensemble_instruct import steps
-from pipelines.recipes.ensemble_instruct.config import ExtraGeneratorConfig
+from pipelines.recipes.ensemble_instruct.config import EnsembleInstructRun, ExtraGeneratorConfig
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.settings import GeneratorConfig
 from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, reject_with_instruction
 from pipelines.transforms.bootstrap_loop import FollowUpStep
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
-from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import FAILED, RouteVerdicts, count, stage_generator
 from schemas import FailureRecord
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 
 @dataclass
@@ -70,7 +66,7 @@ def model_identifier(gen: GeneratorConfig, identity: GeneratorIdentity,
     return f"instructbeam-{identity.served_name}-{digest[:8]}"
 
 
-def extra_generators(cfg: RunConfig, cache_dir: str | None, endpoint: str | None = None,
+def extra_generators(cfg: EnsembleInstructRun, cache_dir: str | None, endpoint: str | None = None,
                      resource_hints: dict[str, str] | None = None) -> list[ExtraGenerator]:
     out = []
     for extra in cfg.ensemble_instruct.extra_generators:
@@ -86,7 +82,7 @@ def extra_generators(cfg: RunConfig, cache_dir: str | None, endpoint: str | None
 class _JudgeFn(beam.DoFn):
     """Counts the consensus stage's input units: ok (every answer present) or failed."""
 
-    def __init__(self, names: Sequence[str], cfg: RunConfig) -> None:
+    def __init__(self, names: Sequence[str], cfg: EnsembleInstructRun) -> None:
         self._names = list(names)
         self._cfg = cfg
 
@@ -109,7 +105,7 @@ class _JudgeFn(beam.DoFn):
         yield result
 
 
-def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
+def build(p: beam.Pipeline, ctx: BuildContext[EnsembleInstructRun]) -> RecipeOutputs:
     """The recipe's graph: both task types with every extra model, then the filter chain."""
     assert ctx.handler is not None and ctx.inputs.identity is not None
     extras = extra_generators(ctx.cfg, ctx.cache_dir, ctx.endpoint,
@@ -117,12 +113,12 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     en = build_ensemble_instruct(p, ctx.cfg, ctx.inputs.seeds, ctx.handler,
                                  ctx.inputs.identity, extras)
     dataset, rejected, failed = apply_filters(en.instances, ctx.cfg.filters,
-                                              judge=JudgeModel.of(ctx))
+                                              judge=ctx.judge())
     return RecipeOutputs(dataset, {"instructions": en.instructions},
                          [*en.rejected, *rejected], [*en.failed, *failed])
 
 
-def build_ensemble_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTask],
+def build_ensemble_instruct(p: beam.Pipeline, cfg: EnsembleInstructRun, seeds: Sequence[SeedTask],
                             handler: GeneratorModelHandler, identity: GeneratorIdentity,
                             extras: Sequence[ExtraGenerator]) -> EnsembleInstructOutputs:
     ei = cfg.ensemble_instruct

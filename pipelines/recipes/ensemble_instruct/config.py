@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from pipelines.settings import (
     GeneratorConfig,
+    RunSettings,
     SamplingConfig,
     check,
 )
@@ -127,3 +128,10 @@ class EnsembleInstructConfig:
                "reproduces the paper's ' |EoS|' marker; it needs end_marker ' |EoS|'")
         names = [x.name for x in self.extra_generators]
         check(len(set(names)) == len(names), "extra_generators", "names must be unique")
+
+
+class EnsembleInstructRun(RunSettings, Protocol):
+    """What this recipe reads of a run's config: the shared keys and its own section."""
+
+    @property
+    def ensemble_instruct(self) -> EnsembleInstructConfig: ...

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.generators.backends import resolve_identity
 from pipelines.outputs import targets
 from pipelines.recipes.base import Inputs, Recipe, main_generator
 from pipelines.recipes.ensemble_instruct.build import build
-from pipelines.recipes.ensemble_instruct.config import EnsembleInstructConfig
+from pipelines.recipes.ensemble_instruct.config import EnsembleInstructConfig, EnsembleInstructRun
 from pipelines.recipes.self_instruct.seeds import read_seed_tasks
 from pipelines.settings import FieldError, GeneratorConfig
 
-if TYPE_CHECKING:
-    from pipelines.config import RunConfig
 
-
-def validate(cfg: RunConfig) -> Inputs:
+def validate(cfg: EnsembleInstructRun) -> Inputs:
     seeds = read_seed_tasks(cfg.seed_tasks)
     identity = resolve_identity(cfg.generator)
     for extra in cfg.ensemble_instruct.extra_generators:
@@ -25,18 +22,18 @@ def validate(cfg: RunConfig) -> Inputs:
     return Inputs(len(seeds), identity, seeds)
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: EnsembleInstructRun) -> None:
     if len(cfg.ensemble_instruct.extra_generators) < 2:
         raise FieldError("ensemble_instruct",
                          "needs extra_generators: at least 2 other models answer each instance")
 
 
-def generators(cfg: RunConfig) -> list[tuple[str, GeneratorConfig]]:
+def generators(cfg: EnsembleInstructRun) -> list[tuple[str, GeneratorConfig]]:
     return [*main_generator(cfg), *((f"extra generator {extra.generator.model}", extra.generator)
                                     for extra in cfg.ensemble_instruct.extra_generators)]
 
 
-def run_targets(cfg: RunConfig, stages: Mapping[str, Any],
+def run_targets(cfg: EnsembleInstructRun, stages: Mapping[str, Any],
                 counters: Mapping[str, Mapping[str, int]]) -> dict[str, targets.Target]:
     by_target = targets.target_counters(counters)
     out = {}

@@ -12,7 +12,6 @@ import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from filters.ensemble import Consensus, consensus
 from filters.ensemble_instructions import parse_instruction_response
@@ -23,6 +22,7 @@ from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.recipes.ensemble_instruct.config import (
     EnsembleInstructConfig,
+    EnsembleInstructRun,
     EnsembleTasksConfig,
     ExtraGeneratorConfig,
 )
@@ -36,9 +36,6 @@ from pipelines.transforms.provenance import (
 )
 from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, content_hash, stable_id
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 RECIPE = "ensemble_instruct"
 STAGE_INSTRUCTIONS = "instruction_gen"
@@ -59,7 +56,7 @@ PROMPT_EXTRA = {"zero_shot": (_ALGO, "extra_zero_shot", 1),
                 "few_shot": (_ALGO, "extra_few_shot", 1)}
 
 
-def tasks_config(cfg: RunConfig, kind: str) -> EnsembleTasksConfig:
+def tasks_config(cfg: EnsembleInstructRun, kind: str) -> EnsembleTasksConfig:
     ei = cfg.ensemble_instruct
     return ei.type_a if kind == TYPE_A else ei.type_b
 
@@ -76,7 +73,7 @@ def extra_stage(name: str) -> str:
 # --- instruction generation ------------------------------------------------------------------
 
 def instruction_request(lane: int, index: int, machine: Sequence[str],
-                        seed_texts: Sequence[str], kind: str, cfg: RunConfig
+                        seed_texts: Sequence[str], kind: str, cfg: EnsembleInstructRun
                         ) -> GenerationRequest:
     """Prompt `index` of the type's bootstrap lane `lane`: machine demos first (up to the
     type's count, from `machine`, the pool this prompt may see), then the type's seeds,
@@ -122,7 +119,7 @@ def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRul
 
 # --- instances ---------------------------------------------------------------------------------
 
-def instance_request(record: InstructionRecord, cfg: RunConfig) -> GenerationRequest:
+def instance_request(record: InstructionRecord, cfg: EnsembleInstructRun) -> GenerationRequest:
     assert record.instance_type in PROMPT_INSTANCES
     template = load_prompt(*PROMPT_INSTANCES[record.instance_type])
     request_id = stable_id(RECIPE, STAGE_INSTANCES, record.id)
@@ -134,7 +131,7 @@ def instance_request(record: InstructionRecord, cfg: RunConfig) -> GenerationReq
     )
 
 
-def judge_instances(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provenance
+def judge_instances(outcome: GenerationOutcome, cfg: EnsembleInstructRun, provenance: Provenance
                     ) -> Iterable[tuple[InstructionRecord, Verdict]]:
     """The valid-format filter on one response; a rejected row keeps the raw text as output."""
     assert outcome.completion is not None
@@ -157,7 +154,7 @@ def judge_instances(outcome: GenerationOutcome, cfg: RunConfig, provenance: Prov
 
 # --- extra outputs and the consensus ----------------------------------------------------------
 
-def extra_request(record: InstructionRecord, extra: ExtraGeneratorConfig, cfg: RunConfig
+def extra_request(record: InstructionRecord, extra: ExtraGeneratorConfig, cfg: EnsembleInstructRun
                   ) -> GenerationRequest:
     """The paper's zero-shot prompt (`instruction + "\\n" + input`) or our few-shot one."""
     stage = extra_stage(extra.name)
@@ -208,7 +205,7 @@ def missing_outputs_failure(sample: InstructionRecord, problems: Sequence[str]) 
 
 
 def judge_ensemble(sample: InstructionRecord, answers: Mapping[str, Sequence[ExtraAnswer]],
-                   names: Sequence[str], cfg: RunConfig
+                   names: Sequence[str], cfg: EnsembleInstructRun
                    ) -> FailureRecord | tuple[InstructionRecord, Verdict]:
     """Consensus over the generator's output and one answer per extra model (in `names`
     order); an instance lacking an answer is a failure naming the missing models."""

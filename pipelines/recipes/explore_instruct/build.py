@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsList, AsMultiMap, TaggedOutput
@@ -28,14 +28,11 @@ from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.explore_instruct import enrich, finish, steps
+from pipelines.recipes.explore_instruct.config import ExploreInstructRun
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
-from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import RouteVerdicts, count, gather_all, stage_generator
 from schemas import InstructionRecord
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 EXAMPLES = "examples"
 # The run's filter chain over the example pool: (kept examples, rejected collections).
@@ -52,7 +49,7 @@ class ExploreOutputs:
 
 
 class _JudgeExtendFn(beam.DoFn):
-    def __init__(self, cfg: RunConfig, provenance: Provenance) -> None:
+    def __init__(self, cfg: ExploreInstructRun, provenance: Provenance) -> None:
         self._cfg = cfg
         self._provenance = provenance
 
@@ -64,7 +61,7 @@ class _JudgeExtendFn(beam.DoFn):
 
 
 class _PlaceFn(beam.DoFn):
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: ExploreInstructRun) -> None:
         self._cfg = cfg
 
     def process(self, element: tuple[int, Iterable[Any]], tree: list) -> Iterable[Any]:
@@ -74,7 +71,7 @@ class _PlaceFn(beam.DoFn):
             yield TaggedOutput(EXAMPLES, item)
 
 
-def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
+def build(p: beam.Pipeline, ctx: BuildContext[ExploreInstructRun]) -> RecipeOutputs:
     """The recipe's graph; the filter chain cleans the pool before the sample is drawn."""
     assert ctx.handler is not None and ctx.inputs.identity is not None
     cfg = ctx.cfg
@@ -82,7 +79,7 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     chain_failed: list[beam.PCollection] = []  # the LLM judge's dead letters, if it runs
 
     def clean(pool: beam.PCollection) -> tuple[beam.PCollection, list[beam.PCollection]]:
-        kept, rejected, failed = apply_filters(pool, cfg.filters, judge=JudgeModel.of(ctx))
+        kept, rejected, failed = apply_filters(pool, cfg.filters, judge=ctx.judge())
         chain_failed.extend(failed)
         return kept, rejected
 
@@ -94,9 +91,9 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
                          files={"tree": (ex.tree_items, write_tree)})
 
 
-def build_explore_instruct(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandler,
-                           identity: GeneratorIdentity, clean: Clean | None = None
-                           ) -> ExploreOutputs:
+def build_explore_instruct(p: beam.Pipeline, cfg: ExploreInstructRun,
+                           handler: GeneratorModelHandler, identity: GeneratorIdentity,
+                           clean: Clean | None = None) -> ExploreOutputs:
     ei = cfg.explore_instruct
     provenance = Provenance(identity)
     generate = stage_generator(handler, identity, steps.RECIPE)

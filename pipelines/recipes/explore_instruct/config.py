@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from pipelines.settings import (
+    RunSettings,
     SamplingConfig,
     check,
 )
@@ -116,3 +117,10 @@ class ExploreInstructConfig:
 
     def enrich_num(self, depth: int) -> int:
         return self.enrich_nums[depth] if self.enrich_nums else 50
+
+
+class ExploreInstructRun(RunSettings, Protocol):
+    """What this recipe reads of a run's config: the shared keys and its own section."""
+
+    @property
+    def explore_instruct(self) -> ExploreInstructConfig: ...

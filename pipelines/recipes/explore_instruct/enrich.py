@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from filters.explore_parse import DOMAINS, parse_enrich_response
 from filters.verdict import Verdict
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from pipelines.recipes.explore_instruct.config import ExploreInstructRun
 from pipelines.recipes.explore_instruct.steps import (
     PROMPT_ENRICH,
     RECIPE,
@@ -32,9 +32,6 @@ from prompts import load_prompt
 from schemas import InstructionRecord, stable_id
 from schemas.tree import Example, TaskNode, TreeView
 
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
-
 
 @dataclass(frozen=True)
 class EnrichContext:
@@ -45,7 +42,7 @@ class EnrichContext:
 
 def enrich_requests(node: TaskNode, tree: Sequence[TaskNode],
                     enriched: Mapping[str, Sequence[InstructionRecord]],
-                    got: Mapping[str, int], round_index: int, cfg: RunConfig
+                    got: Mapping[str, int], round_index: int, cfg: ExploreInstructRun
                     ) -> list[GenerationRequest]:
     """Round `round_index` (1-based) of `enrich_node_samples`: enough requests of
     `num_examples_enrich` examples to cover what the node still lacks.
@@ -85,7 +82,7 @@ def enrich_requests(node: TaskNode, tree: Sequence[TaskNode],
     return requests
 
 
-def judge_enrich(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provenance
+def judge_enrich(outcome: GenerationOutcome, cfg: ExploreInstructRun, provenance: Provenance
                  ) -> list[Judged]:
     """Parse one enrich answer into example rows with the rules' verdicts."""
     assert outcome.completion is not None

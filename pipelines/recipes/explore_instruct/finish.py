@@ -11,7 +11,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -24,19 +24,17 @@ from filters.explore import (
     sample_tree,
 )
 from filters.verdict import Verdict
+from pipelines.recipes.explore_instruct.config import ExploreInstructRun
 from pipelines.recipes.explore_instruct.steps import Judged, example_order
 from pipelines.transforms.route import gather_all
 from schemas import InstructionRecord, Reason
 from schemas.tree import Example, NodeRow, TaskNode, TreeView
 from schemas.tree_format import dump_tree
 
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
-
 SUMMARY_FILE = "summary.json"
 
 
-def filter_node(records: Iterable[InstructionRecord], cfg: RunConfig) -> list[Judged]:
+def filter_node(records: Iterable[InstructionRecord], cfg: ExploreInstructRun) -> list[Judged]:
     """The paper's per-node filter over one node's examples, in the node's order."""
     ei = cfg.explore_instruct
     ordered = sorted(records, key=example_order)
@@ -46,14 +44,15 @@ def filter_node(records: Iterable[InstructionRecord], cfg: RunConfig) -> list[Ju
             for r, (verdict, similar) in zip(ordered, results, strict=True)]
 
 
-def prune_tree(tree: Iterable[TaskNode], cfg: RunConfig) -> list[tuple[str, PruneDecision]]:
+def prune_tree(tree: Iterable[TaskNode], cfg: ExploreInstructRun
+               ) -> list[tuple[str, PruneDecision]]:
     nodes = TreeView(tree).level_order()
     decisions = prune_names([n.raw_task_name for n in nodes], cfg.explore_instruct.prune_threshold)
     return [(n.node_id, d) for n, d in zip(nodes, decisions, strict=True)]
 
 
 def sample_examples(records: Iterable[InstructionRecord], tree: Sequence[TaskNode],
-                    pruned: Mapping[str, PruneDecision], cfg: RunConfig) -> list[Judged]:
+                    pruned: Mapping[str, PruneDecision], cfg: ExploreInstructRun) -> list[Judged]:
     """The paper's sample over the filtered examples; every example is kept or says why not."""
     ei = cfg.explore_instruct
     nodes = TreeView(tree).level_order()
@@ -88,7 +87,7 @@ def sample_examples(records: Iterable[InstructionRecord], tree: Sequence[TaskNod
 
 
 def node_rows(tree: Iterable[TaskNode], counts: Mapping[tuple[str, str], int],
-              pruned: Mapping[str, PruneDecision], cfg: RunConfig) -> list[NodeRow]:
+              pruned: Mapping[str, PruneDecision], cfg: ExploreInstructRun) -> list[NodeRow]:
     """The `nodes` table: each node with its attempts, stop reason and example counts."""
     ei = cfg.explore_instruct
     view = TreeView(tree)

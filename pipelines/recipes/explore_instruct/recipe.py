@@ -3,32 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.generators.backends import resolve_identity
 from pipelines.outputs import targets
 from pipelines.recipes.base import CONFIG_ROOT, Inputs, Recipe
 from pipelines.recipes.explore_instruct.build import build
-from pipelines.recipes.explore_instruct.config import ExploreInstructConfig
+from pipelines.recipes.explore_instruct.config import ExploreInstructConfig, ExploreInstructRun
 from pipelines.recipes.explore_instruct.steps import initial_tree
 from pipelines.settings import FieldError
 
-if TYPE_CHECKING:
-    from pipelines.config import RunConfig
 
-def validate(cfg: RunConfig) -> Inputs:
+def validate(cfg: ExploreInstructRun) -> Inputs:
     rows = len(initial_tree(cfg))  # reads and checks a given tree_dir
     return Inputs(rows, resolve_identity(cfg.generator))
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: ExploreInstructRun) -> None:
     ei = cfg.explore_instruct
     if not (ei.root_task or ei.tree_dir):
         raise FieldError("explore_instruct",
                          "needs root_task (with root_examples) or tree_dir")
 
 
-def run_targets(cfg: RunConfig, stages: Mapping[str, Any],
+def run_targets(cfg: ExploreInstructRun, stages: Mapping[str, Any],
                 counters: Mapping[str, Mapping[str, int]]) -> dict[str, targets.Target]:
     return {targets.EXPLORE: targets.explore_target(cfg, stages)}
 

@@ -14,22 +14,18 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from filters.explore_parse import DOMAINS, parse_extend_response
 from filters.novelty import NoveltyIndex
 from filters.verdict import Verdict
 from pipelines.errors import InputError
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
-from pipelines.recipes.explore_instruct.config import ExploreExampleConfig
+from pipelines.recipes.explore_instruct.config import ExploreExampleConfig, ExploreInstructRun
 from pipelines.transforms.provenance import Provenance, derive_seed
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
 from schemas.tree import Example, TaskNode, TreeView, formalize_taskname, unique_task_name
 from schemas.tree_format import TreeFormatError, given_node_id, read_tree
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 RECIPE = "explore_instruct"
 STAGE_GIVEN = "explore_given"
@@ -46,7 +42,7 @@ PROMPT_ENRICH = ("explore_instruct", "enrich", 1)
 Judged = tuple[InstructionRecord, Verdict]
 
 
-def initial_tree(cfg: RunConfig) -> list[TaskNode]:
+def initial_tree(cfg: ExploreInstructRun) -> list[TaskNode]:
     """The tree exploration starts from: a loaded tree, or the root and its given subtasks."""
     ei = cfg.explore_instruct
     if ei.tree_dir:
@@ -98,7 +94,7 @@ def example_order(record: InstructionRecord) -> tuple[int, int, int, str]:
     return (record.round, record.slot or 0, record.position or 0, record.id)
 
 
-def primer(cfg: RunConfig, stage: str) -> str:
+def primer(cfg: ExploreInstructRun, stage: str) -> str:
     """The start of the answer written into the prompt when `prime_answers` is set."""
     ei = cfg.explore_instruct
     operation = "extend" if stage == STAGE_EXTEND else "enrich"
@@ -123,7 +119,7 @@ class ExtendContext:
     k: int
 
 
-def extend_request(node: TaskNode, tree: Sequence[TaskNode], attempt: int, cfg: RunConfig
+def extend_request(node: TaskNode, tree: Sequence[TaskNode], attempt: int, cfg: ExploreInstructRun
                    ) -> list[GenerationRequest]:
     """Attempt `attempt` of the paper's `extend_node_children` loop for one node.
 
@@ -149,7 +145,7 @@ def extend_request(node: TaskNode, tree: Sequence[TaskNode], attempt: int, cfg: 
 
 
 def _extend_one(node: TaskNode, view: TreeView, children: Sequence[TaskNode], k: int,
-                attempt: int, cfg: RunConfig) -> GenerationRequest:
+                attempt: int, cfg: ExploreInstructRun) -> GenerationRequest:
     """One extend attempt's request: the node, its `children` so far, `k` subtasks asked."""
     ei = cfg.explore_instruct
     parent = view.parent(node) or node
@@ -190,7 +186,7 @@ def unparsed_reason(outcome: GenerationOutcome) -> Reason:
             else Reason.UNPARSABLE_RESPONSE)
 
 
-def judge_extend(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provenance
+def judge_extend(outcome: GenerationOutcome, cfg: ExploreInstructRun, provenance: Provenance
                  ) -> tuple[list[tuple[InstructionRecord, Verdict, Candidate]], list[Judged]]:
     """Parse one extend answer into candidates with verdicts (`explore_extend`), and the
     examples of candidates rejected here (`explore_examples`, rejected upstream)."""
@@ -235,7 +231,8 @@ def upstream_failed(examples: Iterable[Judged], detail: str) -> list[Judged]:
             for record, _ in examples]
 
 
-def place_candidates(candidates: Iterable[Candidate], tree: Sequence[TaskNode], cfg: RunConfig
+def place_candidates(candidates: Iterable[Candidate], tree: Sequence[TaskNode],
+                     cfg: ExploreInstructRun
                      ) -> tuple[list[tuple[InstructionRecord, Verdict, TaskNode | None]],
                                 list[Judged]]:
     """Add one attempt's candidates to the tree in a fixed order (parent in level order,

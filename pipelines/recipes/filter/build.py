@@ -6,16 +6,17 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipelines.recipes.base import BuildContext, RecipeOutputs
+from pipelines.settings import RunSettings
 from pipelines.transforms.filter_chain import apply_filters, read_input
-from pipelines.transforms.quality import JudgeModel
 
 
-def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
+def build(p: beam.Pipeline, ctx: BuildContext[RunSettings]) -> RecipeOutputs:
     assert ctx.cfg.input is not None
     return build_rows(read_input(p, ctx.cfg.input), ctx)
 
 
-def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> RecipeOutputs:
+def build_rows(rows: beam.PCollection, ctx: BuildContext[RunSettings],
+               prefix: str = "") -> RecipeOutputs:
     dataset, rejected, failed = apply_filters(rows, ctx.cfg.filters, prefix,
-                                              judge=JudgeModel.of(ctx))
+                                              judge=ctx.judge())
     return RecipeOutputs(dataset, rejected=rejected, failed=failed)

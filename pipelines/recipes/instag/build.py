@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -37,15 +37,12 @@ from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.instag import steps
-from pipelines.recipes.instag.config import InsTagConfig
+from pipelines.recipes.instag.config import InsTagConfig, InsTagRun
 from pipelines.transforms.dataset_input import input_order
 from pipelines.transforms.filter_chain import apply_filters, read_input
 from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import RouteVerdicts, count, gather_all, stage_generator
 from schemas import InstructionRecord
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 AsList, AsSingleton, AsDict = beam.pvalue.AsList, beam.pvalue.AsSingleton, beam.pvalue.AsDict
 
@@ -169,12 +166,13 @@ def instag_report(pool: beam.PCollection, subset: beam.PCollection | None,
                         | "SubsetDistinct" >> beam.Distinct()))
 
 
-def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
+def build(p: beam.Pipeline, ctx: BuildContext[InsTagRun]) -> RecipeOutputs:
     assert ctx.handler is not None and ctx.inputs.identity is not None
-    return build_instag(p, ctx.cfg, ctx.handler, ctx.inputs.identity, JudgeModel.of(ctx))
+    return build_instag(p, ctx.cfg, ctx.handler, ctx.inputs.identity, ctx.judge())
 
 
-def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> RecipeOutputs:
+def build_rows(rows: beam.PCollection, ctx: BuildContext[InsTagRun],
+               prefix: str = "") -> RecipeOutputs:
     """Chained after another step (`then:`): its kept rows, already through the filter chain
     every recipe ends with, are tagged, normalized and sampled."""
     assert ctx.handler is not None and ctx.inputs.identity is not None
@@ -182,7 +180,7 @@ def build_rows(rows: beam.PCollection, ctx: BuildContext, prefix: str = "") -> R
                           prefix)
 
 
-def build_instag(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandler,
+def build_instag(p: beam.Pipeline, cfg: InsTagRun, handler: GeneratorModelHandler,
                  identity: GeneratorIdentity, judge: JudgeModel | None = None
                  ) -> RecipeOutputs:
     """Input dataset -> shared filters -> tag -> normalize -> Cf-D (if sample_size) + report."""
@@ -193,7 +191,7 @@ def build_instag(p: beam.Pipeline, cfg: RunConfig, handler: GeneratorModelHandle
                           handler, identity)
 
 
-def tag_and_sample(outputs: RecipeOutputs, cfg: RunConfig, handler: GeneratorModelHandler,
+def tag_and_sample(outputs: RecipeOutputs, cfg: InsTagRun, handler: GeneratorModelHandler,
                    identity: GeneratorIdentity, prefix: str = "") -> RecipeOutputs:
     """Tag `outputs.dataset`, normalize, Cf-D (if sample_size), report; `prefix` goes before
     the stage names (a chained step)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from pipelines.settings import (
+    RunSettings,
     SamplingConfig,
     check,
 )
@@ -55,3 +56,10 @@ class InsTagConfig:
         check(0.0 < self.semantic_eps < 1.0, "semantic_eps", "must be in (0, 1)")
         check(self.semantic_min_samples >= 1, "semantic_min_samples", "must be >= 1")
         check(self.top_tags >= 0, "top_tags", "must be >= 0")
+
+
+class InsTagRun(RunSettings, Protocol):
+    """What this recipe reads of a run's config: the shared keys and its own section."""
+
+    @property
+    def instag(self) -> InsTagConfig: ...

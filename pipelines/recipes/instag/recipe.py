@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from filters.tag_embeddings import REQUIRES
 from pipelines.errors import InputError
@@ -12,15 +12,12 @@ from pipelines.generators.backends import BACKENDS, resolve_identity
 from pipelines.outputs import targets
 from pipelines.recipes.base import Inputs, Recipe
 from pipelines.recipes.instag.build import build, build_rows
-from pipelines.recipes.instag.config import InsTagConfig
+from pipelines.recipes.instag.config import InsTagConfig, InsTagRun
 from pipelines.settings import STRUCTURED_OUTPUTS_ARGS, STRUCTURED_OUTPUTS_FLAG, FieldError
 from pipelines.transforms.dataset_input import validate as validate_input
 
-if TYPE_CHECKING:
-    from pipelines.config import RunConfig
 
-
-def validate(cfg: RunConfig) -> Inputs:
+def validate(cfg: InsTagRun) -> Inputs:
     """Before anything is written: the packages the configured steps need are importable,
     the input reads, the tagger resolves."""
     assert cfg.input is not None
@@ -29,7 +26,7 @@ def validate(cfg: RunConfig) -> Inputs:
     return Inputs(rows, resolve_identity(cfg.generator))
 
 
-def check_packages(cfg: RunConfig) -> None:
+def check_packages(cfg: InsTagRun) -> None:
     """The packages the configured normalization steps need are importable."""
     ig = cfg.instag
     needed = []
@@ -43,7 +40,7 @@ def check_packages(cfg: RunConfig) -> None:
                          "pip install 'instructbeam[instag]'")
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: InsTagRun) -> None:
     gen = cfg.generator
     if cfg.instag.structured_output and not (
             BACKENDS[gen.backend].remote or STRUCTURED_OUTPUTS_FLAG in gen.server_args):
@@ -52,7 +49,7 @@ def check(cfg: RunConfig) -> None:
                          "instag.structured_output (or set instag.structured_output: false)")
 
 
-def run_targets(cfg: RunConfig, stages: Mapping[str, Any],
+def run_targets(cfg: InsTagRun, stages: Mapping[str, Any],
                 counters: Mapping[str, Mapping[str, int]]) -> dict[str, targets.Target]:
     if cfg.instag.sample_size is None:
         return {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import apache_beam as beam
 
@@ -22,16 +21,13 @@ from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.outputs import targets
 from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.self_instruct import steps
+from pipelines.recipes.self_instruct.config import SelfInstructRun
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.transforms.bootstrap import BootstrapLanes, LaneSpec, reject_with_instruction
 from pipelines.transforms.bootstrap_loop import FollowUpStep
 from pipelines.transforms.filter_chain import apply_filters
 from pipelines.transforms.provenance import Provenance
-from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import RouteVerdicts
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 
 @dataclass
@@ -42,17 +38,17 @@ class SelfInstructOutputs:
     failed: list[beam.PCollection]
 
 
-def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
+def build(p: beam.Pipeline, ctx: BuildContext[SelfInstructRun]) -> RecipeOutputs:
     """The recipe's graph: the bootstrap, then the configured filter chain on its instances."""
     assert ctx.handler is not None and ctx.inputs.identity is not None
     si = build_self_instruct(p, ctx.cfg, ctx.inputs.seeds, ctx.handler, ctx.inputs.identity)
     dataset, rejected, failed = apply_filters(si.instances, ctx.cfg.filters,
-                                              judge=JudgeModel.of(ctx))
+                                              judge=ctx.judge())
     return RecipeOutputs(dataset, {"instructions": si.instructions},
                          [*si.rejected, *rejected], [*si.failed, *failed])
 
 
-def build_self_instruct(p: beam.Pipeline, cfg: RunConfig, seeds: Sequence[SeedTask],
+def build_self_instruct(p: beam.Pipeline, cfg: SelfInstructRun, seeds: Sequence[SeedTask],
                         handler: GeneratorModelHandler, identity: GeneratorIdentity
                         ) -> SelfInstructOutputs:
     si = cfg.self_instruct

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from pipelines.settings import (
+    RunSettings,
     SamplingConfig,
     check,
 )
@@ -80,3 +81,10 @@ class SelfInstructConfig(LoopSettings):
         check(1 <= self.min_words <= self.max_words, "min_words",
                "must be >= 1 and <= max_words")
         check(self.max_instances_per_task >= 1, "max_instances_per_task", "must be >= 1")
+
+
+class SelfInstructRun(RunSettings, Protocol):
+    """What this recipe reads of a run's config: the shared keys and its own section."""
+
+    @property
+    def self_instruct(self) -> SelfInstructConfig: ...

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.generators.backends import resolve_identity
 from pipelines.outputs import targets
 from pipelines.recipes.base import Inputs, Recipe
 from pipelines.recipes.self_instruct.build import build
-from pipelines.recipes.self_instruct.config import SelfInstructConfig
+from pipelines.recipes.self_instruct.config import SelfInstructConfig, SelfInstructRun
 from pipelines.recipes.self_instruct.seeds import read_seed_tasks
 
-if TYPE_CHECKING:
-    from pipelines.config import RunConfig
 
-
-def validate(cfg: RunConfig) -> Inputs:
+def validate(cfg: SelfInstructRun) -> Inputs:
     seeds = read_seed_tasks(cfg.seed_tasks)
     return Inputs(len(seeds), resolve_identity(cfg.generator), seeds)
 
 
-def run_targets(cfg: RunConfig, stages: Mapping[str, Any],
+def run_targets(cfg: SelfInstructRun, stages: Mapping[str, Any],
                 counters: Mapping[str, Mapping[str, int]]) -> dict[str, targets.Target]:
     si = cfg.self_instruct
     got = targets.target_counters(counters).get(targets.SELF_INSTRUCT, {})

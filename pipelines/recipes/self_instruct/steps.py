@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from filters.self_instruct import (
     InstructionRules,
@@ -19,7 +19,7 @@ from filters.self_instruct import (
 )
 from filters.verdict import Verdict
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
-from pipelines.recipes.self_instruct.config import SelfInstructConfig
+from pipelines.recipes.self_instruct.config import SelfInstructConfig, SelfInstructRun
 from pipelines.recipes.self_instruct.seeds import SeedTask
 from pipelines.settings import SamplingConfig
 from pipelines.transforms.provenance import (
@@ -30,9 +30,6 @@ from pipelines.transforms.provenance import (
 )
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 RECIPE = "self_instruct"
 STAGE_INSTRUCTIONS = "instruction_gen"
@@ -84,7 +81,7 @@ def instance_request_sampling(si: SelfInstructConfig, is_classification: bool) -
 # --- instruction generation ------------------------------------------------------------------
 
 def instruction_request(lane: int, index: int, machine: Sequence[str],
-                        seed_texts: Sequence[str], cfg: RunConfig) -> GenerationRequest:
+                        seed_texts: Sequence[str], cfg: SelfInstructRun) -> GenerationRequest:
     """Prompt `index` of bootstrap lane `lane`: 8 demos (6 seed + 2 machine once 2 exist, drawn
     from `machine`, the pool this prompt may see), shuffled.
 
@@ -129,7 +126,7 @@ def judge_instruction_response(outcome: GenerationOutcome, rules: InstructionRul
 # --- classification identification ----------------------------------------------------------
 
 def _request_for(record: InstructionRecord, stage: str, prompt_key: tuple[str, str, int],
-                 sampling: SamplingConfig, cfg: RunConfig) -> GenerationRequest:
+                 sampling: SamplingConfig, cfg: SelfInstructRun) -> GenerationRequest:
     template = load_prompt(*prompt_key)
     request_id = stable_id(RECIPE, stage, record.id)
     return GenerationRequest(
@@ -140,7 +137,7 @@ def _request_for(record: InstructionRecord, stage: str, prompt_key: tuple[str, s
     )
 
 
-def clf_request(record: InstructionRecord, cfg: RunConfig) -> GenerationRequest:
+def clf_request(record: InstructionRecord, cfg: SelfInstructRun) -> GenerationRequest:
     return _request_for(record, STAGE_CLF, PROMPT_CLF, cfg.self_instruct.clf_sampling, cfg)
 
 
@@ -153,13 +150,13 @@ def apply_clf_answer(outcome: GenerationOutcome) -> list[InstructionRecord]:
 
 # --- instances -------------------------------------------------------------------------------
 
-def instance_request(record: InstructionRecord, cfg: RunConfig) -> GenerationRequest:
+def instance_request(record: InstructionRecord, cfg: SelfInstructRun) -> GenerationRequest:
     key = PROMPT_OUTPUT_FIRST if record.is_classification else PROMPT_INPUT_FIRST
     sampling = instance_request_sampling(cfg.self_instruct, bool(record.is_classification))
     return _request_for(record, STAGE_INSTANCES, key, sampling, cfg)
 
 
-def judge_instances(outcome: GenerationOutcome, cfg: RunConfig, provenance: Provenance
+def judge_instances(outcome: GenerationOutcome, cfg: SelfInstructRun, provenance: Provenance
                     ) -> Iterable[tuple[InstructionRecord, Verdict]]:
     """Parse one task's instances; a response with none yields one rejected task row."""
     assert outcome.completion is not None

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import apache_beam as beam
 
@@ -36,18 +36,15 @@ from pipelines.recipes.base import BuildContext, RecipeOutputs
 from pipelines.recipes.ensemble_instruct.build import model_identifier
 from pipelines.recipes.instag.build import WriteReports
 from pipelines.recipes.ultrachat import dialogue, steps
+from pipelines.recipes.ultrachat.config import UltraChatRun
 from pipelines.recipes.ultrachat.stats import DialogueStatistics
 from pipelines.transforms.dataset_input import ReadDataset
 from pipelines.transforms.filter_chain import apply_filters, count_input
 from pipelines.transforms.near_dup import NearDuplicateFilter
 from pipelines.transforms.novelty import NoveltyFilter
 from pipelines.transforms.provenance import Provenance
-from pipelines.transforms.quality import JudgeModel
 from pipelines.transforms.route import Generate, RouteVerdicts, count, stage_generator
 from schemas import InstructionRecord
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 GenerateStage = Callable[[str], Generate]
 
@@ -56,7 +53,7 @@ GenerateStage = Callable[[str], Generate]
 class _Graph:
     """What the stages share while the graph is assembled."""
 
-    cfg: RunConfig
+    cfg: UltraChatRun
     generate: GenerateStage  # the main generator, for the opening-line stages
     provenance: Provenance
     rejected: list[beam.PCollection] = field(default_factory=list)
@@ -225,7 +222,7 @@ def _speaker(handler: GeneratorModelHandler, identity: GeneratorIdentity, stage:
                              partial=dialogue.partial_history), identity.model)
 
 
-def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
+def build(p: beam.Pipeline, ctx: BuildContext[UltraChatRun]) -> RecipeOutputs:
     """The recipe's graph: opening lines, dialogues, the filter chain, the statistics."""
     assert ctx.handler is not None and ctx.inputs.identity is not None
     cfg, identity = ctx.cfg, ctx.inputs.identity
@@ -257,7 +254,7 @@ def build(p: beam.Pipeline, ctx: BuildContext) -> RecipeOutputs:
     rows = (finished | "Dialogue/Rows" >> beam.Map(dialogue.dialogue_row, identity, cfg)
             | "Dialogue/Route" >> RouteVerdicts(dialogue.STAGE_DIALOGUES, "dialogue_turns"))
     dataset, dropped, filter_failed = apply_filters(rows.kept, cfg.filters,
-                                                    judge=JudgeModel.of(ctx))
+                                                    judge=ctx.judge())
     report = dataset | "Statistics" >> DialogueStatistics(openings, rows.rejected)
     return RecipeOutputs(dataset, rejected=[*g.rejected, rows.rejected, *dropped],
                          failed=[*g.failed, *filter_failed],

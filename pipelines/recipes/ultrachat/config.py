@@ -8,10 +8,10 @@ each, what the paper did, the default here and the option that changes it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from filters.ultrachat import DEFAULT_DRIFT_OPENERS, DEFAULT_REFUSALS
-from pipelines.settings import GeneratorConfig, SamplingConfig, check
+from pipelines.settings import GeneratorConfig, RunSettings, SamplingConfig, check
 
 # The paper's counts (sector 1: questions about the world; 2: creation and writing;
 # 3: assistance on existing materials; dialogues: rounds per dialogue).
@@ -156,3 +156,10 @@ class UltraChatConfig:
         check(self.context_margin_tokens >= 0, "context_margin_tokens", "must be >= 0")
         check(1 <= self.min_kept_rounds <= self.max_rounds, "min_kept_rounds",
               "must be in [1, max_rounds]")
+
+
+class UltraChatRun(RunSettings, Protocol):
+    """What this recipe reads of a run's config: the shared keys and its own section."""
+
+    @property
+    def ultrachat(self) -> UltraChatConfig: ...

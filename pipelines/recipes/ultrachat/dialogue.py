@@ -18,20 +18,17 @@ import json
 import math
 import random
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from filters.ultrachat import TurnRules, check_turn, clean_user_turn
 from filters.verdict import Verdict
 from pipelines.generators.backends import BACKENDS, GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from pipelines.recipes.ultrachat.config import UltraChatRun
 from pipelines.recipes.ultrachat.steps import MATERIALS, PROMPTS, RECIPE
 from pipelines.settings import GeneratorConfig
 from pipelines.transforms.provenance import canonical_sampling, derive_seed
 from prompts import load_prompt
 from schemas import InstructionRecord, Message, Reason, content_hash, stable_id
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 STAGE_USER = "ultrachat_user_turn"
 STAGE_ASSISTANT = "ultrachat_assistant_turn"
@@ -91,7 +88,7 @@ def server_context(gen: GeneratorConfig) -> int | None:
     return None
 
 
-def budget(cfg: RunConfig) -> Budget:
+def budget(cfg: UltraChatRun) -> Budget:
     uc = cfg.ultrachat
     limit = uc.context_tokens
     if limit is None:
@@ -102,7 +99,7 @@ def budget(cfg: RunConfig) -> Budget:
                   uc.assistant_sampling.max_tokens)
 
 
-def turn_rules(cfg: RunConfig) -> TurnRules:
+def turn_rules(cfg: UltraChatRun) -> TurnRules:
     uc = cfg.ultrachat
     return TurnRules(uc.repeat_threshold, uc.drift_openers, uc.refusal_patterns)
 
@@ -115,7 +112,7 @@ def opening_text(record: InstructionRecord) -> str:
     return record.instruction
 
 
-def start(record: InstructionRecord, cfg: RunConfig) -> Dialogue:
+def start(record: InstructionRecord, cfg: UltraChatRun) -> Dialogue:
     """A dialogue from an opening row; its rounds drawn from its id and the run's seed."""
     uc = cfg.ultrachat
     rounds = random.Random(derive_seed(cfg.seed, "rounds", record.id)).randint(
@@ -138,7 +135,7 @@ def _out_of_context(d: Dialogue, need: int, limit: int, min_kept: int) -> Dialog
     return replace(d, end=verdict.reason, verdict=verdict)
 
 
-def user_step(d: Dialogue, round_index: int, cfg: RunConfig, plan: Budget
+def user_step(d: Dialogue, round_index: int, cfg: UltraChatRun, plan: Budget
               ) -> GenerationRequest | Dialogue:
     """Round `round_index` (>= 2) of a live dialogue: the simulated user's request, or the
     dialogue over (its rounds reached, or the round would not fit the context)."""
@@ -157,7 +154,7 @@ def user_step(d: Dialogue, round_index: int, cfg: RunConfig, plan: Budget
         seed=derive_seed(cfg.seed, request_id), api="chat", context=d)
 
 
-def assistant_step(d: Dialogue, round_index: int, cfg: RunConfig, plan: Budget
+def assistant_step(d: Dialogue, round_index: int, cfg: UltraChatRun, plan: Budget
                    ) -> GenerationRequest | Dialogue:
     """The assistant's turn of round `round_index`: the whole dialogue as chat messages.
     Round 1 checks the context here (later rounds checked it before the user turn)."""
@@ -211,7 +208,7 @@ def partial_history(request: GenerationRequest) -> str | None:
     return _as_json(tuple((m.role, m.content) for m in d.messages))
 
 
-def dialogue_row(d: Dialogue, assistant: GeneratorIdentity, cfg: RunConfig
+def dialogue_row(d: Dialogue, assistant: GeneratorIdentity, cfg: UltraChatRun
                  ) -> tuple[InstructionRecord, Verdict]:
     """The dataset row of a finished dialogue and its verdict: `instruction` (and `input`)
     are the opening's, `output` the first reply, so single-turn tools still read it."""

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.generators.backends import resolve_identity
 from pipelines.recipes.base import Inputs, Recipe, main_generator
 from pipelines.recipes.ultrachat.build import build
-from pipelines.recipes.ultrachat.config import UltraChatConfig
+from pipelines.recipes.ultrachat.config import UltraChatConfig, UltraChatRun
 from pipelines.recipes.ultrachat.steps import read_entities
 from pipelines.settings import FieldError, GeneratorConfig
 from pipelines.transforms.dataset_input import validate as validate_input
 
-if TYPE_CHECKING:
-    from pipelines.config import RunConfig
 
-
-def validate(cfg: RunConfig) -> Inputs:
+def validate(cfg: UltraChatRun) -> Inputs:
     """Before anything is written: the entity file and the passages read, every model
     resolves. Input rows: the given subjects (meta-topics, entities, material types) plus
     the passages."""
@@ -34,7 +31,7 @@ def validate(cfg: RunConfig) -> Inputs:
     return Inputs(rows, resolve_identity(cfg.generator))
 
 
-def check(cfg: RunConfig) -> None:
+def check(cfg: UltraChatRun) -> None:
     uc = cfg.ultrachat
     if not (uc.world.enabled or uc.writing.enabled or cfg.input is not None):
         raise FieldError("ultrachat", "has no sector to draw opening lines from: enable "
@@ -45,7 +42,7 @@ def check(cfg: RunConfig) -> None:
                                       "input.output_field or input.messages_field")
 
 
-def generators(cfg: RunConfig) -> list[tuple[str, GeneratorConfig]]:
+def generators(cfg: UltraChatRun) -> list[tuple[str, GeneratorConfig]]:
     user = cfg.ultrachat.user_generator
     return [*main_generator(cfg), *((("ultrachat.user_generator", user),) if user else ())]
 

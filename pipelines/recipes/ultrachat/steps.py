@@ -14,18 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from filters.ultrachat import parse_list, strip_quotes
 from filters.verdict import Verdict
 from pipelines.errors import InputError
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
+from pipelines.recipes.ultrachat.config import UltraChatRun
 from pipelines.transforms.provenance import Provenance, derive_seed
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
-
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
 
 RECIPE = "ultrachat"
 PROMPTS = "ultrachat"
@@ -80,7 +77,7 @@ def given_rows(texts: Iterable[str], stage: str, sector: str) -> list[Instructio
     return rows
 
 
-def read_entities(cfg: RunConfig) -> list[str]:
+def read_entities(cfg: UltraChatRun) -> list[str]:
     """The entity route's entities: the config's list, then the file's lines (# comments)."""
     world = cfg.ultrachat.world
     entities = list(world.entities)
@@ -101,7 +98,7 @@ def root_row() -> InstructionRecord:
     return _row(STAGE_TOPICS, WORLD, "", stable_id(RECIPE, "root"))
 
 
-def list_request(parent: InstructionRecord, stage: str, prompt: str, n: int, cfg: RunConfig,
+def list_request(parent: InstructionRecord, stage: str, prompt: str, n: int, cfg: UltraChatRun,
                  kind: str = "", **variables: object) -> list[GenerationRequest]:
     """One request for `n` items about `parent` with prompt `ultrachat/<prompt>` ([] for n=0)."""
     if n <= 0:
@@ -115,35 +112,35 @@ def list_request(parent: InstructionRecord, stage: str, prompt: str, n: int, cfg
         seed=derive_seed(cfg.seed, request_id), api="chat", context=ListAsk(parent, stage, n))]
 
 
-def meta_topic_requests(root: InstructionRecord, cfg: RunConfig) -> list[GenerationRequest]:
+def meta_topic_requests(root: InstructionRecord, cfg: UltraChatRun) -> list[GenerationRequest]:
     return list_request(root, STAGE_TOPICS, "meta_topics", cfg.ultrachat.world.num_meta_topics,
                         cfg)
 
 
-def subtopic_requests(topic: InstructionRecord, cfg: RunConfig) -> list[GenerationRequest]:
+def subtopic_requests(topic: InstructionRecord, cfg: UltraChatRun) -> list[GenerationRequest]:
     return list_request(topic, STAGE_SUBTOPICS, "subtopics",
                         cfg.ultrachat.world.subtopics_per_topic, cfg, topic=topic.instruction)
 
 
-def question_requests(topic: InstructionRecord, cfg: RunConfig) -> list[GenerationRequest]:
+def question_requests(topic: InstructionRecord, cfg: UltraChatRun) -> list[GenerationRequest]:
     return list_request(topic, STAGE_QUESTIONS, "questions",
                         cfg.ultrachat.world.questions_per_topic, cfg, topic=topic.instruction)
 
 
-def derived_requests(question: InstructionRecord, cfg: RunConfig) -> list[GenerationRequest]:
+def derived_requests(question: InstructionRecord, cfg: UltraChatRun) -> list[GenerationRequest]:
     return list_request(question, STAGE_DERIVED, "derived_questions",
                         cfg.ultrachat.world.derived_per_question, cfg,
                         question=question.instruction, topic=question.topic)
 
 
-def entity_question_requests(entity: InstructionRecord, cfg: RunConfig
+def entity_question_requests(entity: InstructionRecord, cfg: UltraChatRun
                              ) -> list[GenerationRequest]:
     return list_request(entity, STAGE_ENTITY_QUESTIONS, "entity_questions",
                         cfg.ultrachat.world.questions_per_entity, cfg,
                         entity=entity.instruction)
 
 
-def entity_followup_requests(question: InstructionRecord, cfg: RunConfig
+def entity_followup_requests(question: InstructionRecord, cfg: UltraChatRun
                              ) -> list[GenerationRequest]:
     """The paper's two expansions of an entity's meta-question: specific and extended."""
     world = cfg.ultrachat.world
@@ -154,19 +151,19 @@ def entity_followup_requests(question: InstructionRecord, cfg: RunConfig
                                   question=question.instruction)]
 
 
-def writing_requests(material: InstructionRecord, cfg: RunConfig) -> list[GenerationRequest]:
+def writing_requests(material: InstructionRecord, cfg: UltraChatRun) -> list[GenerationRequest]:
     return list_request(material, STAGE_WRITING, "writing_instructions",
                         cfg.ultrachat.writing.instructions_per_type, cfg,
                         material=material.instruction)
 
 
-def material_requests(passage: InstructionRecord, cfg: RunConfig) -> list[GenerationRequest]:
+def material_requests(passage: InstructionRecord, cfg: UltraChatRun) -> list[GenerationRequest]:
     return list_request(passage, STAGE_MATERIAL, "material_instructions",
                         cfg.ultrachat.materials.instructions_per_passage, cfg,
                         passage=passage.instruction)
 
 
-def refine_requests(instruction: InstructionRecord, cfg: RunConfig
+def refine_requests(instruction: InstructionRecord, cfg: UltraChatRun
                     ) -> list[GenerationRequest]:
     """The paper's refinement: the generator rewrites one writing instruction."""
     template = load_prompt(PROMPTS, "refine_instruction", 1)
@@ -242,7 +239,7 @@ def judge_refined(outcome: GenerationOutcome, provenance: Provenance) -> list[Ju
     return [(row, Verdict.ok())]
 
 
-def passage_row(record: InstructionRecord, cfg: RunConfig) -> Judged:
+def passage_row(record: InstructionRecord, cfg: UltraChatRun) -> Judged:
     """An input row as a sector-3 passage (its `passage_field`), within the word bounds."""
     mat = cfg.ultrachat.materials
     text = (record.output if mat.passage_field == "output" else record.instruction).strip()
