@@ -53,6 +53,7 @@ class Reason(StrEnum):
     PRUNED_TASK = "pruned_task"  # the node was pruned and pruned nodes are excluded
     BEYOND_SAMPLE_DEPTH = "beyond_sample_depth"  # node deeper than sample_max_depth
     NOT_SAMPLED = "not_sampled"  # not drawn by the allocation, or cut by the sample size
+    SEED_EXAMPLE = "seed_example"  # a given (config or loaded tree) example: input, not output
     # #InsTag: Cf-D never selects a query without tags (after normalization).
     NO_TAGS = "no_tags"
     # Atomic tasks (EcomGPT): why a row yields no derived task.

@@ -179,7 +179,10 @@ def test_unparsable_answers_are_rejected_and_do_not_loop(explore_server, tmp_pat
     assert stages["explore_extend"]["rejected"] == {"unparsable_response": 6}
     assert stages["explore_enrich"]["in"] == 2 * 2 * 2  # two nodes, two calls, two rounds
     assert stages["explore_examples"]["rejected"] == {"unparsable_response": 8}
-    assert sorted(r["instruction"] for r in read_rows(out, "data")) == [
+    # nothing was generated: the config's own examples are what went in, not data
+    assert read_rows(out, "data") == []
+    seeds = [r for r in read_rows(out, "rejected") if r["reason"] == "seed_example"]
+    assert sorted(r["instruction"] for r in seeds) == [
         "Make this message more polite.", "Say the same thing in other words."]
 
 

@@ -240,3 +240,40 @@ def test_primed_completions_for_extend_only():
     assert enrich.api == "chat" and enrich.prompt.endswith("Reason: r1")
     with pytest.raises(ValueError):
         ExploreInstructConfig(prime_answers=True)  # a chat answer cannot be primed
+
+
+# --- seed examples: a repeat of one is not new, and they are not sampled back ----------------
+
+def _example(node: str, instruction: str, origin: str, position: int) -> InstructionRecord:
+    return steps.example_record(node, f"root/{node}", steps.STAGE_GIVEN if origin == "seed"
+                                else "explore_enrich", 0 if origin == "seed" else 1, 0,
+                                position, Example(instruction, "", "An answer."), origin=origin)
+
+
+def test_a_machine_copy_of_a_seed_from_another_node_is_not_novel():
+    from pipelines.recipes.explore_instruct.finish import filter_node
+
+    seed = "Fix the spelling mistakes in this short paragraph."
+    rows = [_example("b", "Rewrite this sentence so that it sounds more formal.", "seed", 0),
+            _example("b", seed, "machine", 0),
+            _example("b", "Turn this note into a polite email to a colleague.", "machine", 1)]
+    judged = filter_node(rows, _cfg(), seeds=[seed, rows[0].instruction])
+    verdicts = {r.instruction: (v.keep, v.reason, r.rouge_l_max) for r, v in judged}
+    assert verdicts[seed] == (False, Reason.NOT_NOVEL, 1.0)
+    assert verdicts[rows[2].instruction][0] and verdicts[rows[2].instruction][2] > 0.0
+    # the paper's scope compares a node's examples only: the copy of node a's seed stays
+    paper = filter_node(rows, _cfg(filter_scope="node"), seeds=[seed])
+    assert {r.instruction: v.keep for r, v in paper}[seed]
+
+
+def test_the_configs_seed_examples_are_not_sampled_back_unless_asked():
+    from pipelines.recipes.explore_instruct.finish import sample_examples
+
+    root = TaskNode(steps.given_node_id("root"), None, 0, "root", "Root", "", (), "root")
+    rows = [_example(root.node_id, "Say the same thing in other words please.", "seed", 0),
+            _example(root.node_id, "Write this paragraph again in simpler words.", "machine", 0)]
+    ours = sample_examples(rows, [root], {}, _cfg(sample_size=10))
+    assert [(r.origin, v.keep, v.reason) for r, v in ours] == [
+        ("machine", True, None), ("seed", False, Reason.SEED_EXAMPLE)]
+    paper = sample_examples(rows, [root], {}, _cfg(sample_size=10, sample_seed_examples=True))
+    assert all(v.keep for _, v in paper)

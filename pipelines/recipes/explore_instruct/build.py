@@ -173,10 +173,14 @@ def build_explore_instruct(p: beam.Pipeline, cfg: ExploreInstructRun,
     if clean is not None:
         examples, dropped = clean(examples)
         rejected += dropped
+    seed_texts = (examples | "Filter/Seeds" >> beam.Filter(lambda r: r.origin == "seed")
+                  | "Filter/SeedTexts" >> beam.Map(lambda r: r.instruction))
     filtered = (examples
                 | "Filter/ByNode" >> beam.Map(lambda r: (r.node_id, r))
                 | "Filter/Gather" >> beam.GroupByKey()
-                | "Filter/Greedy" >> beam.FlatMap(lambda kv: finish.filter_node(kv[1], cfg))
+                | "Filter/Greedy" >> beam.FlatMap(
+                    lambda kv, seeds: finish.filter_node(kv[1], cfg, seeds),
+                    seeds=AsList(seed_texts))
                 | "Filter/Route" >> RouteVerdicts(steps.STAGE_FILTER, "rouge_l"))
     rejected.append(filtered.rejected)
     pruned = (gather_all(tree, "Prune")

@@ -74,6 +74,15 @@ class ExploreInstructConfig:
     sample_max_depth: int = 3
     sample_weight_cap: int = 500
     exclude_pruned: bool = True  # the paper's --sample_use_pruned (which had no effect there)
+    # The per-node filter compares a node's examples with each other (the paper). "tree"
+    # (ours) also compares every machine example with every given (seed) example of the
+    # tree: a generated copy of a seed from another node is a repeat, not a new example.
+    filter_scope: Literal["node", "tree"] = "tree"
+    # The paper samples a node's examples whatever made them, so the seed examples written in
+    # the config come back in `data/`; false (ours) rejects those as `seed_example` (they are
+    # what went in). A loaded tree's (`tree_dir`) examples are always sampled, as the paper
+    # does: they may be an earlier exploration's output.
+    sample_seed_examples: bool = False
     api: Literal["chat", "completions"] = "chat"
     extend_api: Literal["chat", "completions"] | None = None  # None: `api`
     # Completions only: end each prompt with the start of the answer ("New subtask:",

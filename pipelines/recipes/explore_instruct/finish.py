@@ -23,6 +23,7 @@ from filters.explore import (
     prune_names,
     sample_tree,
 )
+from filters.novelty import NoveltyIndex, NoveltyVerdict
 from filters.verdict import Verdict
 from pipelines.recipes.explore_instruct.config import ExploreInstructRun
 from pipelines.recipes.explore_instruct.steps import Judged, example_order
@@ -34,14 +35,39 @@ from schemas.tree_format import dump_tree
 SUMMARY_FILE = "summary.json"
 
 
-def filter_node(records: Iterable[InstructionRecord], cfg: ExploreInstructRun) -> list[Judged]:
-    """The paper's per-node filter over one node's examples, in the node's order."""
+def filter_node(records: Iterable[InstructionRecord], cfg: ExploreInstructRun,
+                seeds: Sequence[str] = ()) -> list[Judged]:
+    """The paper's per-node filter over one node's examples, in the node's order. With
+    `filter_scope: tree`, every machine example is first checked against `seeds` (every given
+    example of the tree): a repeat of one is dropped there and takes no part in its node's
+    filter; the others carry the larger of the two scores in `rouge_l_max`."""
     ei = cfg.explore_instruct
     ordered = sorted(records, key=example_order)
-    results = filter_node_examples([r.instruction for r in ordered], ei.filter_threshold,
-                                   ei.max_example_num)
-    return [(replace(r, rouge_l_max=verdict.score, most_similar=similar), verdict)
-            for r, (verdict, similar) in zip(ordered, results, strict=True)]
+    near_seed: dict[int, NoveltyVerdict] = {}
+    if ei.filter_scope == "tree" and seeds:
+        index = NoveltyIndex(seeds, threshold=ei.filter_threshold)
+        near_seed = {i: index.check(r.instruction) for i, r in enumerate(ordered)
+                     if r.origin != "seed"}
+    rest = [i for i in range(len(ordered)) if i not in near_seed or near_seed[i].accepted]
+    results = dict(zip(rest, filter_node_examples(
+        [ordered[i].instruction for i in rest], ei.filter_threshold, ei.max_example_num),
+        strict=True))
+    judged: list[Judged] = []
+    for i, record in enumerate(ordered):
+        seed = near_seed.get(i)
+        if seed is not None and not seed.accepted:
+            judged.append((replace(record, rouge_l_max=seed.score,
+                                   most_similar=seed.most_similar), Verdict.drop(
+                Reason.NOT_NOVEL, f"ROUGE-L {seed.score:.4f} > {ei.filter_threshold} to a seed "
+                "example of the tree", seed.score)))
+            continue
+        verdict, similar = results[i]
+        score = verdict.score or 0.0
+        if seed is not None and seed.score > score:
+            score, similar = seed.score, seed.most_similar
+            verdict = replace(verdict, score=score)
+        judged.append((replace(record, rouge_l_max=score, most_similar=similar), verdict))
+    return judged
 
 
 def prune_tree(tree: Iterable[TaskNode], cfg: ExploreInstructRun
@@ -60,6 +86,10 @@ def sample_examples(records: Iterable[InstructionRecord], tree: Sequence[TaskNod
     for record in records:
         by_node[str(record.node_id)].append(record)
     examples = [sorted(by_node.get(n.node_id, []), key=example_order) for n in nodes]
+    seed_rows: list[InstructionRecord] = []
+    if not ei.sample_seed_examples and ei.tree_dir is None:  # the config's examples went in
+        seed_rows = [r for rows in examples for r in rows if r.origin == "seed"]
+        examples = [[r for r in rows if r.origin != "seed"] for rows in examples]
 
     def why_not(node: TaskNode) -> Verdict | None:
         if node.depth > ei.sample_max_depth:
@@ -83,6 +113,8 @@ def sample_examples(records: Iterable[InstructionRecord], tree: Sequence[TaskNod
             else:
                 judged.append((record, why or Verdict.drop(
                     Reason.NOT_SAMPLED, f"node allocation {plan.allocated[i]} of {len(rows)}")))
+    judged += [(r, Verdict.drop(Reason.SEED_EXAMPLE, "given in the config or tree; "
+                                "sample_seed_examples: false")) for r in seed_rows]
     return judged
 
 
