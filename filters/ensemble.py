@@ -42,7 +42,9 @@ __all__ = [
     "Consensus",
     "ConsensusPath",
     "PAPER_MIN_PAIRWISE_ROUGE",
+    "ECHO_MIN_WORDS",
     "consensus",
+    "echo_verdict",
     "normalize_answer",
 ]
 
@@ -153,3 +155,21 @@ def consensus(outputs: Sequence[str], *, agree_rule: AgreeRule = "agreed_output"
     if worst > min_pairwise_rouge and raw[best] != "":
         return decided(ConsensusPath.ROUGE_SELECTED, best)
     return decided(ConsensusPath.DISAGREEMENT, None)
+
+
+ECHO_MIN_WORDS = 3
+"""An output that is a piece of its instruction counts as an echo only from this many words:
+a one- or two-word label ("True", "Positive") often stands in the question that offers it."""
+
+
+def echo_verdict(instruction: str, input_text: str, output: str) -> Verdict:
+    """Not in the paper: an ensembled output that repeats its input, or a piece of its
+    instruction of at least ECHO_MIN_WORDS words, is no answer, however well the models agree
+    on it (small models agree most on copying). Compared normalized, as the consensus is."""
+    out = normalize_answer(output)
+    if out and out == normalize_answer(input_text):
+        return Verdict.drop(Reason.INPUT_EQUALS_OUTPUT, "the output repeats the input", 1.0)
+    if len(out.split()) >= ECHO_MIN_WORDS and out in normalize_answer(instruction):
+        return Verdict.drop(Reason.OUTPUT_ECHOES_INSTRUCTION,
+                            "the output is a piece of the instruction", 1.0)
+    return Verdict.ok()

@@ -42,6 +42,7 @@ class Reason(StrEnum):
     # Ensemble-Instruct: valid-format parsing of instances, and output ensembling.
     INVALID_FORMAT = "invalid_format"  # first block lacks the "input:"/"output:" lines
     ENSEMBLE_DISAGREEMENT = "ensemble_disagreement"  # min pairwise ROUGE-L <= 0.01
+    OUTPUT_ECHOES_INSTRUCTION = "output_echoes_instruction"  # the answer is a piece of the task
     # Explore-Instruct: extension responses, tree placement, examples, prune and sampling.
     INCOMPLETE_SUBTASK = "incomplete_subtask"  # a "New subtask:" block without Reason/Examples
     INVALID_TASK_NAME = "invalid_task_name"  # the name has no [A-Za-z0-9] character

@@ -149,3 +149,19 @@ def test_bad_arguments():
         consensus(["only one"])
     with pytest.raises(ValueError):
         consensus(["a", "b", "c"], agree_rule="majority")  # type: ignore[arg-type]
+
+
+def test_an_ensembled_output_that_only_repeats_the_task_is_rejected():
+    from filters.ensemble import echo_verdict
+
+    task = "Summarize the following article in one sentence for a busy reader."
+    article = "The city opened a new library on Monday. It has 40,000 books."
+    assert echo_verdict(task, article, article).reason == Reason.INPUT_EQUALS_OUTPUT
+    assert echo_verdict(task, article, " the city opened a new library on monday  it has "
+                        "40000 books").reason == Reason.INPUT_EQUALS_OUTPUT
+    assert echo_verdict(task, article, "Summarize the following article.").reason == \
+        Reason.OUTPUT_ECHOES_INSTRUCTION
+    # a short label that the question offers is an answer, not an echo
+    assert echo_verdict("Is this review positive or negative?", "Great food.",
+                        "Positive").keep
+    assert echo_verdict(task, article, "A new library with 40,000 books opened.").keep

@@ -21,6 +21,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from filters.ensemble import echo_verdict
 from filters.ensemble_instructions import paper_rules
 from pipelines.errors import InputError
 from pipelines.generators.backends import GeneratorIdentity, resolve_identity
@@ -193,4 +194,12 @@ def build_ensemble_instruct(p: beam.Pipeline, cfg: EnsembleInstructRun, seeds: S
     consensus = judged.judged | "Ensemble/Consensus" >> RouteVerdicts(
         steps.STAGE_ENSEMBLE, "rouge_l_consensus")
     rejected.append(consensus.rejected)
-    return EnsembleInstructOutputs(instructions, consensus.kept, rejected, failed)
+    kept = consensus.kept
+    if ei.reject_echoes:
+        echoes = (kept
+                  | "Ensemble/EchoCheck" >> beam.Map(
+                      lambda r: (r, echo_verdict(r.instruction, r.input, r.output)))
+                  | "Ensemble/Echo" >> RouteVerdicts(steps.STAGE_ECHO, "echo"))
+        rejected.append(echoes.rejected)
+        kept = echoes.kept
+    return EnsembleInstructOutputs(instructions, kept, rejected, failed)

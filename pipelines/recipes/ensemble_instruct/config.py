@@ -115,6 +115,10 @@ class EnsembleInstructConfig:
     # default) or the generator's (earlier code; the released sample file).
     agree_rule: Literal["agreed_output", "generator_output"] = "agreed_output"
     min_pairwise_rouge: float = 0.01  # drop when the least similar pair is <= this
+    # Ours: reject an ensembled output that repeats its input or a piece of its instruction
+    # (`input_equals_output`, `output_echoes_instruction`); the paper keeps what the models
+    # agree on (false).
+    reject_echoes: bool = True
     instruction_sampling: SamplingConfig = field(default_factory=_ensemble_instruction_sampling)
     instance_sampling: SamplingConfig = field(default_factory=_ensemble_instance_sampling)
     extra_generators: tuple[ExtraGeneratorConfig, ...] = ()

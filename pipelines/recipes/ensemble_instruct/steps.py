@@ -43,6 +43,7 @@ STAGE_NOVELTY = "novelty"
 STAGE_INSTANCES = "instance_gen"
 STAGE_EXTRA = "extra_output"  # one stage per extra model: "extra_output/<name>"
 STAGE_ENSEMBLE = "ensemble"
+STAGE_ECHO = "ensemble_echo"  # ours: ensembled outputs that only repeat the task
 TYPE_A = "input_output"
 TYPE_B = "output_only"
 TYPES = (TYPE_A, TYPE_B)
