@@ -79,7 +79,26 @@ def _items(value: Any) -> list[Any]:
     raise ValueError(f"expected a JSON list of {{tag, explanation}}, got {type(value).__name__}")
 
 
-def parse_tag_answer(text: str, finish_reason: str | None = None) -> TagAnswer:
+MIN_TAG_LETTERS = 2
+"""Ours: a tag with fewer letters names no intention ("a", "b", "7": small models copy answer
+options and list numbers); such tags are left out, the rest of the answer stands."""
+
+
+def tag_letters(tag: str) -> int:
+    return sum(ch.isalpha() for ch in tag)
+
+
+def raw_answer(text: str) -> Any:
+    """A tagger answer as `tags_raw` keeps it: the JSON it is when it parses whole (so the
+    column is one JSON document, not JSON inside JSON strings), else the text as said."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_tag_answer(text: str, finish_reason: str | None = None,
+                     min_letters: int = MIN_TAG_LETTERS) -> TagAnswer:
     """Parse a tagger answer: a JSON list of {"tag": str, "explanation": str}.
 
     Tolerated: a code fence around the JSON, text before it, one object instead of a list, a
@@ -101,6 +120,7 @@ def parse_tag_answer(text: str, finish_reason: str | None = None) -> TagAnswer:
         return TagAnswer(reason=reason, detail=str(exc)[:200])
     tags: list[str] = []
     explanations: list[str] = []
+    too_short = 0
     for item in items:
         if isinstance(item, str):
             tag, why = item, ""
@@ -110,10 +130,13 @@ def parse_tag_answer(text: str, finish_reason: str | None = None) -> TagAnswer:
         else:
             continue
         tag = clean_tag(tag)
+        if tag and tag_letters(tag) < min_letters:
+            too_short += 1
+            continue
         if tag and tag not in tags:
             tags.append(tag)
             explanations.append(why.strip())
-    if items and not tags:
+    if items and not tags and not too_short:
         return TagAnswer(reason=Reason.UNPARSABLE_RESPONSE,
                          detail=f"none of the {len(items)} items has a non-empty 'tag' string")
     return TagAnswer(tuple(tags), tuple(explanations))

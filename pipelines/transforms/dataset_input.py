@@ -216,12 +216,27 @@ def _json_array_rows(handle: BinaryIO, path: str) -> Iterator[tuple[int, dict[st
         pos += 1
 
 
+def _field(row: dict[str, Any], name: str, where: str) -> Any:
+    """`row[name]`, or a dotted path into nested rows when no key has the whole name:
+    `instances.0.output` is the first instance's output (Self-Instruct's seed file keeps its
+    inputs and outputs there)."""
+    if name in row:
+        return row[name]
+    value: Any = row
+    for part in name.split(".") if "." in name else (name,):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise InputError(f"{where}: field '{name}' is missing")
+    return value
+
+
 def _text(row: dict[str, Any], name: str | None, where: str) -> str:
     if name is None:
         return ""
-    if name not in row:
-        raise InputError(f"{where}: field '{name}' is missing")
-    value = row[name]
+    value = _field(row, name, where)
     if value is None:
         return ""
     if not isinstance(value, str):

@@ -41,6 +41,7 @@ def test_instag_demo_tags_real_instructions_and_samples(tmp_path, embedded_serve
     assert 0 < len(data) <= cfg.instag.sample_size
     assert all(r["tags"] and r["tag_count"] == len(r["tags"]) for r in data)
     assert all(r["cfd_pass"] >= 1 for r in data)
+    assert all(r["output"] for r in data)  # the seed's first instance rides along
     assert sorted(r["cfd_rank"] for r in data) == list(range(len(data)))
 
     report = manifest["reports"]["instag"]

@@ -115,3 +115,22 @@ def test_filter_demo_reads_a_packaged_corpus():
     cfg = load_config(ROOT / "configs" / "filter_demo.yaml")
     assert cfg.input.path.startswith(dataset_input.PACKAGE_SCHEME)
     assert cfg.input.max_rows_per_file and cfg.input.messages_field == "conversations"
+
+
+def test_a_dotted_field_reads_into_nested_rows():
+    row = {"instruction": "Say hi.", "instances": [{"input": "", "output": "Hi!"}]}
+    cfg = InputConfig(path="x.jsonl", input_field="instances.0.input",
+                      output_field="instances.0.output")
+    record = to_record(row, cfg, "x.jsonl", 0, 1)
+    assert (record.instruction, record.input, record.output) == ("Say hi.", "", "Hi!")
+    with pytest.raises(InputError, match="x.jsonl:1.*'instances.1.output' is missing"):
+        to_record(row, InputConfig(path="x.jsonl", output_field="instances.1.output",
+                                   input_field=None), "x.jsonl", 0, 1)
+
+
+def test_the_instag_demo_reads_the_seed_outputs():
+    cfg = load_config(ROOT / "configs" / "instag_demo.yaml")
+    assert cfg.input is not None
+    rows = list(iter_rows(str(ROOT / "prompts" / "self_instruct" / "seed_tasks.v1.jsonl")))
+    records = [to_record(row, cfg.input, "seeds", 0, n) for n, row in rows]
+    assert records and all(r.output for r in records)

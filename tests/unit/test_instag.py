@@ -234,3 +234,18 @@ def test_frequent_pairs_with_fewer_multi_tag_rows_than_the_support_count():
 
     assert frequent_pairs([{"a", "b"}], 2) == {}
     assert frequent_pairs([{"a", "b"}, {"a", "b"}], 2) == {("a", "b"): 2}
+
+
+def test_tags_without_two_letters_are_left_out_and_raw_answers_are_not_double_encoded():
+    import json
+
+    from filters.instag import raw_answer
+
+    answer = '[{"tag": "a", "explanation": "option"}, {"tag": "B", "explanation": ""}, ' \
+             '{"tag": "7", "explanation": ""}, {"tag": "SQL query", "explanation": "db"}]'
+    assert parse_tag_answer(answer).tags == ("SQL query",)
+    only_junk = parse_tag_answer('[{"tag": "a"}, {"tag": "b"}]')
+    assert only_junk.ok and only_junk.tags == ()  # no tags: the query is tag-less, not broken
+    column = json.dumps([raw_answer(answer), raw_answer("not json")])
+    assert json.loads(column)[0][3]["tag"] == "SQL query"
+    assert json.loads(column)[1] == "not json"

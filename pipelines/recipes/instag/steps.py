@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from filters.cfd import complexity_first_diverse
-from filters.instag import apply_map, parse_tag_answer, tag_schema, union_tags
+from filters.instag import apply_map, parse_tag_answer, raw_answer, tag_schema, union_tags
 from filters.instag_normalize import NormalizeParams, Plan, association_rows
 from filters.verdict import Verdict
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
@@ -99,7 +99,8 @@ def judge_tagged(element: tuple[str, dict[str, Iterable[Any]]]
     for record in grouped["record"]:
         turns = len(query_turns(record))
         record = replace(record, recipe=RECIPE,
-                         tags_raw=json.dumps([a.text for a in answers], ensure_ascii=False))
+                         tags_raw=json.dumps([raw_answer(a.text) for a in answers],
+                                             ensure_ascii=False))
         if turns == 0:
             yield record, Verdict.drop(Reason.EMPTY_INSTRUCTION, "no user text to tag")
             continue
