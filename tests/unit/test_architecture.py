@@ -260,6 +260,43 @@ def test_there_are_no_import_cycles():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
 
 
+# outputs/ sit below the recipes and the config: the run and the CLI hand them what a recipe
+# says about itself (pipelines/outputs/info.py), so a card, a summary or a manifest can be
+# written and tested without loading any recipe.
+OUTPUTS_MUST_NOT_IMPORT = ("pipelines.recipes", "pipelines.config")
+
+
+def _imports_of(tree: ast.Module, module: str, forbidden: tuple[str, ...]) -> list[str]:
+    """"line: module" of every import of a `forbidden` module (or one below it), anywhere in
+    the file: at the top, inside a function, or only for annotations (`if TYPE_CHECKING:`)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            hits = [t for t in _targets(node, module)
+                    if any(t == f or t.startswith(f + ".") for f in forbidden)]
+            if hits:
+                found.append(f"{node.lineno}: {max(hits, key=len)}")
+    return found
+
+
+def test_outputs_import_no_recipe_and_no_config():
+    found = [f"{path.relative_to(ROOT)}:{hit}" for module, path in MODULES.items()
+             if module.startswith("pipelines.outputs")
+             for hit in _imports_of(ast.parse(path.read_text(encoding="utf-8")), module,
+                                    OUTPUTS_MUST_NOT_IMPORT)]
+    assert found == [], ("outputs/ must not import recipes/ or the config; pass what they need "
+                         "down from run.py or cli.py: " + ", ".join(found))
+
+
+def test_the_layer_check_sees_annotation_and_function_imports():
+    tree = ast.parse("from typing import TYPE_CHECKING\n"
+                     "if TYPE_CHECKING:\n    from pipelines.config import RunConfig\n"
+                     "def f():\n    from pipelines.recipes import registry\n"
+                     "from pipelines.outputs import targets\n")
+    assert _imports_of(tree, "pipelines.outputs.x", OUTPUTS_MUST_NOT_IMPORT) == [
+        "3: pipelines.config", "5: pipelines.recipes.registry"]
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
