@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib
 import runpy
-import sys
 import typing
 from pathlib import Path
 
-import pytest
 import setuptools
 
 from pipelines.config import RunConfig
@@ -29,8 +26,6 @@ PACKAGES = ("pipelines", "filters", "schemas", "prompts")
 
 # The only modules allowed in the pipelines/ root (README "Layout").
 ROOT_MODULES = {"__init__", "cli", "run", "config", "dataflow", "errors", "settings"}
-# Old public import paths the README showed: thin re-exports that warn, for one release.
-DEPRECATED_SHIMS = {"rules", "novelty", "near_dup", "dataset_input"}
 ROLE_PACKAGES = {"recipes", "transforms", "generators", "outputs", "runtime"}
 # Every recipe folder has these; `config.py` too when the recipe has a config section.
 RECIPE_FILES = {"__init__.py", "recipe.py", "build.py"}
@@ -138,21 +133,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_pipelines_root_holds_only_the_allowed_modules():
     found = {p.stem for p in PIPELINES.glob("*.py")}
-    assert found == ROOT_MODULES | DEPRECATED_SHIMS, (
-        f"not allowed in pipelines/: {sorted(found - ROOT_MODULES - DEPRECATED_SHIMS)}; "
+    assert found == ROOT_MODULES, (
+        f"not allowed in pipelines/: {sorted(found - ROOT_MODULES)}; "
         "put it in a role package (README 'Layout')")
     dirs = {p.name for p in PIPELINES.iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert dirs == ROLE_PACKAGES
     assert all((PIPELINES / d / "__init__.py").exists() for d in dirs)
-
-
-@pytest.mark.parametrize("name", sorted(DEPRECATED_SHIMS))
-def test_deprecated_shims_only_re_export_and_warn(name):
-    source = (PIPELINES / f"{name}.py").read_text(encoding="utf-8")
-    assert f"pipelines.transforms.{name}" in source
-    sys.modules.pop(f"pipelines.{name}", None)
-    with pytest.warns(DeprecationWarning, match=f"pipelines.transforms.{name}"):
-        importlib.import_module(f"pipelines.{name}")
 
 
 def test_every_recipe_folder_has_the_files_the_readme_lists():
