@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace, beam_args: list[str], interrupt: Interrupt) -
     from pipelines.outputs.progress import PROGRESS
     from pipelines.outputs.report import format_summary
     from pipelines.outputs.targets import missed
-    from pipelines.recipes.registry import REGISTRY
+    from pipelines.recipes.registry import REGISTRY, recipe_info
     from pipelines.run import run
     from pipelines.runtime.beam_options import check_run_options
 
@@ -176,11 +176,11 @@ def _run(args: argparse.Namespace, beam_args: list[str], interrupt: Interrupt) -
         from pipelines.outputs.manifest import read
 
         out = Path(cfg.output_dir).resolve()
-        print(format_summary(read(out), out))
+        print(format_summary(read(out), out, recipe_info()))
         print(f"error: the run finished but failed its checks: {exc}", file=sys.stderr)
         return 1
     PROGRESS.finish()
-    print(format_summary(result.manifest, result.output_dir))
+    print(format_summary(result.manifest, result.output_dir, recipe_info()))
     short = missed(result.manifest)
     if short and args.strict_targets:
         print("error: --strict-targets: not met: " + "; ".join(
@@ -209,10 +209,11 @@ def _inspect(output_dir: Path) -> int:
     from pipelines.outputs.report import format_summary
     from pipelines.outputs.review import read_sample, read_verdicts, verdicts_path
     from pipelines.outputs.review_stats import format_review
+    from pipelines.recipes.registry import recipe_info
 
     if not (output_dir / "manifest.json").exists():
         raise InputError(f"{output_dir}: no manifest.json (not a finished instructbeam run)")
-    print(format_summary(read(output_dir), output_dir))
+    print(format_summary(read(output_dir), output_dir, recipe_info()))
     where = verdicts_path(output_dir)
     if where.exists():  # once someone has reviewed (`instructbeam review`)
         sample = read_sample(output_dir)

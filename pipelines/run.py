@@ -13,6 +13,7 @@ output; `manifest.json` is written last.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ from pipelines.outputs import report_html
 from pipelines.outputs import staging as staging_lib
 from pipelines.outputs.audit import WriteAuditSample
 from pipelines.outputs.card import write_card
+from pipelines.outputs.info import RunInfo
 from pipelines.outputs.output_lock import OutputLock
 from pipelines.outputs.progress import PROGRESS
 from pipelines.outputs.shards import WriteShards
@@ -47,6 +49,7 @@ from pipelines.runtime.beam_options import (
     check_run_options,
     generation_resource_hints,
 )
+from pipelines.runtime.input_locations import input_locations
 from pipelines.transforms.filter_chain import check_scorers, rule_config
 from schemas import FAILURE_SCHEMA, RECORD_SCHEMA, REJECTED_SCHEMA, InstructionRecord
 from schemas.tree import NODE_SCHEMA
@@ -79,7 +82,7 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
     started = PROGRESS.start()  # one clock for the progress line and the manifest
     check_run_options(cfg, beam_args)  # before any file, model or network is touched
     seeds, input_rows, identity = validate_inputs(cfg)
-    reads = outputs.input_locations(cfg, config_path)
+    reads = input_locations(cfg, config_path)
     if "://" in cfg.output_dir:
         return _run_remote(cfg, beam_args, seeds, input_rows, identity, started, reads,
                            overwrite)
@@ -95,9 +98,10 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
             metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args,
                                     endpoint)
             manifest = manifest_lib.build(
-                cfg, identity, metrics, staging, started=started, cache_dir=cache_dir,
-                input_rows=input_rows)
-            write_card(staging, manifest)  # README.md: the dataset card, before the manifest
+                run_info(cfg), identity, metrics, staging, started=started,
+                cache_dir=cache_dir, input_rows=input_rows)
+            # README.md: the dataset card, before the manifest
+            write_card(staging, manifest, REGISTRY[cfg.recipe].info)
             _write_report(staging, manifest)  # report.html, also before the manifest
             manifest_lib.seal(manifest, outputs.file_records(
                 staging, staging_lib.staged_files(staging)))
@@ -116,6 +120,16 @@ def run(cfg: RunConfig, beam_args: Sequence[str] = (), *, endpoint: str | None =
     if problems:
         raise RunFailed("; ".join(problems))
     return result
+
+
+def run_info(cfg: RunConfig) -> RunInfo:
+    """What the manifest needs of the config and its recipes (outputs/ know neither): every
+    step's targets, and the generators whose server settings it records."""
+    steps = (cfg.recipe, *cfg.then)
+    return RunInfo(
+        recipe=cfg.recipe, then=cfg.then, config=cfg.to_dict(), generator=cfg.generator,
+        generators=tuple(gen for _, gen in REGISTRY[cfg.recipe].generators(cfg)),
+        targets={name: functools.partial(REGISTRY[name].targets, cfg) for name in steps})
 
 
 def validate_inputs(cfg: RunConfig) -> tuple[list, int, GeneratorIdentity | None]:
@@ -152,9 +166,11 @@ def _run_remote(cfg: RunConfig, beam_args: Sequence[str], seeds, input_rows: int
     cache_dir = cfg.cache.dir if cfg.cache.enabled else None
     try:
         metrics = _run_pipeline(cfg, seeds, identity, staging, cache_dir, beam_args, None)
-        manifest = manifest_lib.build(cfg, identity, metrics, staging, started=started,
-                                      cache_dir=cache_dir, input_rows=input_rows)
-        write_card(staging, manifest)  # README.md and report.html move with the shards
+        manifest = manifest_lib.build(run_info(cfg), identity, metrics, staging,
+                                      started=started, cache_dir=cache_dir,
+                                      input_rows=input_rows)
+        # README.md and report.html move with the shards
+        write_card(staging, manifest, REGISTRY[cfg.recipe].info)
         _write_report(staging, manifest)
         manifest_lib.seal(manifest, outputs.remote_records(staging))
         outputs.check_remote(out, reads, overwrite)  # it may have changed during the job

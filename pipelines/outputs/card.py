@@ -7,7 +7,8 @@ models and revisions that wrote the text, the counts per stage and rejection rea
 columns, how to load the files, and the licence notes. The licence of generated text is set
 by the licences of the models that generated it and of the seed data, so the card names them
 instead of asserting one. Built from the manifest (and the data shards' generator columns)
-only, with no run-specific values, so the same run gives the same card.
+and what the recipe says about itself (`RecipeInfo`, handed down by the run: this module knows
+no recipe) only, with no run-specific values, so the same run gives the same card.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.generators.embedded import EMBEDDED_MODELS
+from pipelines.outputs.info import CONFIG_ROOT, RecipeInfo
 from pipelines.outputs.targets import missed, outcome
-from pipelines.recipes.base import CONFIG_ROOT
-from pipelines.recipes.registry import REGISTRY
 from prompts import BUILTIN_SEED_TASKS, builtin_path
 from schemas import RECORD_SCHEMA
 
@@ -80,9 +80,10 @@ def model_licence(names: tuple[str, ...], backend: str) -> tuple[str, str | None
     return (f"unknown ({backend} model): check the model's licence", None)
 
 
-def seed_licence(config: dict[str, Any]) -> str:
-    """Where the seed (or input) data came from and its licence, as far as we can tell."""
-    own = REGISTRY[config["recipe"]].seed_source(config)
+def seed_licence(config: dict[str, Any], recipe: RecipeInfo) -> str:
+    """Where the seed (or input) data came from and its licence, as far as we can tell;
+    `recipe`: the config's recipe."""
+    own = recipe.seed_source(config)
     if own is not None:
         return own
     spec = config["input"]["path"] if config.get("input") else config["seed_tasks"]
@@ -94,15 +95,14 @@ def seed_licence(config: dict[str, Any]) -> str:
     return f"{spec}: user-supplied, check its licence"
 
 
-def models(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def models(manifest: dict[str, Any], recipe: RecipeInfo) -> list[dict[str, Any]]:
     """Every model the recipe called: the generator, then Ensemble-Instruct's extra models."""
     out = []
     gen = manifest.get("generator")
-    recipe = REGISTRY[manifest["recipe"]]
-    role = recipe.model_role
     if gen:
-        out.append({"role": role, "model": gen["model"], "served_as": gen["served_name"],
-                    "backend": gen["backend"], "revision": gen["revision"]})
+        out.append({"role": recipe.model_role, "model": gen["model"],
+                    "served_as": gen["served_name"], "backend": gen["backend"],
+                    "revision": gen["revision"]})
     out += recipe.card_models(manifest["config"])
     for row in out:
         row["licence"], row["licence_id"] = model_licence(
@@ -132,12 +132,12 @@ def rows_by_generator(output_dir: Path | str) -> list[tuple[str, str, int]]:
     return sorted((g, r, n) for (g, r), n in counts.items())
 
 
-def front_matter(manifest: dict[str, Any]) -> dict[str, Any]:
+def front_matter(manifest: dict[str, Any], recipe: RecipeInfo) -> dict[str, Any]:
     rows = manifest["rows"]
     # One known model licence over project-written (or config-written) seeds: that licence's
     # id; anything mixed or unknown: "other", and the card's Licence section says why.
-    licences = {m["licence_id"] for m in models(manifest)}
-    seeds_ok = seed_licence(manifest["config"]) in (BUILTIN_SEEDS, CONFIG_ROOT)
+    licences = {m["licence_id"] for m in models(manifest, recipe)}
+    seeds_ok = seed_licence(manifest["config"], recipe) in (BUILTIN_SEEDS, CONFIG_ROOT)
     licence = licences.pop() if len(licences) == 1 and None not in licences and seeds_ok \
         else "other"
     configs = [{"config_name": "default", "data_files": [
@@ -186,22 +186,24 @@ def _targets(manifest: dict[str, Any]) -> list[str]:
                     for name, t in found.items()] + [""]
 
 
-def render(manifest: dict[str, Any], output_dir: Path | str) -> str:
+def render(manifest: dict[str, Any], output_dir: Path | str, recipe: RecipeInfo) -> str:
+    """The card's text; `recipe`: what the manifest's recipe says about itself."""
     config, rows = manifest["config"], manifest["rows"]
     out = config["output_dir"]
-    lines = ["---", yaml.safe_dump(front_matter(manifest), sort_keys=False).rstrip(), "---", "",
+    matter = yaml.safe_dump(front_matter(manifest, recipe), sort_keys=False).rstrip()
+    lines = ["---", matter, "---", "",
              f"# instructbeam {manifest['recipe']} dataset", "",
              f"{rows.get('data', 0)} rows kept by instructbeam's `{manifest['recipe']}` recipe: "
-             f"{REGISTRY[manifest['recipe']].paper}. Every row says which model, "
+             f"{recipe.paper}. Every row says which model, "
              "prompt and seed produced it; every dropped row is in `rejected/` with its reason "
              "code and the score that decided it. The full config, versions and accounting are "
              "in `manifest.json`.", "", *_targets(manifest), "## Recipe", "",
-             f"- Seed data: {seed_licence(config)}",
+             f"- Seed data: {seed_licence(config, recipe)}",
              f"- Schema version {manifest['schema_version']}, {config['num_shards']} shard(s).",
              "", "<details><summary>Recipe settings (from manifest.json)</summary>", "",
              "```yaml", yaml.safe_dump(_recipe_section(config), sort_keys=False).rstrip(),
              "```", "", "</details>", "", "## Models", ""]
-    found = models(manifest)
+    found = models(manifest, recipe)
     lines += _table(["role", "model", "served as", "backend", "revision", "licence"],
                     [[m["role"], m["model"], m["served_as"], m["backend"], m["revision"],
                       m["licence"]] for m in found]) if found else ["No generator was called."]
@@ -242,14 +244,14 @@ def render(manifest: dict[str, Any], output_dir: Path | str) -> str:
               "model that generated it and by the licence of the seed data; this card does not "
               "grant a licence of its own. Here:", ""]
     lines += [f"- {m['role']} `{m['served_as']}`: {m['licence']}" for m in found]
-    lines += [f"- seed data: {seed_licence(config)}",
+    lines += [f"- seed data: {seed_licence(config, recipe)}",
               "- instructbeam's code and prompt templates: Apache-2.0", ""]
     return "\n".join(lines)
 
 
-def write_card(output_dir: Path | str, manifest: dict[str, Any]) -> str:
+def write_card(output_dir: Path | str, manifest: dict[str, Any], recipe: RecipeInfo) -> str:
     """Write README.md into the (staging) output directory (local or gs://); its path."""
-    text = render(manifest, output_dir)
+    text = render(manifest, output_dir, recipe)
     if isinstance(output_dir, str) and "://" in output_dir:
         remote = f"{output_dir.rstrip('/')}/README.md"
         with FileSystems.create(remote, mime_type="text/markdown",

@@ -2,7 +2,9 @@
 
 Everything outside the `run` key is a function of the config and the generator's answers, so
 two runs of the same config give the same bytes there; `run` holds what differs between runs
-(timings, host, cache hits and tokens actually spent).
+(timings, host, cache hits and tokens actually spent). What it needs of the config and the
+recipes (their targets, their generators) comes in a `RunInfo` from the run
+(pipelines/outputs/info.py).
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-from pipelines.config import RunConfig
 from pipelines.generators.backends import GeneratorIdentity, server_settings
 from pipelines.generators.handler import NAMESPACE
+from pipelines.outputs.info import RunInfo
 from pipelines.outputs.output_dir import TOOL
-from pipelines.recipes.registry import REGISTRY
 from schemas import SCHEMA_VERSION
 
 STAGE_PREFIX = f"{NAMESPACE}/stage/"
@@ -106,27 +107,27 @@ def accounting(stages: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
-def chain_table(cfg: RunConfig, stages: dict[str, dict[str, Any]],
+def chain_table(run: RunInfo, stages: dict[str, dict[str, Any]],
                 counters: dict[str, dict[str, int]], rows: dict[str, int]
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A chained run (`then:`): one entry per step (its stages, rows in and kept, its folder,
     its targets) and the identities across steps: the rows into step k+1 are the kept rows of
     step k, and every step's folder holds exactly its kept rows."""
-    names = [cfg.recipe, *cfg.then]
+    names = [run.recipe, *run.then]
     steps, checks = [], []
     for k, name in enumerate(names):
         c = counters.get(f"{STEP_PREFIX}{name}", {})
         prefix = f"{name}/" if k else ""
         own = {st[len(prefix):]: row for st, row in stages.items()
                if (st.startswith(prefix) if k else not any(
-                   st.startswith(f"{n}/") for n in cfg.then))}
+                   st.startswith(f"{n}/") for n in run.then))}
         folder = "data" if k == len(names) - 1 else f"steps/{name}"
         step: dict[str, Any] = {"recipe": name, "folder": folder,
                                 "stages": [prefix + st for st in own]}
         if k:
             step["in"] = c.get(STEP_IN, 0)
         step["kept"] = c.get(STEP_KEPT, 0)
-        if found := REGISTRY[name].targets(cfg, own, counters):
+        if found := run.targets[name](own, counters):
             step["targets"] = found
         steps.append(step)
         if k:
@@ -177,7 +178,7 @@ def file_table(output_dir: Path | str) -> dict[str, int]:
     return files
 
 
-def generator_settings(cfg: RunConfig, output_dir: Path | str) -> dict[str, Any]:
+def generator_settings(run: RunInfo, output_dir: Path | str) -> dict[str, Any]:
     """How the generators ran: request timeouts, and for each server we start, the dtype and
     CPU threads chosen for this machine with the reasons (`pipelines.generators.server_settings`).
 
@@ -185,15 +186,15 @@ def generator_settings(cfg: RunConfig, output_dir: Path | str) -> dict[str, Any]
     one every worker's server computes in (it is in the cache key); CPU threads each worker
     decides for its own machine by the same rule.
     """
-    gens = [gen for _, gen in REGISTRY[cfg.recipe].generators(cfg)] or [cfg.generator]
+    gens = list(run.generators) or [run.generator]
     servers: dict[str, Any] = {}
     for gen in gens:
         settings = server_settings(gen)
         if settings is not None:
             servers.setdefault(gen.model, settings.record())
-    out: dict[str, Any] = {"timeout": {"floor_s": cfg.generator.timeout_s,
-                                       "adaptive": cfg.generator.adaptive_timeout},
-                      "prefix_warmup": cfg.generator.warms_prefixes}
+    out: dict[str, Any] = {"timeout": {"floor_s": run.generator.timeout_s,
+                                       "adaptive": run.generator.adaptive_timeout},
+                      "prefix_warmup": run.generator.warms_prefixes}
     if servers:
         out["servers"] = servers
         if isinstance(output_dir, str) and "://" in output_dir:
@@ -213,7 +214,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def build(cfg: RunConfig, identity: GeneratorIdentity | None,
+def build(run: RunInfo, identity: GeneratorIdentity | None,
           counters: dict[str, dict[str, int]], output_dir: Path, *, started: float,
           cache_dir: str | None, input_rows: int) -> dict[str, Any]:
     stages = stage_table(counters)
@@ -223,10 +224,10 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
             for kind in kinds}
     checks = accounting(stages)
     steps: list[dict[str, Any]] = []
-    if cfg.then:
+    if run.then:
         folders = {f"steps/{n}": sum(v for f, v in files.items() if f.startswith(f"steps/{n}/"))
-                   for n in (cfg.recipe, *cfg.then)}
-        steps, across = chain_table(cfg, stages, counters, {**rows, **folders})
+                   for n in (run.recipe, *run.then)}
+        steps, across = chain_table(run, stages, counters, {**rows, **folders})
         checks += across
     # The written shards must hold exactly what the counters saw leave each stage.
     written_rejected = sum(sum(s.get("rejected", {}).values()) for s in stages.values())
@@ -240,11 +241,11 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
     return {
         "tool": TOOL,  # with "written" (added last by the run): a run this tool may replace
         "schema_version": SCHEMA_VERSION,
-        "recipe": cfg.recipe,
-        "config": cfg.to_dict(),
+        "recipe": run.recipe,
+        "config": run.config,
         "generator": None if identity is None else {
             "model": identity.model, "revision": identity.revision,
-            "served_name": identity.served_name, "backend": cfg.generator.backend,
+            "served_name": identity.served_name, "backend": run.generator.backend,
             # what of the server's setup keyed the cache (dtype, answer-changing arguments)
             **({"server": [list(e) for e in identity.server]} if identity.server else {})},
         "input_rows": input_rows,
@@ -255,7 +256,7 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
         # Sizes the config asked for, what came, and why (pipelines/outputs/targets.py).
         # Every step's targets, so the summary, card and report show a chain's too.
         **({"targets": found} if (found := {
-            **REGISTRY[cfg.recipe].targets(cfg, stages, counters),
+            **run.targets[run.recipe](stages, counters),
             **{k: v for step in steps[1:] for k, v in step.get("targets", {}).items()}})
            else {}),
         **({"steps": steps} if steps else {}),
@@ -268,7 +269,7 @@ def build(cfg: RunConfig, identity: GeneratorIdentity | None,
             "versions": _versions(),
             "cache_dir": cache_dir,
             "generator_usage": generator_usage(counters),
-            **({"generator": generator_settings(cfg, output_dir)} if identity else {}),
+            **({"generator": generator_settings(run, output_dir)} if identity else {}),
         },
     }
 

@@ -11,9 +11,9 @@ location is checked:
   since): refused with one line that names what is there, unless the caller passes
   `overwrite`;
 - the current or home directory, a filesystem or bucket root, or a folder that holds the
-  config file or anything the run reads (every field of `pipelines.config.INPUT_PATHS`, the
-  response cache even when caching is off, the model caches): refused even with `overwrite`,
-  because replacing it would delete what the run reads or what the user lives in.
+  config file or anything the run reads (the locations the run passes in, from
+  pipelines/runtime/input_locations.py): refused even with `overwrite`, because replacing it
+  would delete what the run reads or what the user lives in.
 
 `review/` (a person's verdicts, `instructbeam review`) is never the run's: it does not count
 against replacing an output, and the swap carries it into the new one
@@ -37,25 +37,15 @@ from typing import Any, Final
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.config import INPUT_PATHS, RunConfig, path_values
 from pipelines.errors import InputError
-from pipelines.generators.cache import default_cache_dir
-from pipelines.generators.embedded import default_cache_root
-from pipelines.generators.revision import hub_cache_dir, server_arg
 from pipelines.outputs.owner import TOOL
 from pipelines.outputs.review import REVIEW_DIR
-from pipelines.recipes.registry import REGISTRY
 
 MANIFEST: Final = "manifest.json"
 # Written by the tool after the file list was sealed: the manifest itself, and report.html,
 # which `instructbeam report OUT` may (re)write later.
 ALWAYS_OURS: Final = frozenset({MANIFEST, "report.html"})
 SHOWN: Final = 3  # foreign names listed in a refusal line
-# vLLM server arguments that name what the server reads. A model cache (--download-dir) is
-# guarded even before it exists; the others only as existing paths (a tokenizer may be a hub
-# id, a chat template the template itself).
-SERVER_PATH_FLAGS: Final = {"--download-dir": True, "--chat-template": False,
-                            "--tokenizer": False, "--generation-config": False}
 _GLOB: Final = re.compile(r"[*?\[]")
 
 
@@ -138,36 +128,7 @@ def _refusal(where: str, present: Sequence[str], manifest: Any,
     return f"output dir {where} holds {'; and '.join(parts)}{hint}"
 
 
-# -- what a run reads ------------------------------------------------------------------------
-
-def input_locations(cfg: RunConfig, config_path: str | Path | None = None
-                    ) -> list[tuple[str, str]]:
-    """(what, location) of everything the run reads or keeps; an output must not contain any
-    of them. Every declared path field (`INPUT_PATHS`: a model field only when it names a
-    folder here), the response cache even when caching is off, the model caches, and paths in
-    the server arguments of the generators the run starts. Remote locations stay strings
-    with a scheme."""
-    found: list[tuple[str, str]] = []
-    if config_path is not None:
-        found.append(("the config file", str(config_path)))
-    for dotted, spec in INPUT_PATHS.items():
-        found += [(dotted, value) for value in path_values(cfg, dotted)
-                  if not spec.maybe_name or _exists(value)]
-    found += [("the response cache", default_cache_dir()),
-              ("the model cache", str(default_cache_root())),
-              ("the Hugging Face cache", str(hub_cache_dir()))]
-    for what, gen in REGISTRY[cfg.recipe].generators(cfg):
-        for flag, always in SERVER_PATH_FLAGS.items():
-            value = server_arg(gen.server_args, flag)
-            if value and (always or _exists(value)):
-                found.append((f"{what}'s {flag}", value))
-    return found
-
-
-def _exists(location: str) -> bool:
-    """A remote location, or a path that exists on this machine."""
-    return "://" in location or Path(location).expanduser().exists()
-
+# -- what a run reads (passed in: pipelines/runtime/input_locations.py) ----------------------
 
 def _fixed_part(location: str) -> str:
     """A glob cut to the directory before its first wildcard; other locations unchanged."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipelines.outputs.info import RecipeInfo
 from pipelines.outputs.manifest import failure_ratio
 from pipelines.outputs.targets import describe
-from pipelines.recipes.instag.steps import format_report
 
 
 def _prefix_cache(usage: dict[str, int]) -> str:
@@ -19,8 +20,11 @@ def _prefix_cache(usage: dict[str, int]) -> str:
             f"{queried} prompt tokens")
 
 
-def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
-    """The end-of-run table; `output_dir` may be a local path or a gs:// prefix."""
+def format_summary(manifest: dict[str, Any], output_dir: Path | str,
+                   recipes: Mapping[str, RecipeInfo]) -> str:
+    """The end-of-run table; `output_dir` may be a local path or a gs:// prefix. A recipe's
+    report (reports/<name>.json) is printed by `recipes[name].report_lines`, when it has one
+    (`pipelines.recipes.registry.recipe_info()`)."""
     base = str(output_dir).rstrip("/")
     local = Path(base) if "://" not in base else None
     gen = manifest.get("generator")
@@ -60,8 +64,7 @@ def format_summary(manifest: dict[str, Any], output_dir: Path | str) -> str:
                          f"{u.get('completion_tokens', 0)} tokens"
                          + _prefix_cache(u))
         lines += _paid(usage)
-    if "instag" in manifest.get("reports", {}):
-        lines += format_report(manifest["reports"]["instag"])
+    lines += _report_lines(manifest, recipes)
     for name, report in sorted(manifest.get("reports", {}).items()):
         if isinstance(report, dict) and report.get("summary"):  # e.g. UltraChat's figures
             lines += ["", f"  {name}:"]
@@ -98,6 +101,15 @@ def _paid(usage: dict[str, dict[str, int]]) -> list[str]:
         line += (f", {total['failures_replayed']} failures replayed as decided earlier "
                  "(--retry-failed asks them again)")
     return [line]
+
+
+def _report_lines(manifest: dict[str, Any], recipes: Mapping[str, RecipeInfo]) -> list[str]:
+    lines = []
+    for name, report in sorted(manifest.get("reports", {}).items()):
+        own = recipes[name].report_lines if name in recipes else None
+        if own is not None:
+            lines += own(report)
+    return lines
 
 
 def _cell(row: dict[str, Any], key: str) -> str:

@@ -12,23 +12,19 @@ The names are the config keys that set the targets, so a reader knows what to ch
 explains the outcome from the run's own counts (prompts, rejections by cause). The
 bootstrap recipes count per target in namespace `instructbeam/target/<name>` (Ensemble-Instruct's
 two types share their stage names, so the stage table cannot tell them apart); the sampling
-recipes need only the stage table.
+recipes need only the stage table, and their target functions live with them
+(`pipelines/recipes/<name>/targets.py`): this module knows no recipe's config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.generators.handler import NAMESPACE
 
-if TYPE_CHECKING:  # annotations only: pipelines.config imports the recipe registry
-    from pipelines.config import RunConfig
-
 TARGET_PREFIX = f"{NAMESPACE}/target/"
 SELF_INSTRUCT = "self_instruct.num_instructions"
-EXPLORE = "explore_instruct.sample_size"
-INSTAG = "instag.sample_size"
 
 # Counter names of a bootstrap target (counted by pipelines.transforms.bootstrap's lanes, per
 # decided prompt: prompts sent beyond the stop are never decided and never counted here).
@@ -55,7 +51,8 @@ def target_counters(counters: Mapping[str, Mapping[str, int]]) -> dict[str, dict
             if ns.startswith(TARGET_PREFIX)}
 
 
-def _target(wanted: int, got: int, why: str) -> Target:
+def target(wanted: int, got: int, why: str) -> Target:
+    """A target's manifest entry; met when at least `wanted` came."""
     return {"wanted": wanted, "got": got, "met": got >= wanted, "why": why}
 
 
@@ -77,7 +74,7 @@ def bootstrap_target(wanted: int, max_prompts: int, c: Mapping[str, int]) -> Tar
     if duplicates:
         sent += f"; {duplicates} repeated across lanes"
     if got >= wanted:
-        return _target(wanted, got, f"reached {sent}")
+        return target(wanted, got, f"reached {sent}")
     if c.get(STOPPED_FAILING, 0):
         limit = "stopped: the generator failed every recent prompt"
     elif c.get(STOPPED_STALLED, 0):
@@ -96,64 +93,22 @@ def bootstrap_target(wanted: int, max_prompts: int, c: Mapping[str, int]) -> Tar
         cause = "; most instructions failed the heuristics"
     else:
         cause = ""
-    return _target(wanted, got, f"{limit} {sent}{cause} "
-                                f"({_plural(candidates, 'candidate instruction')}, {not_novel} "
-                                f"not novel; {dropped} dropped by the heuristics)")
+    return target(wanted, got, f"{limit} {sent}{cause} "
+                               f"({_plural(candidates, 'candidate instruction')}, {not_novel} "
+                               f"not novel; {dropped} dropped by the heuristics)")
 
 
-def _stage(stages: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+# For the sampling recipes' targets, which read the stage table (their `targets.py`).
+
+def stage(stages: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A stage's row of the manifest's stage table; empty when the stage did not run."""
     return stages.get(name, {})
 
 
-def _rejected(stages: Mapping[str, Any], name: str, reason: str | None = None) -> int:
-    rejected = _stage(stages, name).get("rejected", {})
-    return rejected.get(reason, 0) if reason else sum(rejected.values())
-
-
-def explore_target(cfg: RunConfig, stages: Mapping[str, Any]) -> Target:
-    """The paper's tree sample: per-node allocation over the filtered examples, topped up
-    from the root."""
-    ei = cfg.explore_instruct
-    wanted = ei.sample_size
-    sample = _stage(stages, "explore_sample")
-    got, pool = sample.get("kept", 0), sample.get("produced", 0)
-    beyond = _rejected(stages, "explore_sample", "beyond_sample_depth")
-    pruned = _rejected(stages, "explore_sample", "pruned_task")
-    eligible = pool - beyond - pruned
-    if got >= wanted:
-        return _target(wanted, got, f"drawn from {eligible} eligible examples")
-    excluded = [f"{n} {what}" for n, what in (
-        (_rejected(stages, "explore_filter", "not_novel"), "not novel in their node"),
-        (_rejected(stages, "explore_filter", "over_instance_limit"), "over max_example_num"),
-        (beyond, f"deeper than sample_max_depth={ei.sample_max_depth}"),
-        (pruned, "from pruned nodes")) if n]
-    detail = f" ({', '.join(excluded)})" if excluded else ""
-    if eligible < wanted:
-        return _target(wanted, got, f"pool exhausted: only {eligible} examples eligible for "
-                                    f"the sample{detail}")
-    return _target(wanted, got, f"the per-node allocation drew {got} of {eligible} eligible "
-                                "examples and the root had none left to top up with")
-
-
-def instag_target(cfg: RunConfig, stages: Mapping[str, Any]) -> Target:
-    """Cf-D's N picks from the tagged pool (queries without tags are never picked)."""
-    assert cfg.instag.sample_size is not None
-    wanted = cfg.instag.sample_size
-    sample = _stage(stages, "instag_sample")
-    got, pool = sample.get("kept", 0), sample.get("produced", 0)
-    no_tags = _rejected(stages, "instag_sample", "no_tags")
-    if got >= wanted:
-        return _target(wanted, got, f"picked from {pool} tagged queries")
-    lost = [f"{n} {what}" for n, what in (
-        (sum(_rejected(stages, s) for s in ("rules", "dedup_novelty", "near_dup")),
-         "dropped by the filters"),
-        (_rejected(stages, "instag_tag"), "with unusable tag answers"),
-        (_stage(stages, "instag_tag").get("failed", 0), "tag requests failed"),
-        (no_tags, "without tags after normalization")) if n]
-    inputs = _stage(stages, "input").get("produced", 0)
-    detail = f"{inputs} input rows" + (f"; {', '.join(lost)}" if lost else "")
-    return _target(wanted, got, f"pool exhausted: only {pool - no_tags} taggable queries "
-                                f"reached Cf-D ({detail})")
+def rejected(stages: Mapping[str, Any], name: str, reason: str | None = None) -> int:
+    """Rows a stage rejected for `reason`, or for any reason."""
+    found = stage(stages, name).get("rejected", {})
+    return found.get(reason, 0) if reason else sum(found.values())
 
 
 def missed(manifest: Mapping[str, Any]) -> dict[str, Target]:

@@ -1,8 +1,9 @@
 """What a recipe is: one `Recipe` record, registered in `pipelines.recipes.registry.REGISTRY`.
 
 Everything the rest of the program needs to know about a recipe is a field here, so nothing
-outside the registry branches on a recipe's name: the CLI, the run, the config loader, the
-manifest, the dataset card and the report ask the record. A recipe's folder
+outside the registry branches on a recipe's name: the CLI, the run and the config loader ask
+the record, and hand the manifest, the dataset card and the summary what they need of it
+(`Recipe.info`, pipelines/outputs/info.py: outputs import no recipe). A recipe's folder
 (`pipelines/recipes/<name>/`) holds its config section, its graph builder and its steps; its
 `recipe.py` builds the record (`RECIPE`).
 """
@@ -17,6 +18,7 @@ import apache_beam as beam
 
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.handler import GeneratorModelHandler
+from pipelines.outputs.info import RecipeInfo
 from pipelines.settings import GeneratorConfig, RunSettings
 from pipelines.transforms.quality import JudgeModel
 
@@ -25,11 +27,6 @@ from pipelines.transforms.quality import JudgeModel
 #: has every section; a recipe annotates what it reads, so it never imports the config
 #: module (which imports the registry, and so every recipe).
 Cfg = TypeVar("Cfg", bound=RunSettings, covariant=True)
-
-
-# A `Recipe.seed_source` answer: the seed data is written in the config itself (the card
-# then needs no licence warning for it).
-CONFIG_ROOT = "the root task and examples written in the run's config"
 
 
 @dataclass
@@ -128,8 +125,11 @@ class Recipe:
     targets: Targets = no_targets  # manifest `targets`: {config key: Target}
     model_role: str = "generator"  # what the main generator does, for the dataset card
     card_models: Callable[[Mapping[str, Any]], list[dict[str, Any]]] = no_models  # more models
-    # The card's seed-data line when the recipe's data does not come from seed_tasks/input.
+    # The card's seed-data line when the recipe's data does not come from seed_tasks/input
+    # (pipelines.outputs.info.CONFIG_ROOT: written in the config).
     seed_source: Callable[[Mapping[str, Any]], str | None] = no_seed_source
+    # Summary lines for its report (reports/<name>.json); None: only its `summary` rows.
+    report_lines: Callable[[dict[str, Any]], list[str]] | None = None
     # Can it follow another recipe in one job (a config's `then:`)? Then: its graph over the
     # previous step's rows, and the checks that stand in for `validate` (no input to read).
     build_rows: BuildRows | None = None
@@ -142,3 +142,10 @@ class Recipe:
     @property
     def uses_generator(self) -> bool:
         return self.generators is not no_generators
+
+    @property
+    def info(self) -> RecipeInfo:
+        """What the card and the summary say about it: outputs/ know no recipe, the run and
+        the CLI pass this down."""
+        return RecipeInfo(self.paper, self.model_role, self.card_models, self.seed_source,
+                          self.report_lines)

@@ -4,6 +4,7 @@ it from the source): the list of recipes is visible without running anything."""
 
 from __future__ import annotations
 
+from pipelines.outputs.info import RecipeInfo
 from pipelines.recipes.atomic_tasks.recipe import RECIPE as ATOMIC_TASKS
 from pipelines.recipes.base import Recipe
 from pipelines.recipes.ensemble_instruct.recipe import RECIPE as ENSEMBLE_INSTRUCT
@@ -22,3 +23,9 @@ REGISTRY: dict[str, Recipe] = {
     "atomic_tasks": ATOMIC_TASKS,
     "ultrachat": ULTRACHAT,
 }
+
+
+def recipe_info() -> dict[str, RecipeInfo]:
+    """What the card and the summary say about every recipe, by name (outputs/ import no
+    recipe: the run and the CLI pass this down)."""
+    return {name: recipe.info for name, recipe in REGISTRY.items()}

@@ -12,6 +12,7 @@ from helpers import read_rows
 
 from pipelines.config import load_config
 from pipelines.outputs.report import format_summary
+from pipelines.recipes.registry import recipe_info
 from pipelines.run import run
 
 pytestmark = pytest.mark.e2e
@@ -50,4 +51,4 @@ def test_instag_demo_tags_real_instructions_and_samples(tmp_path, embedded_serve
     sub = report["subset"]
     assert sub["queries"] == len(data) and sub["coverage"] > 0
     assert sub["mean_tags"] >= report["pool"]["mean_tags"]  # complexity first
-    assert "#InsTag pool" in format_summary(manifest, out)
+    assert "#InsTag pool" in format_summary(manifest, out, recipe_info())

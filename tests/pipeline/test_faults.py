@@ -24,6 +24,7 @@ from helpers import read_rows, scripted_config, shard_digests
 
 from pipelines.errors import RunFailed
 from pipelines.outputs.report import format_summary
+from pipelines.recipes.registry import recipe_info
 from pipelines.run import run
 
 FAULTS = FaultPlan(p_500=0.08, p_429=0.08, p_delay=0.04, p_drop=0.06, p_garbled=0.06,
@@ -107,7 +108,7 @@ def test_a_slow_server_keeps_its_finished_work(scripted_server, tmp_path):
     assert _usage_total(manifest, "retries") == timeouts
     assert manifest["run"]["generator"]["timeout"] == {"floor_s": 1.0, "adaptive": True}
     assert manifest["run"]["generator"]["prefix_warmup"] is False  # openai: off by default
-    calls_table = format_summary(manifest, out).split("generator calls", 1)[1]
+    calls_table = format_summary(manifest, out, recipe_info()).split("generator calls", 1)[1]
     for stage, u in usage.items():
         row = calls_table.split(f"    {stage} ", 1)[1].splitlines()[0]
         assert f"; {u.get('retries', 0)} retries, {u.get('timeouts', 0)} timeouts;" in row

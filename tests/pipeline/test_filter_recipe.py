@@ -119,6 +119,7 @@ def test_normalization_keeps_code_and_is_counted_per_field(tmp_path):
     """Through the real pipeline: code answers keep their indentation, and the manifest and
     the summary say how many records normalization changed, per field."""
     from pipelines.outputs.report import format_summary
+    from pipelines.recipes.registry import recipe_info
 
     code = "```python\ndef f(x):\n    if x:\n        return  x\n```"
     rows = [{"instruction": "Fix  this.", "input": "def f(x):\n\tif x:\n\t\treturn x",
@@ -136,5 +137,5 @@ def test_normalization_keeps_code_and_is_counted_per_field(tmp_path):
     # are cleaned
     assert kept["Show a Makefile rule."]["output"] == "Here it is:\n\nall:\n\tcc  -o app main.c   "
     assert result.manifest["stages"]["rules"]["normalized"] == {"instruction": 1, "output": 1}
-    summary = format_summary(result.manifest, result.output_dir)
+    summary = format_summary(result.manifest, result.output_dir, recipe_info())
     assert "rules/instruction: 1 of 3" in summary and "rules/output: 1 of 3" in summary

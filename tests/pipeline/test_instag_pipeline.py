@@ -18,6 +18,7 @@ from pipelines.config import RunConfig
 from pipelines.outputs.report import format_summary
 from pipelines.recipes.instag.config import InsTagConfig
 from pipelines.recipes.instag.steps import normalize_params
+from pipelines.recipes.registry import recipe_info
 from pipelines.run import run
 from pipelines.settings import CacheConfig, FiltersConfig, GeneratorConfig, InputConfig, RulesConfig
 
@@ -106,7 +107,7 @@ def test_tag_normalize_sample_matches_the_pure_core(tagger, tmp_path):
     assert report["subset"]["coverage"] == round(
         len({t for r in kept for t in r["tags"]}) / len(vocab), 4)
     assert report["subset"]["mean_tags"] >= report["pool"]["mean_tags"]
-    summary = format_summary(manifest, out)
+    summary = format_summary(manifest, out, recipe_info())
     assert "#InsTag pool" in summary and "coverage" in summary and "most frequent" in summary
     assert (out / "reports" / "instag.json").is_file()
 

@@ -539,7 +539,7 @@ def test_a_failing_remote_job_leaves_no_staging(tmp_path, bucket, monkeypatch, c
     before = dict(bucket)
     from pipelines import run as run_module
 
-    def broken_card(output_dir, manifest):
+    def broken_card(output_dir, manifest, recipe):
         raise RuntimeError("injected after the job wrote its shards")
 
     monkeypatch.setattr(run_module, "write_card", broken_card)

@@ -8,6 +8,7 @@ from helpers import scripted_config
 from pipelines.cli import main
 from pipelines.outputs import report_html
 from pipelines.outputs.report import format_summary
+from pipelines.recipes.registry import recipe_info
 from pipelines.run import run
 
 
@@ -20,7 +21,7 @@ def test_run_writes_the_report_before_the_manifest(scripted_server, tmp_path, ca
     assert report.stat().st_mtime_ns <= (out / "manifest.json").stat().st_mtime_ns
     html = report.read_text(encoding="utf-8")
     assert html.count('<svg class="chart"') >= 6  # funnel, reasons, ROUGE-L, three lengths
-    assert f"report:       {report}" in format_summary(result.manifest, out)
+    assert f"report:       {report}" in format_summary(result.manifest, out, recipe_info())
     report.unlink()
     assert main(["report", str(out)]) == 0
     assert report.read_text(encoding="utf-8") == html

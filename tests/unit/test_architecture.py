@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib
 import runpy
 import sys
 import typing
 from pathlib import Path
 
-import pytest
 import setuptools
 
 from pipelines.config import RunConfig
@@ -29,8 +27,6 @@ PACKAGES = ("pipelines", "filters", "schemas", "prompts")
 
 # The only modules allowed in the pipelines/ root (README "Layout").
 ROOT_MODULES = {"__init__", "cli", "run", "config", "dataflow", "errors", "settings"}
-# Old public import paths the README showed: thin re-exports that warn, for one release.
-DEPRECATED_SHIMS = {"rules", "novelty", "near_dup", "dataset_input"}
 ROLE_PACKAGES = {"recipes", "transforms", "generators", "outputs", "runtime"}
 # Every recipe folder has these; `config.py` too when the recipe has a config section.
 RECIPE_FILES = {"__init__.py", "recipe.py", "build.py"}
@@ -138,21 +134,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_pipelines_root_holds_only_the_allowed_modules():
     found = {p.stem for p in PIPELINES.glob("*.py")}
-    assert found == ROOT_MODULES | DEPRECATED_SHIMS, (
-        f"not allowed in pipelines/: {sorted(found - ROOT_MODULES - DEPRECATED_SHIMS)}; "
+    assert found == ROOT_MODULES, (
+        f"not allowed in pipelines/: {sorted(found - ROOT_MODULES)}; "
         "put it in a role package (README 'Layout')")
     dirs = {p.name for p in PIPELINES.iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert dirs == ROLE_PACKAGES
     assert all((PIPELINES / d / "__init__.py").exists() for d in dirs)
-
-
-@pytest.mark.parametrize("name", sorted(DEPRECATED_SHIMS))
-def test_deprecated_shims_only_re_export_and_warn(name):
-    source = (PIPELINES / f"{name}.py").read_text(encoding="utf-8")
-    assert f"pipelines.transforms.{name}" in source
-    sys.modules.pop(f"pipelines.{name}", None)
-    with pytest.warns(DeprecationWarning, match=f"pipelines.transforms.{name}"):
-        importlib.import_module(f"pipelines.{name}")
 
 
 def test_every_recipe_folder_has_the_files_the_readme_lists():
@@ -258,6 +245,43 @@ def test_the_dispatch_check_sees_a_dispatch():
 def test_there_are_no_import_cycles():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or ())
+
+
+# outputs/ sit below the recipes and the config: the run and the CLI hand them what a recipe
+# says about itself (pipelines/outputs/info.py), so a card, a summary or a manifest can be
+# written and tested without loading any recipe.
+OUTPUTS_MUST_NOT_IMPORT = ("pipelines.recipes", "pipelines.config")
+
+
+def _imports_of(tree: ast.Module, module: str, forbidden: tuple[str, ...]) -> list[str]:
+    """"line: module" of every import of a `forbidden` module (or one below it), anywhere in
+    the file: at the top, inside a function, or only for annotations (`if TYPE_CHECKING:`)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            hits = [t for t in _targets(node, module)
+                    if any(t == f or t.startswith(f + ".") for f in forbidden)]
+            if hits:
+                found.append(f"{node.lineno}: {max(hits, key=len)}")
+    return found
+
+
+def test_outputs_import_no_recipe_and_no_config():
+    found = [f"{path.relative_to(ROOT)}:{hit}" for module, path in MODULES.items()
+             if module.startswith("pipelines.outputs")
+             for hit in _imports_of(ast.parse(path.read_text(encoding="utf-8")), module,
+                                    OUTPUTS_MUST_NOT_IMPORT)]
+    assert found == [], ("outputs/ must not import recipes/ or the config; pass what they need "
+                         "down from run.py or cli.py: " + ", ".join(found))
+
+
+def test_the_layer_check_sees_annotation_and_function_imports():
+    tree = ast.parse("from typing import TYPE_CHECKING\n"
+                     "if TYPE_CHECKING:\n    from pipelines.config import RunConfig\n"
+                     "def f():\n    from pipelines.recipes import registry\n"
+                     "from pipelines.outputs import targets\n")
+    assert _imports_of(tree, "pipelines.outputs.x", OUTPUTS_MUST_NOT_IMPORT) == [
+        "3: pipelines.config", "5: pipelines.recipes.registry"]
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -13,6 +13,7 @@ import yaml
 from pipelines.config import RunConfig, load_config
 from pipelines.generators.embedded import EMBEDDED_MODELS
 from pipelines.outputs.card import SELF_INSTRUCT_SEEDS, front_matter, seed_licence, write_card
+from pipelines.recipes.registry import REGISTRY
 from pipelines.settings import InputConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,8 @@ def test_every_recipe_gets_a_card_that_points_at_the_data(recipe, tmp_path):
     cfg = _config(recipe, tmp_path)
     out = tmp_path / "staging"
     (out / "data").mkdir(parents=True)
-    text = Path(write_card(out, _manifest(cfg))).read_text(encoding="utf-8")
+    text = Path(write_card(out, _manifest(cfg), REGISTRY[recipe].info)).read_text(
+        encoding="utf-8")
     matter = _front_matter(text)
     default = [c for c in matter["configs"] if c.get("default")]
     assert default == [{"config_name": "default", "default": True,
@@ -69,13 +71,14 @@ def test_every_recipe_gets_a_card_that_points_at_the_data(recipe, tmp_path):
 
 
 def test_licence_id_only_when_every_source_agrees(tmp_path):
+    self_instruct, ensemble = REGISTRY["self_instruct"].info, REGISTRY["ensemble_instruct"].info
     single = _manifest(load_config(ROOT / "configs" / "self_instruct_demo.yaml"))
-    assert front_matter(single)["license"] == "apache-2.0"  # SmolLM2 on built-in seeds
+    assert front_matter(single, self_instruct)["license"] == "apache-2.0"  # SmolLM2, built-in
     mixed = _manifest(load_config(ROOT / "configs" / "ensemble_instruct_demo.yaml"))
-    assert front_matter(mixed)["license"] == "other"  # SmolLM2 and Gemma 3
+    assert front_matter(mixed, ensemble)["license"] == "other"  # SmolLM2 and Gemma 3
     foreign = single | {"config": single["config"] | {"seed_tasks": "x/seed_tasks.jsonl"}}
-    assert front_matter(foreign)["license"] == "other"
-    assert SELF_INSTRUCT_SEEDS in seed_licence(foreign["config"])
+    assert front_matter(foreign, self_instruct)["license"] == "other"
+    assert SELF_INSTRUCT_SEEDS in seed_licence(foreign["config"], self_instruct)
     assert "check" in SELF_INSTRUCT_SEEDS
 
 
@@ -95,5 +98,6 @@ def test_a_gs_output_is_written_through_beam_filesystems(tmp_path, monkeypatch):
             lambda p, *a, _real=real, **k: _real([to_local(x) for x in p], *a, **k)
             if isinstance(p, list) else _real(to_local(p), *a, **k)))
     manifest = _manifest(load_config(ROOT / "configs" / "self_instruct_demo.yaml"))
-    assert write_card("gs://b/run", manifest) == "gs://b/run/README.md"
+    assert write_card("gs://b/run", manifest, REGISTRY["self_instruct"].info) == \
+        "gs://b/run/README.md"
     assert _front_matter((local / "README.md").read_text())["license"] == "apache-2.0"

@@ -13,8 +13,9 @@ import pytest
 
 from pipelines.config import INPUT_PATHS, NOT_INPUT_PATHS, RunConfig, load_config, path_values
 from pipelines.errors import InputError
-from pipelines.outputs.output_dir import check_local, input_locations
+from pipelines.outputs.output_dir import check_local
 from pipelines.recipes.ensemble_instruct.config import ExtraGeneratorConfig
+from pipelines.runtime.input_locations import input_locations
 from pipelines.settings import GeneratorConfig
 
 # A field whose name says it holds a path (or a model that may be a local folder).

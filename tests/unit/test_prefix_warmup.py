@@ -117,7 +117,7 @@ def test_the_summary_shows_each_stage_s_prefix_cache_hit_rate(tmp_path) -> None:
     manifest = {"recipe": "self_instruct", "generator": None, "stages": {}, "accounting": [],
                 "rows": {},
                 "run": {"duration_s": 1.0, "generator_usage": usage}}
-    lines = format_summary(manifest, tmp_path).splitlines()
+    lines = format_summary(manifest, tmp_path, {}).splitlines()
     [instance] = [line for line in lines if line.strip().startswith("instance_gen")]
     [instruction] = [line for line in lines if line.strip().startswith("instruction_gen")]
     assert instance.endswith("900 tokens; prefix cache 75% of 20000 prompt tokens")

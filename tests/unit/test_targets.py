@@ -12,7 +12,9 @@ from pipelines.recipes.ensemble_instruct.config import (
     ExtraGeneratorConfig,
 )
 from pipelines.recipes.explore_instruct.config import ExploreInstructConfig
+from pipelines.recipes.explore_instruct.targets import explore_target
 from pipelines.recipes.instag.config import InsTagConfig
+from pipelines.recipes.instag.targets import instag_target
 from pipelines.recipes.registry import REGISTRY
 from pipelines.recipes.self_instruct.config import SelfInstructConfig
 from pipelines.settings import GeneratorConfig, InputConfig
@@ -80,7 +82,7 @@ def test_explore_pool_exhausted_lists_what_shrank_it():
                                  "rejected": {"not_novel": 10}},
               "explore_sample": {"produced": 40, "kept": 31,
                                  "rejected": {"beyond_sample_depth": 6, "pruned_task": 3}}}
-    t = targets.explore_target(cfg, stages)
+    t = explore_target(cfg, stages)
     assert t == {"wanted": 60, "got": 31, "met": False, "why": (
         "pool exhausted: only 31 examples eligible for the sample (10 not novel in their node, "
         "6 deeper than sample_max_depth=1, 3 from pruned nodes)")}
@@ -91,7 +93,7 @@ def test_explore_short_allocation_with_a_large_pool_blames_the_allocation():
         ExploreInstructConfig(root_task="Editing", sample_size=60)))
     stages = {"explore_sample": {"produced": 80, "kept": 55,
                                  "rejected": {"not_sampled": 25}}}
-    t = targets.explore_target(cfg, stages)
+    t = explore_target(cfg, stages)
     assert not t["met"] and t["why"].startswith("the per-node allocation drew 55 of 80")
 
 
@@ -103,7 +105,7 @@ def test_instag_pool_exhausted_counts_every_loss():
               "instag_tag": {"in": 22, "ok": 21, "failed": 1, "produced": 22, "kept": 19,
                              "rejected": {"unparsable_response": 2, "task_failed_upstream": 1}},
               "instag_sample": {"produced": 19, "kept": 17, "rejected": {"no_tags": 2}}}
-    t = targets.instag_target(cfg, stages)
+    t = instag_target(cfg, stages)
     assert t == {"wanted": 20, "got": 17, "met": False, "why": (
         "pool exhausted: only 17 taggable queries reached Cf-D (25 input rows; 3 dropped by "
         "the filters, 3 with unusable tag answers, 1 tag requests failed, 2 without tags "

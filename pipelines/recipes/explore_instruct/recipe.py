@@ -7,10 +7,12 @@ from typing import Any
 
 from pipelines.generators.backends import resolve_identity
 from pipelines.outputs import targets
-from pipelines.recipes.base import CONFIG_ROOT, Inputs, Recipe
+from pipelines.outputs.info import CONFIG_ROOT
+from pipelines.recipes.base import Inputs, Recipe
 from pipelines.recipes.explore_instruct.build import build
 from pipelines.recipes.explore_instruct.config import ExploreInstructConfig, ExploreInstructRun
 from pipelines.recipes.explore_instruct.steps import initial_tree
+from pipelines.recipes.explore_instruct.targets import EXPLORE, explore_target
 from pipelines.settings import FieldError
 
 
@@ -28,7 +30,7 @@ def check(cfg: ExploreInstructRun) -> None:
 
 def run_targets(cfg: ExploreInstructRun, stages: Mapping[str, Any],
                 counters: Mapping[str, Mapping[str, int]]) -> dict[str, targets.Target]:
-    return {targets.EXPLORE: targets.explore_target(cfg, stages)}
+    return {EXPLORE: explore_target(cfg, stages)}
 
 
 def seed_source(config: Mapping[str, Any]) -> str:

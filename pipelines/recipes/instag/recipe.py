@@ -13,6 +13,8 @@ from pipelines.outputs import targets
 from pipelines.recipes.base import Inputs, Recipe
 from pipelines.recipes.instag.build import build, build_rows
 from pipelines.recipes.instag.config import InsTagConfig, InsTagRun
+from pipelines.recipes.instag.steps import format_report
+from pipelines.recipes.instag.targets import INSTAG, instag_target
 from pipelines.settings import STRUCTURED_OUTPUTS_ARGS, STRUCTURED_OUTPUTS_FLAG, FieldError
 from pipelines.transforms.dataset_input import validate as validate_input
 
@@ -53,7 +55,7 @@ def run_targets(cfg: InsTagRun, stages: Mapping[str, Any],
                 counters: Mapping[str, Mapping[str, int]]) -> dict[str, targets.Target]:
     if cfg.instag.sample_size is None:
         return {}
-    return {targets.INSTAG: targets.instag_target(cfg, stages)}
+    return {INSTAG: instag_target(cfg, stages)}
 
 
 RECIPE = Recipe(
@@ -61,4 +63,4 @@ RECIPE = Recipe(
     paper="#InsTag (Lu et al., ICLR 2024, arXiv:2308.07074)",
     config=InsTagConfig, validate=validate, build=build, check=check, needs_input=True,
     targets=run_targets, model_role="tagger", build_rows=build_rows,
-    validate_rows=check_packages)
+    validate_rows=check_packages, report_lines=format_report)
