@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,9 @@ from typing import Any, Final
 
 from pipelines.errors import InputError
 from pipelines.outputs.confine import inside
+from pipelines.outputs.review_log import append_text, read_text, torn_path
+
+log = logging.getLogger(__name__)
 
 AUDIT_DIR: Final = "audit"
 REVIEW_DIR: Final = "review"
@@ -147,10 +151,56 @@ def parse_verdict(item: Mapping[str, Any], where: str) -> ReviewVerdict:
 
 
 def read_log(path: Path) -> list[ReviewVerdict]:
-    """Every line of a verdict log, in order (an absent file is an empty log)."""
-    if not Path(path).exists():
+    """Every verdict line of a log, in order (an absent file is an empty log). An unfinished
+    last line (a crash mid-write) is set aside with a warning, never fatal; so is the torn
+    part of a line that an older version fused with the next verdict, whose verdict is kept.
+    Any other bad line is an error naming file:line."""
+    path = Path(path)
+    text = read_text(path)
+    if text is None:
         return []
-    return [parse_verdict(item, f"{path}:{number}") for number, item in _json_lines(Path(path))]
+    notice = text.torn_notice(path)
+    if notice:
+        log.warning("%s", notice)
+    return [_parse_line(path, number, line) for number, line in text.lines if line.strip()]
+
+
+def log_notice(run_dir: Path) -> str | None:
+    """What a reader of the run's log should be told (an unfinished last line), or None."""
+    path = verdicts_path(run_dir)
+    text = read_text(path)
+    return text.torn_notice(path) if text else None
+
+
+def _parse_line(path: Path, number: int, line: str) -> ReviewVerdict:
+    where = f"{path}:{number}"
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        fused = _unfuse(line)
+        if fused is None:
+            raise InputError(f"{where}: not JSON: {exc.msg}") from exc
+        log.warning("%s: an unfinished line (%d characters) fused with the next verdict is set "
+                    "aside; the verdict after it is kept", where, fused[0])
+        item = fused[1]
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    return parse_verdict(item, where)
+
+
+def _unfuse(line: str) -> tuple[int, dict[str, Any]] | None:
+    """(torn length, verdict) when `line` is a torn write followed by a whole verdict line, as
+    appends before the torn-line fix wrote them; None when no such split exists."""
+    start = line.find('{"id"', 1)
+    while start > 0:
+        try:
+            item = json.loads(line[start:])
+        except json.JSONDecodeError:
+            item = None
+        if isinstance(item, dict) and item.get("verdict") in (*VERDICTS, UNDONE):
+            return start, item
+        start = line.find('{"id"', start + 1)
+    return None
 
 
 def effective(lines: Iterable[ReviewVerdict]) -> dict[str, ReviewVerdict]:
@@ -173,23 +223,27 @@ def make_verdict(row: SampleRow, verdict: str, reason: str = "", at: str | None 
 
 
 def append_verdicts(run_dir: Path, lines: Sequence[ReviewVerdict]) -> None:
-    """Append lines to verdicts.jsonl in one write, flushed to disk before returning; never
-    through a link out of the run folder (pipelines/outputs/confine.py)."""
+    """Append lines to verdicts.jsonl in one write, fsync'ed before returning; never through a
+    link (pipelines/outputs/confine.py for the folders, O_NOFOLLOW for the file), and always
+    on a new line (pipelines/outputs/review_log.py sets an unfinished last line aside)."""
     if not lines:
         return
     path = inside(run_dir, REVIEW_DIR, VERDICTS_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("".join(line.to_json() + "\n" for line in lines))
-        handle.flush()
+    torn = append_text(path, "".join(line.to_json() + "\n" for line in lines))
+    if torn:
+        log.warning("%s: an unfinished last line (%d bytes, a write cut short) was moved to %s "
+                    "before appending", path, len(torn), torn_path(path))
 
 
 def import_verdicts(run_dir: Path, source: Path) -> int:
     """Append the verdicts of an exported file (the page's "export verdicts" button) to the
-    run's log and return how many were new. The whole file is checked first, so bad input
-    leaves the log untouched; lines already in force are not appended again."""
+    run's log and return how many were new. A line gives the id, verdict, reason and time;
+    its texts are taken from the run's audit sample, never from the file. The whole file is
+    checked first, so bad input leaves the log untouched; lines already in force are not
+    appended again."""
     sample = {row.id: row for row in read_sample(run_dir)}
-    incoming = []
+    incoming, differ = [], []
     for number, item in _json_lines(Path(source)):
         line = parse_verdict(item, f"{source}:{number}")
         row = sample.get(line.id)
@@ -200,7 +254,16 @@ def import_verdicts(run_dir: Path, source: Path) -> int:
             raise InputError(f"{source}:{number}: id {line.id!r} is stage {row.stage!r} of "
                              f"source {row.source!r} in this run, not {line.stage!r} of "
                              f"{line.source!r}")
-        incoming.append(line)
+        # Only the decision comes from the file: its texts could be edited (a forged output
+        # would become a training label through train-classifier), so they are the sample's.
+        kept = make_verdict(row, line.verdict, line.reason, at=line.at)
+        if any(getattr(line, f) != getattr(kept, f) for f in TEXT_FIELDS):
+            differ.append(f"{source}:{number}")
+        incoming.append(kept)
+    if differ:
+        log.warning("%d imported line(s) carry texts that differ from %s's audit sample (%s%s); "
+                    "their verdicts are kept with the sample's texts", len(differ), run_dir,
+                    ", ".join(differ[:3]), ", ..." if len(differ) > 3 else "")
     state = _latest(read_log(verdicts_path(run_dir)))
     new = []
     for line in sorted(incoming, key=lambda v: v.at):  # stable: file order within one time

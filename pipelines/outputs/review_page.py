@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import tempfile
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -336,11 +338,21 @@ def render(run_dir: Path) -> str:
 
 
 def write_page(run_dir: Path) -> Path:
-    """Write `RUN_DIR/review/index.html` (replaced whole, never half-written, never through
-    a link out of the run folder)."""
+    """Write `RUN_DIR/review/index.html`: replaced whole, never half-written, never through a
+    link. The folders are checked by confine.py; the page is written to a fresh temporary
+    file of a random name (O_EXCL), so nothing planted in review/ (index.html.tmp as a link
+    to the manifest or out of the run) is ever opened, and renamed over index.html, which
+    replaces a link there instead of following it."""
     path = inside(run_dir, REVIEW_DIR, PAGE_FILE)
-    tmp = inside(run_dir, REVIEW_DIR, PAGE_FILE + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(render(run_dir), encoding="utf-8")
-    tmp.rename(path)
+    page = render(run_dir).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{PAGE_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(page)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
