@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from browser import LOCAL, chromium, open_page, severe
-from review_fakes import HOSTILE, small_run
+from review_fakes import HOSTILE, audit_row, small_run, write_audit
 
 from pipelines.cli import main
 from pipelines.outputs.review import read_verdicts, verdicts_path
@@ -151,3 +151,52 @@ def _wait_for_file(directory: Path, name: str) -> Path:
         assert time.monotonic() < deadline, f"{name} was not downloaded to {directory}"
         time.sleep(0.05)
     return directory / name
+
+
+def test_the_page_shows_scores_the_transform_and_the_whole_dialogue(browser, tmp_path):
+    turns = [{"role": r, "content": f"turn {n} by the {r}"}
+             for n, r in enumerate(["user", "assistant"] * 2, 1)]
+    run = write_audit(tmp_path / "run", {"ultrachat": [audit_row(
+        1, instruction="turn 1 by the user", output="turn 2 by the assistant", messages=turns,
+        scores={"llm_judge": 4.25, "reward": -0.5}, transform="reversal@v1")]})
+    console, _ = open_page(browser, write_page(run).as_uri())
+    assert severe(console) == []
+    page = browser.execute_script("""
+        var box = document.getElementById('dialogue-box');
+        return {dialogue: box.hidden ? '' : box.innerText,
+                meta: document.getElementById('meta').innerText};""")
+    for turn in turns:  # every round, not only the first exchange
+        assert turn["content"] in page["dialogue"]
+    assert "4 turns" in page["dialogue"]
+    assert "scores.llm_judge\n4.250" in page["meta"] and "scores.reward\n-0.500" in page["meta"]
+    assert "transform\nreversal@v1" in page["meta"]
+
+
+def test_a_large_sample_is_read_by_chunks_and_only_verdicts_are_stored(browser, tmp_path):
+    """1,300 rows: the texts sit in blocks the page parses when it shows them, moving across a
+    block's edge shows the right row, and the browser's storage holds decisions, not texts."""
+    run = write_audit(tmp_path / "run", {"big": [audit_row(i) for i in range(1, 1301)]})
+    uri = write_page(run).as_uri()
+    console, _ = open_page(browser, uri)
+    assert severe(console) == []
+    blocks = browser.execute_script(
+        "return document.querySelectorAll('script[type=\"application/json\"]').length")
+    assert blocks == 1 + 3  # ids and verdicts, then 3 blocks of rows
+    press(browser, "g", "b")
+    browser.execute_script("""for (var n = 0; n < 600; n += 1) {
+        document.dispatchEvent(new KeyboardEvent('keydown', {key: 'j'})); }""")
+    page = shown(browser)
+    assert (page["row"], page["instruction"]) == ("r603", "Instruction 603")
+    press(browser, "s")
+    stored = browser.execute_script("""var out = {};
+        for (var i = 0; i < localStorage.length; i += 1) {
+          var k = localStorage.key(i); out[k] = localStorage.getItem(k); }
+        return out;""")
+    mine = {k: v for k, v in stored.items() if "Instruction" in v or "Output" in v}
+    assert mine == {}, "row texts were kept in the browser's storage"
+    decisions = {}
+    for value in stored.values():
+        decisions |= {i: v[0] for i, v in json.loads(value).items() if i.startswith("r")}
+    assert {"r001": "good", "r002": "bad", "r603": "skip"}.items() <= decisions.items()
+    console, _ = open_page(browser, uri)  # reload: resumed from the stored decisions
+    assert shown(browser)["done"] == "3 of 1300 reviewed"
