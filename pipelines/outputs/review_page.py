@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -82,14 +83,43 @@ PAGE_JS: Final = r"""
   IDS.forEach(function (id, i) { index[id] = i; counts[SRC[i]].n += 1; });
   Object.keys(DATA.verdicts).forEach(function (id) { state[id] = DATA.verdicts[id]; });
 
+  // Opened as a file the rows sit in the page's own blocks; served, the page asks the
+  // server for a block (rows/<n>) when it first shows one of its rows, and the next one
+  // when it comes near its edge.
+  var loading = {};
+  function parsed(c, rows) {
+    cache[c] = rows;
+    cached.push(c);
+    if (cached.length > 8) { delete cache[cached.shift()]; }
+    return rows;
+  }
   function rowAt(i) {
     var c = Math.floor(i / CHUNK);
     if (!Object.prototype.hasOwnProperty.call(cache, c)) {
-      cache[c] = JSON.parse($("rows-" + c).textContent);
-      cached.push(c);
-      if (cached.length > 8) { delete cache[cached.shift()]; }
+      if (DATA.remote) { return null; }
+      parsed(c, JSON.parse($("rows-" + c).textContent));
     }
     return cache[c][i - c * CHUNK];
+  }
+  function fetchChunk(c) {
+    if (c < 0 || c >= CHUNKS || Object.prototype.hasOwnProperty.call(cache, c)) {
+      return Promise.resolve();
+    }
+    if (!loading[c]) {
+      loading[c] = fetch("rows/" + c).then(function (r) {
+        if (!r.ok) { return r.text().then(function (t) { throw new Error(t || r.status); }); }
+        return r.json();
+      }).then(function (rows) { parsed(c, rows); })
+        .catch(function (e) { status("could not load rows: " + e.message, true); })
+        .then(function () { delete loading[c]; });
+    }
+    return loading[c];
+  }
+  function nearby(i) {  // the block of row i, and the next or previous one near its edges
+    var c = Math.floor(i / CHUNK), off = i - c * CHUNK, wanted = [fetchChunk(c)];
+    if (off > CHUNK - 50) { wanted.push(fetchChunk(c + 1)); }
+    if (off < 50) { wanted.push(fetchChunk(c - 1)); }
+    return wanted[0];
   }
   function newer(id, line) {
     return id in index && typeof line.verdict === "string" &&
@@ -232,24 +262,36 @@ PAGE_JS: Final = r"""
     pos = Math.max(0, Math.min(N - 1, pos + step));
     render();
   }
-  function exportVerdicts() {  // whole lines: the texts come from the page's chunks
-    var lines = [];
+  function exportVerdicts() {  // whole lines: the texts come from the page's blocks
+    var blocks = [];
     IDS.forEach(function (id, i) {
-      var v = state[id];
-      if (!v) { return; }
-      var row = rowAt(i);
-      lines.push(JSON.stringify({id: id, stage: row.stage, source: row.source,
-                                 verdict: v.verdict, reason: v.reason,
-                                 instruction: row.instruction, input: row.input,
-                                 output: row.output, at: v.at}) + "\n");
+      if (state[id]) { blocks.push(Math.floor(i / CHUNK)); }
     });
-    var a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob(lines, {type: "application/x-ndjson"}));
-    a.download = DATA.name + "-verdicts.jsonl";
-    document.body.appendChild(a);
-    a.click();
-    a.remove();
-    status("exported " + lines.length + " verdicts");
+    var pendingBlocks = blocks.filter(function (c, k) { return blocks.indexOf(c) === k; });
+    var ready = DATA.remote ? Promise.all(pendingBlocks.map(function (c) {
+      return fetchChunk(c).then(function () { return [c, cache[c]]; });
+    })) : Promise.resolve([]);
+    ready.then(function (fetched) {
+      var rows = {};
+      fetched.forEach(function (pair) { rows[pair[0]] = pair[1]; });
+      var lines = [];
+      IDS.forEach(function (id, i) {
+        var v = state[id], c = Math.floor(i / CHUNK);
+        if (!v) { return; }
+        var row = DATA.remote ? rows[c][i - c * CHUNK] : rowAt(i);
+        lines.push(JSON.stringify({id: id, stage: row.stage, source: row.source,
+                                   verdict: v.verdict, reason: v.reason,
+                                   instruction: row.instruction, input: row.input,
+                                   output: row.output, at: v.at}) + "\n");
+      });
+      var a = document.createElement("a");
+      a.href = URL.createObjectURL(new Blob(lines, {type: "application/x-ndjson"}));
+      a.download = DATA.name + "-verdicts.jsonl";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      status("exported " + lines.length + " verdicts");
+    }).catch(function (e) { status("export failed: " + e.message, true); });
   }
   function fill(id, text) {
     $(id).textContent = text === "" ? "(empty)" : text;
@@ -313,7 +355,15 @@ PAGE_JS: Final = r"""
     });
   }
   function render() {
-    var row = rowAt(pos), verdict = verdictOf(row.id);
+    if (DATA.remote) { nearby(pos); }
+    var row = rowAt(pos);
+    if (!row) {
+      var wanted = pos;
+      $("pos").textContent = "row " + (pos + 1) + " of " + N + " (loading)";
+      nearby(pos).then(function () { if (pos === wanted && rowAt(pos)) { render(); } });
+      return;
+    }
+    var verdict = verdictOf(row.id);
     $("pos").textContent = "row " + (pos + 1) + " of " + N;
     $("where").textContent = row.source + " · " + row.stage;
     $("verdict").textContent = verdict || "unreviewed";
@@ -376,25 +426,27 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(run_dir: Path) -> str:
+def render(run_dir: Path, rows: Sequence[SampleRow] | None = None, *, remote: bool = False,
+           ) -> str:
     """The page for a run, with the verdicts in force when it is rendered: ids and sources in
     one small JSON block, the rows' texts in blocks of `CHUNK` rows that the script parses
-    only when it shows one of their rows."""
+    only when it shows one of their rows. `remote` (the server's page) leaves the blocks out:
+    the script fetches them (`chunk_json`), so a large sample is not sent at every load."""
     run_dir = Path(run_dir)
-    rows = read_sample(run_dir)
+    rows = list(read_sample(run_dir) if rows is None else rows)
     verdicts = read_verdicts(run_dir)
     name = run_dir.resolve().name or "run"
     sources = list(dict.fromkeys(r.source for r in rows))
     number = {source: k for k, source in enumerate(sources)}
     data = {"key": run_key(run_dir, rows), "name": name, "file": f"{REVIEW_DIR}/{VERDICTS_FILE}",
-            "notice": log_notice(run_dir), "chunk": CHUNK, "sources": sources,
+            "notice": log_notice(run_dir), "chunk": CHUNK, "sources": sources, "remote": remote,
             "ids": [r.id for r in rows], "src": [number[r.source] for r in rows],
             "verdicts": {i: {"verdict": v.verdict, "reason": v.reason, "at": v.at}
                          for i, v in verdicts.items()}}
     chunks = "".join(
         f'<script type="application/json" id="rows-{start // CHUNK}">'
         f"{script_json([_row(r) for r in rows[start:start + CHUNK]])}</script>"
-        for start in range(0, len(rows), CHUNK))
+        for start in range(0, len(rows), CHUNK)) if not remote else ""
     buttons = "".join(f'<button type="button" data-key="{key}"><kbd>{key}</kbd> {label}'
                       "</button>" for key, label in BUTTONS)
     return (
@@ -431,6 +483,14 @@ def render(run_dir: Path) -> str:
         f"{escape(str(run_dir / REVIEW_DIR / VERDICTS_FILE))}</p></section></main>"
         f'<script type="application/json" id="review-data">{script_json(data)}</script>'
         f"{chunks}<script>{PAGE_JS}</script></body></html>\n")
+
+
+def chunk_json(rows: Sequence[SampleRow], number: int) -> str | None:
+    """Block `number` of the rows as JSON (what the served page fetches), None past the end."""
+    if not 0 <= number < -(-len(rows) // CHUNK):
+        return None
+    return json.dumps([_row(r) for r in rows[number * CHUNK:(number + 1) * CHUNK]],
+                      ensure_ascii=False, sort_keys=True)
 
 
 def _row(row: SampleRow) -> dict[str, Any]:

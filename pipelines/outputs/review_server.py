@@ -25,7 +25,7 @@ from pipelines.outputs.review import (
     make_verdict,
     read_sample,
 )
-from pipelines.outputs.review_page import CSP, render
+from pipelines.outputs.review_page import CSP, chunk_json, render
 
 HOST: Final = "127.0.0.1"
 MAX_BODY: Final = 16 * 1024 + 4 * MAX_REASON  # bytes; a verdict is an id, a word and a note
@@ -55,7 +55,8 @@ class ReviewServer(ThreadingHTTPServer):
 
     def __init__(self, run_dir: Path, port: int = 0) -> None:
         self.run_dir = Path(run_dir)
-        self.rows = {row.id: row for row in read_sample(self.run_dir)}
+        self.sample = read_sample(self.run_dir)  # read once: the page fetches it by blocks
+        self.rows = {row.id: row for row in self.sample}
         self.lock = threading.Lock()  # one append at a time, in arrival order
         super().__init__((HOST, port), _Handler)
 
@@ -78,11 +79,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
         if not self._addressed_to_us():
             return
+        if self.path.startswith("/rows/"):
+            number = self.path.removeprefix("/rows/")
+            block = chunk_json(self.server.sample, int(number)) if number.isdigit() else None
+            if block is None:
+                self._send(HTTPStatus.NOT_FOUND, "text/plain", b"no such block of rows")
+            else:
+                self._send(HTTPStatus.OK, "application/json", block.encode("utf-8"))
+            return
         if self.path not in ("/", "/index.html"):
             self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found")
             return
         try:
-            page = render(self.server.run_dir).encode("utf-8")
+            page = render(self.server.run_dir, self.server.sample, remote=True).encode("utf-8")
         except InputError as exc:  # e.g. a malformed line in the log: one line, not a traceback
             self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", _one_line(exc))
             return

@@ -68,6 +68,14 @@ def wait_saved(driver) -> None:
         time.sleep(0.05)
 
 
+def wait_row(driver) -> None:
+    """Until the page shows a row (served, its block of rows is fetched first)."""
+    deadline = time.monotonic() + 10
+    while not driver.execute_script("return document.body.getAttribute('data-row')"):
+        assert time.monotonic() < deadline, "the page showed no row"
+        time.sleep(0.02)
+
+
 def shown(driver) -> dict[str, str]:
     return driver.execute_script("""
         var t = function (id) { return document.getElementById(id).textContent; };
@@ -85,7 +93,9 @@ def logged(run: Path) -> list[tuple[str, str, str]]:
 def test_keyboard_flow_saves_to_the_server_and_resumes(browser, served):
     run = served.run_dir
     console, requests = open_page(browser, served.url, allow=LOCAL)
-    assert severe(console) == [] and requests == [served.url]
+    wait_row(browser)
+    # the page, then the one block of rows it shows (served, rows come by blocks)
+    assert severe(console) == [] and requests == [served.url, served.url + "rows/0"]
     page = shown(browser)
     assert page["row"] == ORDER[0] and page["verdict"] == "unreviewed"
     assert page["instruction"] == HOSTILE  # shown as text, never run
@@ -110,6 +120,7 @@ def test_keyboard_flow_saves_to_the_server_and_resumes(browser, served):
     assert set(read_verdicts(run)) == {"r004", "r005"}
 
     console, _ = open_page(browser, served.url, allow=LOCAL)  # reload
+    wait_row(browser)
     assert severe(console) == []
     page = shown(browser)
     assert (page["row"], page["done"]) == (ORDER[2], "2 of 5 reviewed")  # first unreviewed
@@ -200,3 +211,28 @@ def test_a_large_sample_is_read_by_chunks_and_only_verdicts_are_stored(browser, 
     assert {"r001": "good", "r002": "bad", "r603": "skip"}.items() <= decisions.items()
     console, _ = open_page(browser, uri)  # reload: resumed from the stored decisions
     assert shown(browser)["done"] == "3 of 1300 reviewed"
+
+
+def test_served_a_large_sample_comes_by_blocks(browser, tmp_path):
+    run = write_audit(tmp_path / "run", {"big": [audit_row(i) for i in range(1, 1301)]})
+    server = ReviewServer(run)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        console, requests = open_page(browser, server.url, allow=LOCAL)
+        wait_row(browser)
+        assert severe(console) == [] and requests == [server.url, server.url + "rows/0"]
+        browser.execute_script("""for (var n = 0; n < 600; n += 1) {
+            document.dispatchEvent(new KeyboardEvent('keydown', {key: 'j'})); }""")
+        deadline = time.monotonic() + 10
+        while shown(browser)["row"] != "r601":
+            assert time.monotonic() < deadline, shown(browser)
+            time.sleep(0.05)
+        assert shown(browser)["instruction"] == "Instruction 601"
+        press(browser, "b")
+        wait_saved(browser)
+        assert logged(run) == [("r601", "bad", "")]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from review_fakes import small_run
+from review_fakes import audit_row, small_run, write_audit
 
 from pipelines.outputs.review import verdicts_path
 from pipelines.outputs.review_server import ReviewServer
@@ -69,3 +71,34 @@ def test_a_good_request_still_works_after_bad_ones(served):
     _raw(served, b'{"id": ["r001"]}')
     line, payload = _raw(served, b'{"id": "r001", "verdict": "good", "reason": "caf\\u00e9"}')
     assert line.split()[1] == "200" and json.loads(payload)["reason"] == "café"
+
+
+def _get(server: ReviewServer, path: str) -> tuple[int, str]:
+    request = urllib.request.Request(server.url.rstrip("/") + path)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8")
+
+
+def test_the_served_page_leaves_the_rows_to_blocks_it_fetches(tmp_path):
+    """A large sample is not sent whole at every page load: the page holds ids and verdicts,
+    the texts come by blocks of 500 from rows/<n>."""
+    run = write_audit(tmp_path / "run", {"big": [audit_row(i) for i in range(1, 1201)]})
+    server = ReviewServer(run)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, page = _get(server, "/")
+        assert status == 200 and "r1200" in page and "Output 1200" not in page
+        status, block = _get(server, "/rows/2")
+        assert status == 200
+        assert [r["id"] for r in json.loads(block)] == [f"r{i:03d}" for i in range(1001, 1201)]
+        assert json.loads(block)[-1]["output"] == "Output 1200"
+        for path in ("/rows/3", "/rows/-1", "/rows/abc", "/rows/"):
+            assert _get(server, path)[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
