@@ -20,19 +20,26 @@ tests/browser.py drives). Reported, median of `--runs`:
 It also prints the machine (nproc, CPU model and flags, load average): the page runs on one
 core, so the figures depend on the core's speed and on what else runs.
 
-Figures, 100,000 rows, file page, median of 3 (2026-12-07; nproc 2, "Intel(R) Xeon(R)
-Processor" with avx2, avx512f/bw/vl/vnni/bf16/fp16, sha_ni, aes; load average 5-11 from other
-jobs on the same 2 cores, so expect noise of +-30%):
+Figures, 100,000 rows, median of 3 (2026-12-07; nproc 2, "Intel(R) Xeon(R) Processor" with
+avx2, avx512f/bw/vl/vnni/bf16/fp16, sha_ni, aes; load average 4-11 from other jobs on the same
+2 cores, so expect noise of +-30%). load/reload: navigation start to the first row shown;
+key: one `j`; verdict: one `g` (served: until the post is sent, not answered); storage: the
+browser's localStorage after 50 verdicts (file page):
 
-                      page MB  render_s  load_ms  key_ms  verdict_ms  reload_ms  storage
-    before (8e0e32c)     95.1      12.3     2813    85.2        82.1       3500  36,328 chars
-    after                96.9       7.0     1504     1.2         1.0        849   2,689 chars
+                          load_ms  key_ms  verdict_ms  reload_ms  storage
+    served, before (8e0e32c)  6349    61.5        44.5       7374        -
+    served, after              478     2.0         1.3        255        -
+    file,   before (8e0e32c)  2813    85.2        82.1       3500   36,328 chars
+    file,   after             1504     1.2         1.0        849    2,689 chars
 
-Before, every key re-counted all 100K rows and every verdict re-wrote one localStorage key
-holding all verdict lines with their texts (~730 chars a verdict: the 5 MB quota is full
-after ~7,000 verdicts); after, a key costs the same at 100 rows or 100K, storage keeps ~54
-chars a verdict, in one key per block of 500 rows. What remains of the load is Chromium
-parsing a 97 MB document; the JSON of a row is parsed only when it is shown.
+Before, the page carried every row's texts as one JSON document parsed at load (served: 95
+MB at every load, rendered by Python each time), every key re-counted all 100K rows, and
+every verdict re-wrote one localStorage key holding all verdict lines with their texts (~730
+chars a verdict: the 5 MB quota is full after ~7,000). After, the served page carries ids
+and verdicts only and fetches blocks of 500 rows as it shows them; the file page embeds the
+blocks and parses one when it shows one of its rows (what remains of its load is Chromium
+parsing a 97 MB document); a key costs the same at 100 rows or 100K; storage keeps ~54 chars
+a verdict, one key per block.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +60,7 @@ if __package__ in (None, ""):  # run as a script: the repo root, after PYTHONPAT
     sys.path.append(str(Path(__file__).resolve().parents[1]))  # name an older checkout)
 
 from pipelines.outputs.review_page import write_page  # noqa: E402
+from pipelines.outputs.review_server import ReviewServer  # noqa: E402
 
 WORDS = ("the of and to in is that for it as with was on be by this are or from at an not "
          "model data answer question write list explain summarize translate code function "
@@ -129,19 +138,27 @@ for (var i = 0; i < localStorage.length; i += 1) {
 return n;"""
 
 
-def measure(page: Path, profile: Path) -> dict[str, float]:
+SAVED = """var done = arguments[arguments.length - 1];
+(function wait() {
+  if (document.getElementById('status').getAttribute('data-pending') === '0') { done(0); }
+  else { setTimeout(wait, 5); }
+}());"""
+
+
+def measure(url: str, profile: Path) -> dict[str, float]:
     driver = _driver(profile)
     try:
         driver.set_page_load_timeout(600)
         driver.set_script_timeout(600)
         start = time.perf_counter()
-        driver.get(page.as_uri())
+        driver.get(url)
         load_ms = driver.execute_async_script(READY)
         wall_ms = (time.perf_counter() - start) * 1000
         key_ms = driver.execute_script(KEYS, "j", 50)
         verdict_ms = driver.execute_script(KEYS, "g", 50)
+        driver.execute_async_script(SAVED)  # served: every verdict posted and answered
         storage = driver.execute_script(STORAGE)
-        driver.get(page.as_uri())
+        driver.get(url)
         reload_ms = driver.execute_async_script(READY)
         done = driver.execute_script("return document.getElementById('done').textContent")
         assert done.startswith("50 of"), done
@@ -155,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--mode", choices=("file", "served"), default="file",
+                        help="open review/index.html as a file, or served by ReviewServer")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="review-bench-") as tmp:
         run = write_run(Path(tmp) / "run", args.rows)
@@ -163,9 +182,21 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             page = write_page(run)
             renders.append(time.perf_counter() - start)
-            results.append(measure(page, Path(tmp) / f"profile-{n}"))  # fresh storage
+            if args.mode == "file":
+                results.append(measure(page.as_uri(), Path(tmp) / f"profile-{n}"))
+                continue
+            (run / "review" / "verdicts.jsonl").unlink(missing_ok=True)
+            server = ReviewServer(run)
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                results.append(measure(server.url, Path(tmp) / f"profile-{n}"))
+            finally:
+                server.shutdown()
+                server.server_close()
         summary = {k: round(statistics.median(r[k] for r in results), 1) for k in results[0]}
-        out = {"rows": args.rows, "page_mb": round(page.stat().st_size / 1e6, 1),
+        out = {"rows": args.rows, "mode": args.mode,
+               "page_mb": round(page.stat().st_size / 1e6, 1),
                "render_s": round(statistics.median(renders), 2), **summary,
                "runs": results, "machine": machine()}
     print(json.dumps(out, indent=1))
