@@ -5,8 +5,9 @@ sample (pipelines/outputs/audit.py, `RUN_DIR/audit/<source>.jsonl`). This module
 keeps the verdicts and writes the review page (pipelines/outputs/review_page.py); the local
 server that the page talks to is pipelines/outputs/review_server.py.
 
-Verdicts live in `RUN_DIR/review/verdicts.jsonl`, one JSON object a line, appended and never
-rewritten, so a crash loses at most the line being written and reviewing resumes anywhere:
+Verdicts live in `RUN_DIR/review/verdicts.jsonl`, one JSON object a line, appended (fsync'ed)
+and never rewritten, so a crash loses at most the line being written and reviewing resumes
+anywhere; that unfinished line is set aside, never fatal (pipelines/outputs/review_log.py):
 
     {"id", "stage", "source", "verdict", "reason", "instruction", "input", "output", "at"}
 

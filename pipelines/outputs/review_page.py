@@ -1,9 +1,12 @@
 """review/index.html: one self-contained page for reviewing a run's audit sample by keyboard.
 
 Everything is inline (CSS, script, the rows as JSON), so the page needs nothing but itself.
-Served by `instructbeam review RUN` (pipelines/outputs/review_server.py), it posts each
-verdict to that local server, which appends it to review/verdicts.jsonl. Opened as a file, it
-keeps verdicts in the browser's localStorage, and "export verdicts" downloads them for
+The rows sit in blocks of `CHUNK`, parsed only when one of their rows is shown, so a sample of
+100K rows loads and moves as fast as a small one (bench/review_page_bench.py). Served by
+`instructbeam review RUN` (pipelines/outputs/review_server.py), the page leaves the blocks out
+and fetches them from that local server, to which it posts each verdict; the server appends it
+to review/verdicts.jsonl. Opened as a file, it keeps the decisions (never the texts) in the
+browser's localStorage, one key per block, and "export verdicts" downloads them for
 `instructbeam review RUN --import FILE`. Either way, reopening resumes at the first unreviewed
 row.
 
