@@ -18,8 +18,8 @@ from browser import LOCAL, chromium, open_page, severe
 from review_fakes import HOSTILE, audit_row, small_run, write_audit
 
 from pipelines.cli import main
-from pipelines.outputs.review import read_verdicts, verdicts_path
-from pipelines.outputs.review_page import write_page
+from pipelines.outputs.review import read_sample, read_verdicts, verdicts_path
+from pipelines.outputs.review_page import run_key, write_page
 from pipelines.outputs.review_server import ReviewServer
 
 # small_run's rows in page order: source "seed" first, then "self_instruct"
@@ -236,3 +236,25 @@ def test_served_a_large_sample_comes_by_blocks(browser, tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_verdicts_an_older_page_kept_in_the_browser_are_carried_over(browser, tmp_path):
+    """An older page kept whole lines, texts too, in one storage key: the new page counts
+    those verdicts, keeps them as decisions and drops the texts, losing none."""
+    run = small_run(tmp_path / "run")
+    uri = write_page(run).as_uri()
+    store = "instructbeam-review:" + run_key(run, read_sample(run))
+    open_page(browser, uri)
+    old = {"r002": {"id": "r002", "stage": "instance_gen", "source": "self_instruct",
+                    "verdict": "bad", "reason": "kept by the old page", "instruction":
+                    "Instruction 2", "input": "input 2", "output": "Output 2",
+                    "at": "2026-01-01T00:00:00.000Z"}}
+    browser.execute_script("localStorage.setItem(arguments[0], arguments[1]);", store,
+                           json.dumps(old))
+    open_page(browser, uri)
+    assert shown(browser)["done"] == "1 of 5 reviewed"
+    stored = browser.execute_script(
+        "return [localStorage.getItem(arguments[0]), localStorage.getItem(arguments[0] + ':0')]",
+        store)
+    assert stored[0] is None and "Output 2" not in stored[1]
+    assert json.loads(stored[1])["r002"][:2] == ["bad", "kept by the old page"]

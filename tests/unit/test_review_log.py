@@ -53,7 +53,7 @@ def test_an_unfinished_last_line_is_set_aside_and_said(tmp_path, caplog, torn):
     assert {i: v.verdict for i, v in verdicts.items()} == {"r004": "good"}
     assert "verdicts.jsonl:2: an unfinished last line" in caplog.text
     assert "set aside" in caplog.text
-    assert render(run)  # the page loads
+    assert "an unfinished last line" in render(run)  # the page loads, and says it
 
 
 def test_the_next_verdict_starts_on_its_own_line_and_the_torn_bytes_are_kept(tmp_path, caplog):
