@@ -143,6 +143,7 @@ PAGE_JS: Final = r"""
         got = JSON.parse(localStorage.getItem(STORE + ":" + c) || "{}");
       } catch (e) { got = {}; }
       Object.keys(got).forEach(function (id) {
+        if (!Array.isArray(got[id])) { return; }
         var line = {verdict: got[id][0], reason: got[id][1], at: got[id][2]};
         if (newer(id, line)) { state[id] = line; }
       });
@@ -358,6 +359,7 @@ PAGE_JS: Final = r"""
     });
   }
   function render() {
+    if (N === 0) { $("pos").textContent = "no audit rows"; renderProgress(); return; }
     if (DATA.remote) { nearby(pos); }
     var row = rowAt(pos);
     if (!row) {

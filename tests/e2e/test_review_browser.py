@@ -258,3 +258,11 @@ def test_verdicts_an_older_page_kept_in_the_browser_are_carried_over(browser, tm
         store)
     assert stored[0] is None and "Output 2" not in stored[1]
     assert json.loads(stored[1])["r002"][:2] == ["bad", "kept by the old page"]
+
+
+def test_an_empty_sample_is_said_not_a_script_error(browser, tmp_path):
+    run = write_audit(tmp_path / "run", {"empty": []})
+    console, _ = open_page(browser, write_page(run).as_uri())
+    assert severe(console) == []
+    assert browser.execute_script("return document.getElementById('pos').textContent") == (
+        "no audit rows")
