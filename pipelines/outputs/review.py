@@ -157,7 +157,7 @@ def read_log(path: Path) -> list[ReviewVerdict]:
     part of a line that an older version fused with the next verdict, whose verdict is kept.
     Any other bad line is an error naming file:line."""
     path = Path(path)
-    text = read_text(path)
+    text = read_text(path, _whole)
     if text is None:
         return []
     notice = text.torn_notice(path)
@@ -169,8 +169,18 @@ def read_log(path: Path) -> list[ReviewVerdict]:
 def log_notice(run_dir: Path) -> str | None:
     """What a reader of the run's log should be told (an unfinished last line), or None."""
     path = verdicts_path(run_dir)
-    text = read_text(path)
+    text = read_text(path, _whole)
     return text.torn_notice(path) if text else None
+
+
+def _whole(raw: bytes) -> bool:
+    """Whether a last line without its "\\n" is a complete verdict (a hand-edited log), not a
+    write cut short."""
+    try:
+        item = json.loads(raw.decode("utf-8"))
+        return isinstance(item, dict) and bool(parse_verdict(item, "last line"))
+    except (ValueError, InputError):
+        return False
 
 
 def _parse_line(path: Path, number: int, line: str) -> ReviewVerdict:
@@ -231,7 +241,7 @@ def append_verdicts(run_dir: Path, lines: Sequence[ReviewVerdict]) -> None:
         return
     path = inside(run_dir, REVIEW_DIR, VERDICTS_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torn = append_text(path, "".join(line.to_json() + "\n" for line in lines))
+    torn = append_text(path, "".join(line.to_json() + "\n" for line in lines), _whole)
     if torn:
         log.warning("%s: an unfinished last line (%d bytes, a write cut short) was moved to %s "
                     "before appending", path, len(torn), torn_path(path))

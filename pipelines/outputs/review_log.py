@@ -10,8 +10,10 @@ byte level here (pipelines/outputs/review.py turns the lines into verdicts):
   on it, and say so. The next append moves those bytes to `verdicts.torn` beside the log (one
   JSON line each, with their offset and exact bytes) and cuts them off the log before writing,
   so the new verdict starts on a line of its own instead of being fused into the torn one.
-  Cutting an unfinished line is the only change ever made to bytes already in the log.
-- The log, its side file and the directory are opened with O_NOFOLLOW: a symbolic link in
+  Cutting an unfinished line is the only change ever made to bytes already in the log. A last
+  line that lacks only its "\\n" but is whole (`whole` says so: a hand-edited log) is a line
+  like any other, and the next append ends it first.
+- The log and its side file are opened with O_NOFOLLOW: a symbolic link in
   their place (even one leading inside the run folder, or dangling) is refused with one line.
 - Appends hold an exclusive flock, so `instructbeam review --import` and a running review
   server never interleave their lines.
@@ -25,6 +27,7 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -66,9 +69,11 @@ def _open(path: Path, flags: int) -> int:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from None
 
 
-def read_text(path: Path) -> LogText | None:
+def read_text(path: Path, whole: Callable[[bytes], bool] = lambda raw: False,
+              ) -> LogText | None:
     """The log's lines, or None when there is no log. A line that is not UTF-8 is an error
-    naming file:line; an unfinished last line is returned apart, never decoded as a line."""
+    naming file:line; an unfinished last line is returned apart, never decoded as a line,
+    unless `whole(bytes)` says it is complete."""
     try:
         fd = _open(path, os.O_RDONLY)
     except InputError:
@@ -78,6 +83,9 @@ def read_text(path: Path) -> LogText | None:
     with os.fdopen(fd, "rb") as handle:
         data = handle.read()
     *complete, torn = data.split(b"\n")
+    if torn and whole(torn):
+        complete.append(torn)
+        torn = b""
     lines = []
     for number, raw in enumerate(complete, 1):
         try:
@@ -87,16 +95,18 @@ def read_text(path: Path) -> LogText | None:
     return LogText(lines, torn)
 
 
-def append_text(path: Path, text: str) -> bytes:
-    """Append whole lines (`text` ends in "\\n") after moving an unfinished last line aside;
-    flushed to disk before returning. Returns the bytes set aside (b"" if none)."""
+def append_text(path: Path, text: str, whole: Callable[[bytes], bool] = lambda raw: False,
+                ) -> bytes:
+    """Append whole lines (`text` ends in "\\n") after moving an unfinished last line aside
+    (one that `whole` accepts is ended with "\\n" instead); flushed to disk before returning.
+    Returns the bytes set aside (b"" if none)."""
     if not text.endswith("\n"):
         raise ValueError("append whole lines")
     created = not os.path.lexists(path)
     fd = _open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # released by close
-        torn = _cut_torn_tail(path, fd)
+        torn = _cut_torn_tail(path, fd, whole)
         data = text.encode("utf-8")
         while data:
             written = os.write(fd, data)
@@ -109,8 +119,9 @@ def append_text(path: Path, text: str) -> bytes:
     return torn
 
 
-def _cut_torn_tail(path: Path, fd: int) -> bytes:
-    """Move the bytes after the log's last "\\n" to the side file, then cut them off."""
+def _cut_torn_tail(path: Path, fd: int, whole: Callable[[bytes], bool]) -> bytes:
+    """Move the bytes after the log's last "\\n" to the side file, then cut them off; if they
+    are a whole line, end it with "\\n" instead."""
     size = os.fstat(fd).st_size
     end = size
     while end > 0:
@@ -124,6 +135,9 @@ def _cut_torn_tail(path: Path, fd: int) -> bytes:
     if end == size:
         return b""
     torn = os.pread(fd, size - end, end)
+    if whole(torn):
+        os.write(fd, b"\n")
+        return b""
     record = {"at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
               "file": Path(path).name, "offset": end, "bytes": len(torn),
               "text": torn.decode("utf-8", "backslashreplace"),

@@ -154,3 +154,17 @@ def test_import_takes_the_texts_from_the_sample_and_only_the_verdict_from_the_fi
     assert b"FORGED" not in verdicts_path(run).read_bytes()
     assert "carry texts that differ" in caplog.text and f"{exported}:1" in caplog.text
     assert import_verdicts(run, exported) == 0  # already in force
+
+
+def test_a_whole_last_line_without_its_newline_is_a_verdict_not_a_tear(tmp_path, caplog):
+    """A hand-edited log saved without a final newline loses nothing."""
+    run = small_run(tmp_path / "run")
+    path = verdicts_path(run)
+    path.parent.mkdir(parents=True)
+    path.write_text(_good(run, 0).to_json(), encoding="utf-8")  # no "\n"
+    with caplog.at_level(logging.WARNING):
+        assert set(read_verdicts(run)) == {"r004"}
+        append_verdicts(run, [_good(run, 1, "bad")])
+    assert caplog.text == ""
+    assert [v.id for v in read_log(path)] == ["r004", "r005"]
+    assert not (run / "review" / "verdicts.torn").exists()
