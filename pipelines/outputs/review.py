@@ -11,6 +11,8 @@ anywhere; that unfinished line is set aside, never fatal (pipelines/outputs/revi
 
     {"id", "stage", "source", "verdict", "reason", "instruction", "input", "output", "at"}
 
+plus `messages` ([{role, content}], every turn) when the row is a dialogue.
+
 `verdict` is "good", "bad" or "skip"; the last line for an id wins. An undo appends a line
 whose verdict is "undone": the row is unreviewed again. Read the log with `read_verdicts`
 (it applies both rules) rather than line by line.
@@ -71,12 +73,20 @@ class ReviewVerdict:
     input: str
     output: str
     at: str
+    # a dialogue's every turn as (role, content), when the row is one: what the person read
+    # and judged, of which instruction and output hold only the first exchange
+    messages: tuple[tuple[str, str], ...] | None = None
 
     def to_json(self) -> str:
         """One line that every line splitter agrees on: text stays readable (not \\u-escaped)
-        except the characters `str.splitlines` would break a line at."""
-        text = json.dumps(dataclasses.asdict(self), ensure_ascii=False)
-        return text.translate(_LINE_BREAKS)
+        except the characters `str.splitlines` would break a line at. `messages` is written
+        only for a dialogue."""
+        item: dict[str, Any] = dataclasses.asdict(self)
+        if self.messages is None:
+            del item["messages"]
+        else:
+            item["messages"] = [{"role": r, "content": c} for r, c in self.messages]
+        return json.dumps(item, ensure_ascii=False).translate(_LINE_BREAKS)
 
 
 def verdicts_path(run_dir: Path) -> Path:
@@ -142,13 +152,27 @@ def _text(item: Mapping[str, Any], field: str, where: str) -> str:
 
 def parse_verdict(item: Mapping[str, Any], where: str) -> ReviewVerdict:
     """A verdicts.jsonl object checked field by field; `where` (file:line) names bad input."""
-    values = {f.name: _text(item, f.name, where) for f in dataclasses.fields(ReviewVerdict)}
+    values: dict[str, Any] = {f.name: _text(item, f.name, where)
+                              for f in dataclasses.fields(ReviewVerdict) if f.name != "messages"}
+    values["messages"] = _messages(item.get("messages"), where)
     if values["verdict"] not in (*VERDICTS, UNDONE):
         raise InputError(f"{where}: field 'verdict' must be one of "
                          f"{', '.join((*VERDICTS, UNDONE))}, got {values['verdict']!r:.60}")
     if len(values["reason"]) > MAX_REASON:
         raise InputError(f"{where}: field 'reason' is longer than {MAX_REASON} characters")
     return ReviewVerdict(**values)
+
+
+def _messages(value: Any, where: str) -> tuple[tuple[str, str], ...] | None:
+    """A dialogue's turns from a line's or an audit row's `messages`, checked."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str)
+            and isinstance(m.get("content"), str) for m in value):
+        raise InputError(f"{where}: field 'messages' must be a list of {{role, content}} "
+                         "strings")
+    return tuple((m["role"], m["content"]) for m in value)
 
 
 def read_log(path: Path) -> list[ReviewVerdict]:
@@ -230,7 +254,8 @@ def make_verdict(row: SampleRow, verdict: str, reason: str = "", at: str | None 
     return parse_verdict({"id": row.id, "stage": row.stage, "source": row.source,
                           "verdict": verdict, "reason": reason.strip(),
                           "instruction": row.instruction, "input": row.input,
-                          "output": row.output, "at": at or now()}, f"verdict for {row.id}")
+                          "output": row.output, "at": at or now(),
+                          "messages": row.extra.get("messages")}, f"verdict for {row.id}")
 
 
 def append_verdicts(run_dir: Path, lines: Sequence[ReviewVerdict]) -> None:
@@ -268,7 +293,8 @@ def import_verdicts(run_dir: Path, source: Path) -> int:
         # Only the decision comes from the file: its texts could be edited (a forged output
         # would become a training label through train-classifier), so they are the sample's.
         kept = make_verdict(row, line.verdict, line.reason, at=line.at)
-        if any(getattr(line, f) != getattr(kept, f) for f in TEXT_FIELDS):
+        if any(getattr(line, f) != getattr(kept, f) for f in TEXT_FIELDS) or (
+                line.messages is not None and line.messages != kept.messages):
             differ.append(f"{source}:{number}")
         incoming.append(kept)
     if differ:

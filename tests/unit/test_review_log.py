@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from review_fakes import small_run
+from review_fakes import audit_row, small_run, write_audit
 
 from pipelines.cli import main
 from pipelines.errors import InputError
@@ -168,3 +168,19 @@ def test_a_whole_last_line_without_its_newline_is_a_verdict_not_a_tear(tmp_path,
     assert caplog.text == ""
     assert [v.id for v in read_log(path)] == ["r004", "r005"]
     assert not (run / "review" / "verdicts.torn").exists()
+
+
+def test_a_dialogue_verdict_records_every_turn_it_judged(tmp_path):
+    turns = [{"role": r, "content": f"turn {n}"} for n, r in enumerate(["user", "assistant"] * 2)]
+    run = write_audit(tmp_path / "run", {"ultrachat": [
+        audit_row(1, instruction="turn 0", output="turn 1", messages=turns)]})
+    row = read_sample(run)[0]
+    append_verdicts(run, [make_verdict(row, "bad", "turn 3 drifts")])
+    line = json.loads(verdicts_path(run).read_text(encoding="utf-8"))
+    assert line["messages"] == turns and line["output"] == "turn 1"
+    exported = tmp_path / "export.jsonl"  # the page's export: no turns in it
+    exported.write_text(json.dumps({k: v for k, v in line.items() if k != "messages"}
+                                   | {"verdict": "good", "at": "2099-01-01T00:00:00.000Z"})
+                        + "\n", encoding="utf-8")
+    assert import_verdicts(run, exported) == 1
+    assert read_verdicts(run)[row.id].messages == tuple((t["role"], t["content"]) for t in turns)
