@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -28,6 +30,34 @@ def source_of(record: InstructionRecord) -> str:
     return _UNSAFE.sub("_", record.origin or "unknown")
 
 
+def _number(value: float) -> float | str:
+    """A score as JSON allows it: NaN and the infinities become their names."""
+    return value if math.isfinite(value) else str(value)
+
+
+def audit_line(record: InstructionRecord) -> dict[str, Any]:
+    """What a reviewer needs to judge a row: its texts, every turn of a dialogue (`messages`),
+    its scores by name and the judge's rationale, the transform that derived it and from
+    which rows, and where it came from. Fields a recipe leaves empty are left out."""
+    line: dict[str, Any] = {"id": record.id, "instruction": record.instruction,
+                            "input": record.input, "output": record.output,
+                            "stage": record.stage, "round": record.round,
+                            "generator": record.generator}
+    if record.messages:
+        line["messages"] = [{"role": m.role, "content": m.content} for m in record.messages]
+    if record.scores:
+        line["scores"] = {name: _number(value) for name, value in record.scores}
+    optional = {"judge_rationale": record.judge_rationale, "transform": record.transform,
+                "derived_from": list(record.derived_from) if record.derived_from else None,
+                "origin": record.origin, "finish_reason": record.finish_reason,
+                "sector": record.sector, "topic": record.topic, "rounds": record.rounds,
+                "dialogue_end": record.dialogue_end,
+                "tags": list(record.tags) if record.tags else None,
+                "rouge_l_max": None if record.rouge_l_max is None else _number(record.rouge_l_max)}
+    line.update({k: v for k, v in optional.items() if v is not None})
+    return line
+
+
 class _WriteAuditFn(beam.DoFn):
     def __init__(self, directory: str, seed: int) -> None:
         self._directory = directory
@@ -36,9 +66,8 @@ class _WriteAuditFn(beam.DoFn):
     def process(self, element: tuple[str, Iterable[InstructionRecord]]) -> Iterable[str]:
         source, records = element
         ordered = sorted(records, key=lambda r: audit_rank(self._seed, r.id), reverse=True)
-        lines = [json.dumps({"id": r.id, "instruction": r.instruction, "input": r.input,
-                             "output": r.output, "stage": r.stage, "round": r.round,
-                             "generator": r.generator}, ensure_ascii=False) for r in ordered]
+        lines = [json.dumps(audit_line(r), ensure_ascii=False, allow_nan=False)
+                 for r in ordered]
         path = FileSystems.join(self._directory, f"{source}.jsonl")
         with FileSystems.create(path, compression_type="uncompressed") as handle:
             handle.write(("\n".join(lines) + "\n").encode("utf-8"))

@@ -1,9 +1,12 @@
 """review/index.html: one self-contained page for reviewing a run's audit sample by keyboard.
 
 Everything is inline (CSS, script, the rows as JSON), so the page needs nothing but itself.
-Served by `instructbeam review RUN` (pipelines/outputs/review_server.py), it posts each
-verdict to that local server, which appends it to review/verdicts.jsonl. Opened as a file, it
-keeps verdicts in the browser's localStorage, and "export verdicts" downloads them for
+The rows sit in blocks of `CHUNK`, parsed only when one of their rows is shown, so a sample of
+100K rows loads and moves as fast as a small one (bench/review_page_bench.py). Served by
+`instructbeam review RUN` (pipelines/outputs/review_server.py), the page leaves the blocks out
+and fetches them from that local server, to which it posts each verdict; the server appends it
+to review/verdicts.jsonl. Opened as a file, it keeps the decisions (never the texts) in the
+browser's localStorage, one key per block, and "export verdicts" downloads them for
 `instructbeam review RUN --import FILE`. Either way, reopening resumes at the first unreviewed
 row.
 
@@ -14,9 +17,11 @@ never as markup.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+import os
+import tempfile
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +34,7 @@ from pipelines.outputs.review import (
     REVIEW_DIR,
     VERDICTS_FILE,
     SampleRow,
+    log_notice,
     read_sample,
     read_verdicts,
 )
@@ -57,48 +63,138 @@ border-radius:3px;padding:0 4px;background:var(--bg)}
 #status{min-height:1.4em;font-size:12px;color:var(--mute)}#status.error{color:var(--f);
 font-weight:600}.done{color:#25633f;font-weight:600}
 .keys{font-size:12px;color:var(--mute);margin:0}
+.notice{color:var(--f);font-weight:600}#dialogue h4{margin:8px 0 2px;font-size:12px;
+color:var(--mute)}.turn.assistant{background:#f6f8fb}
 """
 
 PAGE_JS: Final = r"""
 (function () {
   "use strict";
-  var DATA = JSON.parse(document.getElementById("review-data").textContent);
-  var ROWS = DATA.rows, VERDICTS = ["good", "bad", "skip"];
+  var $ = function (id) { return document.getElementById(id); };
+  var DATA = JSON.parse($("review-data").textContent);
+  // Only ids and sources are read up front; a row's texts are parsed from its chunk when it
+  // is shown (a few chunks are kept), so a 100K-row sample loads as fast as a small one.
+  var IDS = DATA.ids, SRC = DATA.src, N = IDS.length, CHUNK = DATA.chunk;
+  var CHUNKS = Math.ceil(N / CHUNK), VERDICTS = ["good", "bad", "skip"];
   var SERVED = location.protocol === "http:" || location.protocol === "https:";
   var STORE = "instructbeam-review:" + DATA.key;
-  var state = {}, draft = {}, history = [], index = {}, pending = 0, queue = Promise.resolve();
-  var $ = function (id) { return document.getElementById(id); };
+  var state = Object.create(null), draft = Object.create(null), index = Object.create(null);
+  var history = [], cache = {}, cached = [];
+  var pending = 0, queue = Promise.resolve(), done = 0;
+  var counts = DATA.sources.map(function () { return {n: 0, good: 0, bad: 0, skip: 0}; });
   var reasonBox = $("reason");
-  ROWS.forEach(function (row, i) { index[row.id] = i; });
+  IDS.forEach(function (id, i) { index[id] = i; counts[SRC[i]].n += 1; });
   Object.keys(DATA.verdicts).forEach(function (id) { state[id] = DATA.verdicts[id]; });
+
+  // Opened as a file the rows sit in the page's own blocks; served, the page asks the
+  // server for a block (rows/<n>) when it first shows one of its rows, and the next one
+  // when it comes near its edge.
+  var loading = {};
+  function parsed(c, rows) {
+    cache[c] = rows;
+    cached.push(c);
+    if (cached.length > 8) { delete cache[cached.shift()]; }
+    return rows;
+  }
+  function rowAt(i) {
+    var c = Math.floor(i / CHUNK);
+    if (!Object.prototype.hasOwnProperty.call(cache, c)) {
+      if (DATA.remote) { return null; }
+      parsed(c, JSON.parse($("rows-" + c).textContent));
+    }
+    return cache[c][i - c * CHUNK];
+  }
+  function fetchChunk(c) {
+    if (c < 0 || c >= CHUNKS || Object.prototype.hasOwnProperty.call(cache, c)) {
+      return Promise.resolve();
+    }
+    if (!loading[c]) {
+      loading[c] = fetch("rows/" + c).then(function (r) {
+        if (!r.ok) { return r.text().then(function (t) { throw new Error(t || r.status); }); }
+        return r.json();
+      }).then(function (rows) { parsed(c, rows); })
+        .catch(function (e) { status("could not load rows: " + e.message, true); })
+        .then(function () { delete loading[c]; });
+    }
+    return loading[c];
+  }
+  function nearby(i) {  // the block of row i, and the next or previous one near its edges
+    var c = Math.floor(i / CHUNK), off = i - c * CHUNK, wanted = [fetchChunk(c)];
+    if (off > CHUNK - 50) { wanted.push(fetchChunk(c + 1)); }
+    if (off < 50) { wanted.push(fetchChunk(c - 1)); }
+    return wanted[0];
+  }
+  function newer(id, line) {
+    return id in index && typeof line.verdict === "string" &&
+      (!state[id] || line.at >= state[id].at);
+  }
+  function storeChunk(c) {  // this chunk's decisions only: never the texts
+    var kept = {};
+    for (var i = c * CHUNK; i < Math.min(N, (c + 1) * CHUNK); i += 1) {
+      var v = state[IDS[i]];
+      if (v) { kept[IDS[i]] = [v.verdict, v.reason, v.at]; }
+    }
+    localStorage.setItem(STORE + ":" + c, JSON.stringify(kept));
+  }
   if (!SERVED) {  // verdicts made in this browser since the page was written
-    var local = {};
-    try { local = JSON.parse(localStorage.getItem(STORE) || "{}"); } catch (e) { local = {}; }
-    Object.keys(local).forEach(function (id) {
-      if (id in index && (!state[id] || local[id].at >= state[id].at)) { state[id] = local[id]; }
-    });
+    for (var c = 0; c < CHUNKS; c += 1) {
+      var got = {};
+      try {
+        got = JSON.parse(localStorage.getItem(STORE + ":" + c) || "{}");
+      } catch (e) { got = {}; }
+      Object.keys(got).forEach(function (id) {
+        if (!Array.isArray(got[id])) { return; }
+        var line = {verdict: got[id][0], reason: got[id][1], at: got[id][2]};
+        if (newer(id, line)) { state[id] = line; }
+      });
+    }
+    var legacy = null;  // an earlier version kept whole lines, texts too, in one key
+    try { legacy = JSON.parse(localStorage.getItem(STORE) || "null"); } catch (e) { legacy = null; }
+    if (legacy) {
+      var touched = {};
+      Object.keys(legacy).forEach(function (id) {
+        var l = legacy[id];
+        if (l && newer(id, l)) {
+          state[id] = {verdict: l.verdict, reason: l.reason, at: l.at};
+          touched[Math.floor(index[id] / CHUNK)] = true;
+        }
+      });
+      try {
+        Object.keys(touched).forEach(function (c) { storeChunk(Number(c)); });
+        localStorage.removeItem(STORE);
+      } catch (e) { /* kept where it was: nothing is lost */ }
+    }
   }
   function verdictOf(id) {
     var v = state[id];
     return v && VERDICTS.indexOf(v.verdict) >= 0 ? v.verdict : null;
+  }
+  IDS.forEach(function (id, i) {
+    var v = verdictOf(id);
+    if (v) { counts[SRC[i]][v] += 1; done += 1; }
+  });
+  function setState(id, line) {  // keeps the per-source counts without a pass over all rows
+    var before = verdictOf(id), s = counts[SRC[index[id]]];
+    state[id] = line;
+    var after = verdictOf(id);
+    if (before) { s[before] -= 1; done -= 1; }
+    if (after) { s[after] += 1; done += 1; }
   }
   function status(text, error) {
     $("status").textContent = text;
     $("status").className = error ? "error" : "";
   }
   function firstUnreviewed(from) {
-    for (var n = 0; n < ROWS.length; n += 1) {
-      var i = (from + n) % ROWS.length;
-      if (!verdictOf(ROWS[i].id)) { return i; }
+    for (var n = 0; n < N; n += 1) {
+      var i = (from + n) % N;
+      if (!verdictOf(IDS[i])) { return i; }
     }
     return -1;
   }
   var pos = Math.max(0, firstUnreviewed(0));
 
-  function lineFor(row, verdict, reason) {
-    return {id: row.id, stage: row.stage, source: row.source, verdict: verdict,
-            reason: reason, instruction: row.instruction, input: row.input,
-            output: row.output, at: new Date().toISOString()};
+  function lineFor(id, verdict, reason) {
+    return {verdict: verdict, reason: reason, at: new Date().toISOString(), id: id};
   }
   function post(line) {
     pending += 1;
@@ -112,7 +208,9 @@ PAGE_JS: Final = r"""
           return r.json();
         })
         .then(function (saved) {
-          if (state[saved.id] === line) { state[saved.id] = saved; }
+          if (state[saved.id] === line) {
+            state[saved.id] = {verdict: saved.verdict, reason: saved.reason, at: saved.at};
+          }
           status("saved to " + DATA.file);
         })
         .catch(function (e) {
@@ -125,60 +223,79 @@ PAGE_JS: Final = r"""
     });
   }
   function save(line) {
-    state[line.id] = line;
+    setState(line.id, line);
     if (SERVED) {
       post(line);
     } else {
       try {
-        localStorage.setItem(STORE, JSON.stringify(state));
+        storeChunk(Math.floor(index[line.id] / CHUNK));
         status("kept in this browser: export verdicts, then instructbeam review RUN --import FILE");
       } catch (e) { status("could not keep it in this browser: " + e.message, true); }
     }
   }
   function record(verdict) {
-    var row = ROWS[pos];
-    history.push({id: row.id, before: state[row.id] || null});
-    save(lineFor(row, verdict, reasonBox.value.trim()));
-    delete draft[row.id];
+    var id = IDS[pos];
+    history.push({id: id, before: state[id] || null});
+    save(lineFor(id, verdict, reasonBox.value.trim()));
+    delete draft[id];
     var next = firstUnreviewed(pos + 1);
-    pos = next >= 0 ? next : Math.min(pos + 1, ROWS.length - 1);
+    pos = next >= 0 ? next : Math.min(pos + 1, N - 1);
     render();
   }
   function undo() {
     var last = history.pop();
     if (!last) { status("nothing to undo"); return; }
-    var row = ROWS[index[last.id]], before = last.before;
-    var back = before && VERDICTS.indexOf(before.verdict) >= 0;
-    save(lineFor(row, back ? before.verdict : "undone", back ? before.reason : ""));
+    var before = last.before, back = before && VERDICTS.indexOf(before.verdict) >= 0;
+    save(lineFor(last.id, back ? before.verdict : "undone", back ? before.reason : ""));
     pos = index[last.id];
     render();
   }
   function keepReason() {
-    var row = ROWS[pos], verdict = verdictOf(row.id), text = reasonBox.value.trim();
+    var id = IDS[pos], verdict = verdictOf(id), text = reasonBox.value.trim();
     if (verdict) {
-      history.push({id: row.id, before: state[row.id]});
-      save(lineFor(row, verdict, text));
+      history.push({id: id, before: state[id]});
+      save(lineFor(id, verdict, text));
     } else {
-      draft[row.id] = text;
+      draft[id] = text;
       status("reason kept for this row: press g, b or s");
     }
     reasonBox.blur();
     render();
   }
   function move(step) {
-    pos = Math.max(0, Math.min(ROWS.length - 1, pos + step));
+    pos = Math.max(0, Math.min(N - 1, pos + step));
     render();
   }
-  function exportVerdicts() {
-    var lines = ROWS.filter(function (r) { return state[r.id]; })
-      .map(function (r) { return JSON.stringify(state[r.id]) + "\n"; });
-    var a = document.createElement("a");
-    a.href = URL.createObjectURL(new Blob(lines, {type: "application/x-ndjson"}));
-    a.download = DATA.name + "-verdicts.jsonl";
-    document.body.appendChild(a);
-    a.click();
-    a.remove();
-    status("exported " + lines.length + " verdicts");
+  function exportVerdicts() {  // whole lines: the texts come from the page's blocks
+    var blocks = [];
+    IDS.forEach(function (id, i) {
+      if (state[id]) { blocks.push(Math.floor(i / CHUNK)); }
+    });
+    var pendingBlocks = blocks.filter(function (c, k) { return blocks.indexOf(c) === k; });
+    var ready = DATA.remote ? Promise.all(pendingBlocks.map(function (c) {
+      return fetchChunk(c).then(function () { return [c, cache[c]]; });
+    })) : Promise.resolve([]);
+    ready.then(function (fetched) {
+      var rows = {};
+      fetched.forEach(function (pair) { rows[pair[0]] = pair[1]; });
+      var lines = [];
+      IDS.forEach(function (id, i) {
+        var v = state[id], c = Math.floor(i / CHUNK);
+        if (!v) { return; }
+        var row = DATA.remote ? rows[c][i - c * CHUNK] : rowAt(i);
+        lines.push(JSON.stringify({id: id, stage: row.stage, source: row.source,
+                                   verdict: v.verdict, reason: v.reason,
+                                   instruction: row.instruction, input: row.input,
+                                   output: row.output, at: v.at}) + "\n");
+      });
+      var a = document.createElement("a");
+      a.href = URL.createObjectURL(new Blob(lines, {type: "application/x-ndjson"}));
+      a.download = DATA.name + "-verdicts.jsonl";
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      status("exported " + lines.length + " verdicts");
+    }).catch(function (e) { status("export failed: " + e.message, true); });
   }
   function fill(id, text) {
     $(id).textContent = text === "" ? "(empty)" : text;
@@ -194,6 +311,7 @@ PAGE_JS: Final = r"""
     var pairs = [["id", row.id]];
     Object.keys(row.extra).forEach(function (k) {
       var v = row.extra[k];
+      if (k === "messages") { return; }  // shown whole, as the dialogue
       if (v && typeof v === "object" && !Array.isArray(v)) {
         Object.keys(v).forEach(function (sub) { pairs.push([k + "." + sub, v[sub]]); });
       } else if (v !== null && v !== "") { pairs.push([k, v]); }
@@ -206,20 +324,31 @@ PAGE_JS: Final = r"""
       dl.appendChild(dd);
     });
   }
-  function renderProgress() {
-    var per = {}, done = 0;
-    ROWS.forEach(function (row) {
-      var s = per[row.source] || (per[row.source] = {n: 0, good: 0, bad: 0, skip: 0});
-      var v = verdictOf(row.id);
-      s.n += 1;
-      if (v) { s[v] += 1; done += 1; }
+  function renderDialogue(row) {
+    var turns = Array.isArray(row.extra.messages) ? row.extra.messages : [];
+    var box = $("dialogue");
+    box.textContent = "";
+    $("dialogue-box").hidden = turns.length === 0;
+    $("instruction-box").hidden = turns.length > 0;  // the dialogue's first turns
+    $("output-box").hidden = turns.length > 0;
+    $("input-box").hidden = turns.length > 0 && row.input === "";
+    $("dialogue-head").textContent = "Dialogue (" + turns.length + " turns)";
+    turns.forEach(function (m, n) {
+      var head = document.createElement("h4"), text = document.createElement("div");
+      head.textContent = (n + 1) + " · " + String(m.role);
+      text.className = "text turn " + String(m.role);
+      text.textContent = String(m.content);
+      box.appendChild(head);
+      box.appendChild(text);
     });
-    $("done").textContent = done + " of " + ROWS.length + " reviewed";
-    $("done").className = done === ROWS.length ? "done" : "";
+  }
+  function renderProgress() {
+    $("done").textContent = done + " of " + N + " reviewed";
+    $("done").className = done === N ? "done" : "";
     var body = $("per-source");
     body.textContent = "";
-    Object.keys(per).sort().forEach(function (name) {
-      var s = per[name], tr = document.createElement("tr");
+    DATA.sources.forEach(function (name, k) {
+      var s = counts[k], tr = document.createElement("tr");
       [name, (s.good + s.bad + s.skip) + " / " + s.n, s.good, s.bad, s.skip]
         .forEach(function (cell) {
           var td = document.createElement("td");
@@ -230,14 +359,24 @@ PAGE_JS: Final = r"""
     });
   }
   function render() {
-    var row = ROWS[pos], verdict = verdictOf(row.id);
-    $("pos").textContent = "row " + (pos + 1) + " of " + ROWS.length;
+    if (N === 0) { $("pos").textContent = "no audit rows"; renderProgress(); return; }
+    if (DATA.remote) { nearby(pos); }
+    var row = rowAt(pos);
+    if (!row) {
+      var wanted = pos;
+      $("pos").textContent = "row " + (pos + 1) + " of " + N + " (loading)";
+      nearby(pos).then(function () { if (pos === wanted && rowAt(pos)) { render(); } });
+      return;
+    }
+    var verdict = verdictOf(row.id);
+    $("pos").textContent = "row " + (pos + 1) + " of " + N;
     $("where").textContent = row.source + " · " + row.stage;
     $("verdict").textContent = verdict || "unreviewed";
     $("verdict").className = "pill " + (verdict || "none");
     fill("instruction", row.instruction);
     fill("input", row.input);
     fill("output", row.output);
+    renderDialogue(row);
     renderMeta(row);
     if (document.activeElement !== reasonBox) {
       reasonBox.value = row.id in draft ? draft[row.id] : (verdict ? state[row.id].reason : "");
@@ -267,11 +406,14 @@ PAGE_JS: Final = r"""
     button.addEventListener("click", function () { KEYS[button.getAttribute("data-key")](); });
   });
   $("export").addEventListener("click", exportVerdicts);
+  if (DATA.notice) { $("notice").textContent = DATA.notice; $("notice").hidden = false; }
   status(SERVED ? "verdicts are saved to " + DATA.file
                 : "opened as a file: verdicts stay in this browser until exported");
   render();
 }());
 """
+
+CHUNK: Final = 500  # rows per JSON block: parsing one takes a few ms whatever the sample's size
 
 BUTTONS: Final = (("g", "good"), ("b", "bad"), ("s", "skip"), ("u", "undo"),
                   ("k", "previous"), ("j", "next"))
@@ -289,18 +431,27 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(run_dir: Path) -> str:
-    """The page for a run, with the verdicts in force when it is rendered."""
+def render(run_dir: Path, rows: Sequence[SampleRow] | None = None, *, remote: bool = False,
+           ) -> str:
+    """The page for a run, with the verdicts in force when it is rendered: ids and sources in
+    one small JSON block, the rows' texts in blocks of `CHUNK` rows that the script parses
+    only when it shows one of their rows. `remote` (the server's page) leaves the blocks out:
+    the script fetches them (`chunk_json`), so a large sample is not sent at every load."""
     run_dir = Path(run_dir)
-    rows = read_sample(run_dir)
+    rows = list(read_sample(run_dir) if rows is None else rows)
     verdicts = read_verdicts(run_dir)
     name = run_dir.resolve().name or "run"
+    sources = list(dict.fromkeys(r.source for r in rows))
+    number = {source: k for k, source in enumerate(sources)}
     data = {"key": run_key(run_dir, rows), "name": name, "file": f"{REVIEW_DIR}/{VERDICTS_FILE}",
-            "rows": [{"id": r.id, "source": r.source, "stage": r.stage,
-                      "instruction": r.instruction, "input": r.input, "output": r.output,
-                      "extra": dict(r.extra)} for r in rows],
-            "verdicts": {i: dataclasses.asdict(v) for i, v in verdicts.items()}}
-    sources = len({r.source for r in rows})
+            "notice": log_notice(run_dir), "chunk": CHUNK, "sources": sources, "remote": remote,
+            "ids": [r.id for r in rows], "src": [number[r.source] for r in rows],
+            "verdicts": {i: {"verdict": v.verdict, "reason": v.reason, "at": v.at}
+                         for i, v in verdicts.items()}}
+    chunks = "".join(
+        f'<script type="application/json" id="rows-{start // CHUNK}">'
+        f"{script_json([_row(r) for r in rows[start:start + CHUNK]])}</script>"
+        for start in range(0, len(rows), CHUNK)) if not remote else ""
     buttons = "".join(f'<button type="button" data-key="{key}"><kbd>{key}</kbd> {label}'
                       "</button>" for key, label in BUTTONS)
     return (
@@ -311,15 +462,19 @@ def render(run_dir: Path) -> str:
         f"<title>{escape(f'instructbeam review: {name}')}</title>"
         f"<style>{CSS}{PAGE_CSS}</style></head><body><main>"
         f"<header><h1>instructbeam review · {escape(name)}</h1>"
-        f'<p class="meta">{len(rows)} audit rows from {sources} source'
-        f'{"s" * (sources != 1)} · <span id="done"></span></p>'
+        f'<p class="meta">{len(rows)} audit rows from {len(sources)} source'
+        f'{"s" * (len(sources) != 1)} · <span id="done"></span></p>'
+        '<p id="notice" class="notice" role="alert" hidden></p>'
         '<table><thead><tr><th>source</th><th>reviewed</th><th>good</th><th>bad</th>'
         '<th>skip</th></tr></thead><tbody id="per-source"></tbody></table></header>'
         '<section class="row"><div class="rowhead"><b id="pos"></b>'
         '<span class="pill none" id="verdict"></span><span class="where" id="where"></span>'
-        "</div><h3>Instruction</h3><div class=\"text\" id=\"instruction\"></div>"
-        '<h3>Input</h3><div class="text" id="input"></div>'
-        '<h3>Output</h3><div class="text" id="output"></div><dl class="meta" id="meta"></dl>'
+        '</div><div id="instruction-box"><h3>Instruction</h3>'
+        '<div class="text" id="instruction"></div></div>'
+        '<div id="input-box"><h3>Input</h3><div class="text" id="input"></div></div>'
+        '<div id="output-box"><h3>Output</h3><div class="text" id="output"></div></div>'
+        '<div id="dialogue-box" hidden><h3 id="dialogue-head">Dialogue</h3>'
+        '<div id="dialogue"></div></div><dl class="meta" id="meta"></dl>'
         '<div class="reason"><label for="reason"><kbd>r</kbd> reason</label>'
         f'<input id="reason" type="text" maxlength="{MAX_REASON}" autocomplete="off" '
         'placeholder="why (optional); Enter keeps it"></div>'
@@ -332,15 +487,39 @@ def render(run_dir: Path) -> str:
         "<kbd>j</kbd>/<kbd>k</kbd> or arrows move · verdicts go to "
         f"{escape(str(run_dir / REVIEW_DIR / VERDICTS_FILE))}</p></section></main>"
         f'<script type="application/json" id="review-data">{script_json(data)}</script>'
-        f"<script>{PAGE_JS}</script></body></html>\n")
+        f"{chunks}<script>{PAGE_JS}</script></body></html>\n")
+
+
+def chunk_json(rows: Sequence[SampleRow], number: int) -> str | None:
+    """Block `number` of the rows as JSON (what the served page fetches), None past the end."""
+    if not 0 <= number < -(-len(rows) // CHUNK):
+        return None
+    return json.dumps([_row(r) for r in rows[number * CHUNK:(number + 1) * CHUNK]],
+                      ensure_ascii=False, sort_keys=True)
+
+
+def _row(row: SampleRow) -> dict[str, Any]:
+    return {"id": row.id, "source": row.source, "stage": row.stage,
+            "instruction": row.instruction, "input": row.input, "output": row.output,
+            "extra": dict(row.extra)}
 
 
 def write_page(run_dir: Path) -> Path:
-    """Write `RUN_DIR/review/index.html` (replaced whole, never half-written, never through
-    a link out of the run folder)."""
+    """Write `RUN_DIR/review/index.html`: replaced whole, never half-written, never through a
+    link. The folders are checked by confine.py; the page is written to a fresh temporary
+    file of a random name (O_EXCL), so nothing planted in review/ (index.html.tmp as a link
+    to the manifest or out of the run) is ever opened, and renamed over index.html, which
+    replaces a link there instead of following it."""
     path = inside(run_dir, REVIEW_DIR, PAGE_FILE)
-    tmp = inside(run_dir, REVIEW_DIR, PAGE_FILE + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(render(run_dir), encoding="utf-8")
-    tmp.rename(path)
+    page = render(run_dir).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{PAGE_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(page)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

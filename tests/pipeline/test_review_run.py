@@ -210,3 +210,34 @@ def test_the_cli_serves_until_ctrl_c(tmp_path):
             process.kill()
             process.wait()
     assert {i: v.verdict for i, v in read_verdicts(run_dir).items()} == {"r001": "good"}
+
+
+def test_a_crash_mid_write_costs_one_line_not_the_review(finished_run, review_server, capsys,
+                                                         caplog):
+    """A torn last line (the server killed mid-write) is set aside: `inspect` and the page
+    still work and say so, and the next verdict lands on its own line."""
+    out, _ = finished_run
+    log = verdicts_path(out)
+    before = log.read_bytes() if log.exists() else None
+    sample = read_sample(out)
+    try:
+        append_verdicts(out, [make_verdict(sample[0], "good")])
+        with log.open("ab") as handle:
+            handle.write(b'{"id": "' + sample[1].id.encode() + b'", "stage": "ins')
+        with caplog.at_level("WARNING"):
+            assert main(["inspect", str(out)]) == 0
+        assert "an unfinished last line" in caplog.text
+        assert "human review" in capsys.readouterr().out
+        with urllib.request.urlopen(review_server.url, timeout=5) as response:
+            assert "an unfinished last line" in response.read().decode("utf-8")
+        status, body = _post(review_server, {"id": sample[1].id, "verdict": "bad"})
+        assert status == 200, body
+        assert [json.loads(x)["verdict"] for x in log.read_text().splitlines()][-2:] == [
+            "good", "bad"]
+        assert (out / "review" / "verdicts.torn").is_file()
+    finally:
+        (out / "review" / "verdicts.torn").unlink(missing_ok=True)
+        if before is None:
+            log.unlink(missing_ok=True)
+        else:
+            log.write_bytes(before)

@@ -190,12 +190,12 @@ def test_the_inspect_section_shows_progress_and_intervals(tmp_path):
 
 def test_the_page_carries_hostile_rows_only_as_escaped_json(tmp_path):
     html = render(small_run(tmp_path / "</title><script>x"))
-    assert html.count("<script") == 2 and html.count("</script>") == 2  # ours only
+    # ours only: the data, one block of rows, the script
+    assert html.count("<script") == 3 and html.count("</script>") == 3
     assert "<img" not in html  # the hostile tag exists only as \u003cimg inside the JSON
     assert "</title><script>x" not in html
-    data = re.search(r'<script type="application/json" id="review-data">(.*?)</script>', html,
-                     re.S)
-    rows = json.loads(data.group(1))["rows"]
+    rows = json.loads(re.search(r'<script type="application/json" id="rows-0">(.*?)</script>',
+                                html, re.S).group(1))
     assert rows[0]["instruction"] == HOSTILE and rows[0]["extra"]["scores"] == {"llm_judge": 4.5}
 
 
