@@ -15,6 +15,7 @@ from schemas.records import (
     rejected_from_row,
     stable_id,
     to_row,
+    turn_name,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "rejected_from_row",
     "stable_id",
     "to_row",
+    "turn_name",
 ]

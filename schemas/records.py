@@ -113,6 +113,23 @@ class InstructionRecord:
     # streaming bootstrap (issue 15): the lane whose loop produced the row (slot = its prompt)
     lane: int | None = None
 
+    def texts(self) -> tuple[tuple[str, str], ...]:
+        """What a filter reads, each text with the name a rejection gives it.
+
+        A dialogue (`messages`) is its turns, "turn 3 (user)" and so on: they are its one
+        source of truth, and `instruction`/`input`/`output` only repeat its opening and
+        first reply. Any other row is its instruction, input and output.
+        """
+        if self.messages:
+            return tuple((turn_name(i, m.role), m.content) for i, m in enumerate(self.messages))
+        return (("instruction", self.instruction), ("input", self.input),
+                ("output", self.output))
+
+
+def turn_name(index: int, role: str) -> str:
+    """How a rejection names a dialogue's turn: 1-based, with its role."""
+    return f"turn {index + 1} ({role})"
+
 
 @dataclass(frozen=True, slots=True)
 class RejectedRecord:

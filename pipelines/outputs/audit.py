@@ -28,6 +28,18 @@ def source_of(record: InstructionRecord) -> str:
     return _UNSAFE.sub("_", record.origin or "unknown")
 
 
+def audit_line(record: InstructionRecord) -> dict[str, object]:
+    """What a reviewer reads of a row; a dialogue's every turn (`messages`), since its
+    instruction and output are only the first exchange."""
+    line: dict[str, object] = {
+        "id": record.id, "instruction": record.instruction, "input": record.input,
+        "output": record.output, "stage": record.stage, "round": record.round,
+        "generator": record.generator}
+    if record.messages:
+        line["messages"] = [{"role": m.role, "content": m.content} for m in record.messages]
+    return line
+
+
 class _WriteAuditFn(beam.DoFn):
     def __init__(self, directory: str, seed: int) -> None:
         self._directory = directory
@@ -36,9 +48,7 @@ class _WriteAuditFn(beam.DoFn):
     def process(self, element: tuple[str, Iterable[InstructionRecord]]) -> Iterable[str]:
         source, records = element
         ordered = sorted(records, key=lambda r: audit_rank(self._seed, r.id), reverse=True)
-        lines = [json.dumps({"id": r.id, "instruction": r.instruction, "input": r.input,
-                             "output": r.output, "stage": r.stage, "round": r.round,
-                             "generator": r.generator}, ensure_ascii=False) for r in ordered]
+        lines = [json.dumps(audit_line(r), ensure_ascii=False) for r in ordered]
         path = FileSystems.join(self._directory, f"{source}.jsonl")
         with FileSystems.create(path, compression_type="uncompressed") as handle:
             handle.write(("\n".join(lines) + "\n").encode("utf-8"))

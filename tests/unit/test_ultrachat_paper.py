@@ -7,6 +7,10 @@ import random
 import re
 
 from filters.dialogue_stats import mtld, words
+from filters.near_dup import record_text
+from filters.rules import RuleConfig, changed_fields, check_rules, judge
+from pipelines.recipes.ultrachat import steps
+from schemas import InstructionRecord, Message, Reason
 
 _OLD_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")  # the ASCII tokenizer MTLD is usually run with
 
@@ -26,3 +30,91 @@ def test_words_match_the_ascii_tokenizer_on_english():
         text = "".join(rng.choice(alphabet.split(" ")) + rng.choice(" '.,_-")
                        for _ in range(rng.randint(0, 40)))
         assert words(text) == _OLD_WORD.findall(text.lower()), text
+
+
+# --- the filter chain sees every turn of a dialogue -------------------------------------
+
+def _dialogue_row(*turns: str, **fields) -> InstructionRecord:
+    messages = tuple(Message("user" if i % 2 == 0 else "assistant", t)
+                     for i, t in enumerate(turns))
+    return InstructionRecord(id="d", content_hash="h", recipe="ultrachat",
+                             stage="ultrachat_dialogues", round=len(turns) // 2,
+                             instruction=turns[0], output=turns[1], messages=messages,
+                             rounds=len(turns) // 2, **fields)
+
+
+FOUR_TURNS = ("How do tides work?", "The moon pulls the sea.", "And the sun?",
+              "As an AI, I think the sun pulls too. " + "Tides rise and fall. " * 450)
+
+
+def test_rules_see_every_turn_and_name_the_failing_one():
+    row = _dialogue_row(*FOUR_TURNS)
+    verdict = check_rules(row, RuleConfig(max_chars=8000))
+    assert verdict.reason == Reason.OVERLONG_INSTANCE and "turn 4 (assistant)" in verdict.detail
+    verdict = check_rules(row, RuleConfig(max_chars=20000, illegal_words=("as an ai",)))
+    assert verdict.reason == Reason.ILLEGAL_WORD and verdict.detail == "as an ai in turn 4 " \
+        "(assistant)"
+    empty = _dialogue_row("Hi there", "Hello.", "More?", "   ")
+    verdict = check_rules(empty, RuleConfig())
+    assert verdict.reason == Reason.EMPTY_OUTPUT and verdict.detail == "turn 4 (assistant)"
+    assert check_rules(_dialogue_row(*FOUR_TURNS[:3], "It pulls too."), RuleConfig(
+        illegal_words=("as an ai",))).keep
+
+
+def test_normalization_rewrites_the_turns_and_output_follows_them():
+    row = _dialogue_row("Why  is the sky blue?  ", "Light  scatters.   \n\n\n\nBlue most.",
+                        "Red?", "Less so.  ")
+    normalized, verdict = judge(row, RuleConfig())
+    assert verdict.keep
+    assert normalized.messages[1].content == "Light scatters.\n\nBlue most."
+    assert normalized.output == normalized.messages[1].content
+    assert normalized.messages[0].content == normalized.instruction == "Why is the sky blue?"
+    assert normalized.messages[3].content == "Less so."
+    assert "messages" in changed_fields(row, normalized)
+
+
+def test_near_duplicates_compare_whole_dialogues():
+    a = _dialogue_row("How do tides work?", "The moon pulls the sea.", "Why?", "Gravity.")
+    b = _dialogue_row("How do tides work?", "The moon pulls the sea.", "Show me a poem.",
+                      "Waves in the dark.")
+    fields = ("instruction", "input", "output")
+    assert record_text(a, fields) != record_text(b, fields)
+    assert "Gravity." in record_text(a, fields)
+
+
+# --- sector 3: an opening line is a request and its passage -----------------------------
+
+def _material(i: int, text: str, passage: str) -> InstructionRecord:
+    return InstructionRecord(id=f"m{i}", content_hash=f"h{i}", recipe="ultrachat",
+                             stage=steps.STAGE_MATERIAL, round=0, instruction=text,
+                             input=passage, sector=steps.MATERIALS)
+
+
+def test_a_generic_request_over_different_passages_is_no_duplicate():
+    passages = [f"Passage number {i} about {w} and more words." for i, w in
+                enumerate(("tides", "rivers", "glaciers"))]
+    rows = [_material(i, "Summarize this text in two sentences.", p)
+            for i, p in enumerate(passages)]
+    groups: dict[str, list[InstructionRecord]] = {}
+    for r in rows:
+        groups.setdefault(steps.passage_key(r), []).append(r)
+    judged = [j for g in groups.values() for j in steps.dedup_passage_requests(g, 0.7)]
+    assert all(v.keep for _, v in judged) and len(judged) == 3
+    same = [_material(0, "Summarize this text in two sentences.", passages[0]),
+            _material(1, "Summarize the text in two sentences.", passages[0]),
+            _material(2, "Translate this text into French.", passages[0])]
+    judged = steps.dedup_passage_requests(same, 0.7)
+    assert [v.reason for _, v in judged] == [None, Reason.NOT_NOVEL, None]
+    assert judged[1][0].most_similar == "Summarize this text in two sentences."
+
+
+def test_the_audit_sample_carries_every_turn(tmp_path):
+    from pipelines.outputs.audit import _WriteAuditFn
+    from pipelines.outputs.review import read_sample
+
+    row = _dialogue_row(*FOUR_TURNS[:3], "It pulls too.")
+    (tmp_path / "audit").mkdir()
+    list(_WriteAuditFn(str(tmp_path / "audit"), 0).process(("machine", [row])))
+    [sample] = read_sample(tmp_path)
+    assert [m["content"] for m in sample.extra["messages"]][2:] == ["And the sun?",
+                                                                    "It pulls too."]

@@ -41,6 +41,7 @@ from pipelines.recipes.ultrachat.stats import DialogueStatistics
 from pipelines.transforms.dataset_input import ReadDataset
 from pipelines.transforms.filter_chain import apply_filters, count_input
 from pipelines.transforms.near_dup import NearDuplicateFilter
+from pipelines.transforms.novelty import FILTER_NAME as NOVELTY_FILTER
 from pipelines.transforms.novelty import NoveltyFilter
 from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.route import Generate, RouteVerdicts, count, stage_generator
@@ -139,23 +140,46 @@ def material_openings(p: beam.Pipeline, g: _Graph) -> list[beam.PCollection]:
                      steps.material_requests)]
 
 
+def _is_material(record: InstructionRecord, partitions: int) -> int:
+    return int(record.sector == steps.MATERIALS)
+
+
+def dedup_openings(openings: beam.PCollection, g: _Graph) -> beam.PCollection:
+    """ROUGE-L novelty over the opening lines of sectors 1 and 2 together; sector 3's
+    requests per passage (`steps.dedup_passage_requests`: its opening line is request +
+    passage). Both count in the `ultrachat_openings` stage."""
+    threshold = g.cfg.ultrachat.opening_threshold
+    split = openings | "Openings/BySource" >> beam.Partition(_is_material, 2)
+    routed = split[0] | "Openings/Novelty" >> NoveltyFilter(
+        threshold=threshold, order_by=steps.opening_order, stage=steps.STAGE_OPENINGS)
+    per_passage = (split[1] | "Openings/ByPassage" >> beam.Map(
+                       lambda r: (steps.passage_key(r), r))
+                   | "Openings/PassageGroup" >> beam.GroupByKey()
+                   | "Openings/PassageNovelty" >> beam.FlatMap(
+                       lambda kv, t: steps.dedup_passage_requests(kv[1], t), threshold)
+                   | "Openings/PassageRoute" >> RouteVerdicts(steps.STAGE_OPENINGS,
+                                                                NOVELTY_FILTER))
+    g.rejected += [routed.rejected, per_passage.rejected]
+    return (routed.kept, per_passage.kept) | "Openings/Novel" >> beam.Flatten()
+
+
 def select_openings(openings: beam.PCollection, g: _Graph) -> beam.PCollection:
     """Dedup the opening lines (ROUGE-L novelty; MinHash optionally) and sample per sector."""
     uc = g.cfg.ultrachat
     if uc.dedup_openings:
-        routed = openings | "Openings/Novelty" >> NoveltyFilter(
-            threshold=uc.opening_threshold, order_by=steps.opening_order,
-            stage=steps.STAGE_OPENINGS)
-        openings = routed.kept
-        g.rejected.append(routed.rejected)
+        openings = dedup_openings(openings, g)
     if uc.near_dup_openings:
+        # On the request alone, so sector 3 (request + passage) is left to the per-passage
+        # ROUGE-L pass: the same generic request over two passages is no duplicate.
+        split = openings | "Openings/NearDupSource" >> beam.Partition(_is_material, 2)
+        openings, materials = split[0], split[1]
         nd = g.cfg.filters.near_dup
         params = MinHashParams(num_perm=nd.num_perm, bands=nd.bands, rows=nd.rows,
                                shingle_size=nd.shingle_size, threshold=nd.threshold,
                                seed=nd.seed, text_fields=("instruction",))
         routed = openings | "Openings/NearDup" >> NearDuplicateFilter(
             params, order_by=steps.opening_order, stage=steps.STAGE_OPENINGS_NEAR_DUP)
-        openings = routed.kept
+        openings = (routed.kept, materials) | "Openings/NearDupAll" >> beam.Flatten()
         g.rejected.append(routed.rejected)
     n = uc.max_dialogues_per_sector
     if n is not None:

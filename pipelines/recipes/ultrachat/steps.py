@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from filters.novelty import greedy_novelty
 from filters.ultrachat import parse_list, strip_quotes
 from filters.verdict import Verdict
 from pipelines.errors import InputError
@@ -257,6 +258,34 @@ def opening_order(record: InstructionRecord) -> tuple[int, str]:
     """The order the opening-line dedup decides in: sector, then id (a fixed shuffle)."""
     return (SECTORS.index(record.sector) if record.sector in SECTORS else len(SECTORS),
             record.id)
+
+
+def passage_key(record: InstructionRecord) -> str:
+    """Which passage a sector-3 opening line is about: the passage's text, not its row id
+    (the same text read twice is one passage)."""
+    return content_hash(record.input)
+
+
+def dedup_passage_requests(requests: Iterable[InstructionRecord], threshold: float
+                           ) -> list[Judged]:
+    """Sector 3's opening-line dedup, within one passage.
+
+    A sector-3 opening line is a request *and* its passage. The same generic request ("Sum up
+    this text") over two passages is two opening lines, and two requests about one passage
+    must not be compared by their shared passage (it would make every pair a duplicate). So
+    the requests about one passage are decided with Self-Instruct's greedy ROUGE-L rule, in
+    `opening_order`, against each other only; across passages nothing is a duplicate.
+    """
+    ordered = sorted(requests, key=opening_order)
+    verdicts = greedy_novelty([r.instruction for r in ordered], (), threshold=threshold)
+    judged = []
+    for row, v in zip(ordered, verdicts, strict=True):
+        row = replace(row, rouge_l_max=v.score if v.most_similar is not None else None,
+                      most_similar=v.most_similar)
+        judged.append((row, Verdict.ok(v.score) if v.accepted else Verdict.drop(
+            Reason.NOT_NOVEL, f"ROUGE-L {v.score:.4f} > {threshold} to a request about the "
+            "same passage", v.score)))
+    return judged
 
 
 def sample_sector(openings: Iterable[InstructionRecord], n: int, seed: int) -> list[Judged]:
