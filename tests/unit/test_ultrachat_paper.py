@@ -6,10 +6,15 @@ from __future__ import annotations
 import random
 import re
 
+import pytest
+
 from filters.dialogue_stats import mtld, words
 from filters.near_dup import record_text
 from filters.rules import RuleConfig, changed_fields, check_rules, judge
+from filters.ultrachat import TurnRules, check_turn
 from pipelines.recipes.ultrachat import steps
+from pipelines.recipes.ultrachat.config import UltraChatConfig
+from pipelines.settings import FieldError
 from schemas import InstructionRecord, Message, Reason
 
 _OLD_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")  # the ASCII tokenizer MTLD is usually run with
@@ -118,3 +123,33 @@ def test_the_audit_sample_carries_every_turn(tmp_path):
     [sample] = read_sample(tmp_path)
     assert [m["content"] for m in sample.extra["messages"]][2:] == ["And the sun?",
                                                                     "It pulls too."]
+
+
+# --- what the demo kept that a trainer would not (issue 24 §4) --------------------------
+
+LOOP = ("To make bread, mix flour and water. Knead the dough for ten minutes. "
+        "Knead the dough for ten minutes. Knead the dough for ten minutes.")
+
+
+@pytest.mark.parametrize(("text", "role", "reason"), [
+    ("I'm ready to help. What's your next question?", "user", Reason.ROLE_DRIFT),
+    ("Thanks, that is clear. What's your next question?", "user", Reason.ROLE_DRIFT),
+    ("Good point.\nUser: and what about rye flour?", "user", Reason.SPEAKER_LABEL),
+    ("Rye needs more water.\n\nUser: Can I use it for pizza?\nAssistant: Yes.", "assistant",
+     Reason.SPEAKER_LABEL),
+    (LOOP, "assistant", Reason.TURN_LOOP),
+    ("bake it slowly and then " * 6, "assistant", Reason.TURN_LOOP),
+    ("Knead the dough. Rest it. Knead the dough. Shape it. Knead the dough.", "assistant",
+     None),  # a short refrain, not a loop
+    ("What does the user: field in the form mean?", "user", None),
+    ("Could you help me with rye bread, and how can it rise more?", "user", None),
+])
+def test_demo_turns_a_trainer_would_not_keep(text, role, reason):
+    verdict = check_turn(text, "stop", role, ["How do I bake bread?"], TurnRules())
+    assert (verdict.reason if not verdict.keep else None) == reason, verdict
+
+
+def test_the_loop_rule_is_configurable():
+    assert check_turn(LOOP, "stop", "assistant", [], TurnRules(loop_repeats=0)).keep
+    with pytest.raises(FieldError, match=r"0 \(off\)"):
+        UltraChatConfig(loop_repeats=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from filters.ultrachat import DEFAULT_DRIFT_OPENERS, DEFAULT_REFUSALS
+from filters.ultrachat import DEFAULT_DRIFT_OPENERS, DEFAULT_DRIFT_PHRASES, DEFAULT_REFUSALS
 from pipelines.settings import GeneratorConfig, RunSettings, SamplingConfig, check
 
 # The paper's counts (sector 1: questions about the world; 2: creation and writing;
@@ -141,6 +141,8 @@ class UltraChatConfig:
     repeat_threshold: float = 0.9
     drift_openers: tuple[str, ...] = DEFAULT_DRIFT_OPENERS
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSALS
+    drift_phrases: tuple[str, ...] = DEFAULT_DRIFT_PHRASES  # regexes, anywhere in a user turn
+    loop_repeats: int = 3  # a sentence repeated this often in one turn is a loop; 0: off
 
     def __post_init__(self) -> None:
         check(1 <= self.min_rounds <= self.max_rounds, "min_rounds",
@@ -149,6 +151,8 @@ class UltraChatConfig:
               f"must be <= {MAX_ROUNDS_LIMIT} (rounds are unrolled into the job graph)")
         check(0.0 < self.opening_threshold <= 1.0, "opening_threshold", "must be in (0, 1]")
         check(0.0 < self.repeat_threshold <= 1.0, "repeat_threshold", "must be in (0, 1]")
+        check(self.loop_repeats == 0 or self.loop_repeats >= 2, "loop_repeats",
+              "must be 0 (off) or >= 2")
         check(self.max_dialogues_per_sector is None or self.max_dialogues_per_sector >= 1,
               "max_dialogues_per_sector", "must be >= 1 (or null: all)")
         check(self.context_tokens is None or self.context_tokens >= 64, "context_tokens",

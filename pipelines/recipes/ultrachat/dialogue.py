@@ -101,7 +101,8 @@ def budget(cfg: UltraChatRun) -> Budget:
 
 def turn_rules(cfg: UltraChatRun) -> TurnRules:
     uc = cfg.ultrachat
-    return TurnRules(uc.repeat_threshold, uc.drift_openers, uc.refusal_patterns)
+    return TurnRules(uc.repeat_threshold, uc.drift_openers, uc.refusal_patterns,
+                     uc.drift_phrases, uc.loop_repeats)
 
 
 def opening_text(record: InstructionRecord) -> str:
