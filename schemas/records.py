@@ -110,6 +110,8 @@ class InstructionRecord:
     dialogue_end: str | None = None  # "rounds_reached" | "context_full" | why it stopped
     turn_generators: tuple[str, ...] | None = None  # per message: the model that wrote it
     turn_finish_reasons: tuple[str, ...] | None = None  # per message ("given": not generated)
+    persona: str | None = None  # the simulated user's personality (drawn per dialogue)
+    content_type: str | None = None  # sector 3: the passage's content type (keyword routing)
     # streaming bootstrap (issue 15): the lane whose loop produced the row (slot = its prompt)
     lane: int | None = None
 
@@ -215,6 +217,8 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "dialogue_end": _STRING,
     "turn_generators": _STRINGS,
     "turn_finish_reasons": _STRINGS,
+    "persona": _STRING,
+    "content_type": _STRING,
     "lane": _INT,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,12 @@ from filters.dialogue_stats import mtld, words
 from filters.near_dup import record_text
 from filters.rules import RuleConfig, changed_fields, check_rules, judge
 from filters.ultrachat import TurnRules, check_turn
-from pipelines.recipes.ultrachat import steps
-from pipelines.recipes.ultrachat.config import UltraChatConfig
+from pipelines.config import RunConfig, load_config
+from pipelines.errors import InputError
+from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.generation import Completion, GenerationOutcome
+from pipelines.recipes.ultrachat import dialogue, steps
+from pipelines.recipes.ultrachat.config import MaterialsConfig, UltraChatConfig
 from pipelines.settings import FieldError
 from schemas import InstructionRecord, Message, Reason
 
@@ -153,3 +158,103 @@ def test_the_loop_rule_is_configurable():
     assert check_turn(LOOP, "stop", "assistant", [], TurnRules(loop_repeats=0)).keep
     with pytest.raises(FieldError, match=r"0 \(off\)"):
         UltraChatConfig(loop_repeats=1)
+
+
+# --- the paper's steps: personas and content-type routing (issue 24 §2) ------------------
+
+def _run(**uc) -> RunConfig:
+    return RunConfig(recipe="ultrachat", output_dir="out",
+                     ultrachat=UltraChatConfig(**uc))  # type: ignore[arg-type]
+
+
+def test_each_dialogue_gets_a_seeded_persona_in_its_user_prompt():
+    personas = ("A retired sailor who likes short answers.", "A chemistry student.",
+                "A nurse on night shifts.")
+    cfg = _run(personas=personas, min_rounds=2, max_rounds=2)
+    rows = steps.given_rows([f"How do tides work, part {i}?" for i in range(12)],
+                            steps.STAGE_QUESTIONS, steps.WORLD)
+    drawn = [dialogue.start(r, cfg, steps.read_personas(cfg)).persona for r in rows]
+    assert set(drawn) == set(personas)  # every persona used over 12 dialogues
+    assert drawn == [dialogue.start(r, cfg, personas).persona for r in rows]  # seeded
+    d = dialogue.start(rows[0], cfg, personas)
+    d = dialogue.judge_turn(GenerationOutcome(dialogue.assistant_step(d, 1, cfg, dialogue.budget(
+        cfg)), Completion("The moon pulls the sea.", "stop", 0, 0)), TurnRules(), "m")
+    request = dialogue.user_step(d, 2, cfg, dialogue.budget(cfg))
+    assert d.persona in request.prompt and request.prompt_ref == "ultrachat/user_turn@v2"
+    d = dialogue.judge_turn(GenerationOutcome(request, Completion("Why?", "stop", 0, 0)),
+                            TurnRules(), "m")
+    d = dialogue.judge_turn(GenerationOutcome(dialogue.assistant_step(d, 2, cfg, dialogue.budget(
+        cfg)), Completion("Gravity.", "stop", 0, 0)), TurnRules(), "m")
+    row, _ = dialogue.dialogue_row(d, GeneratorIdentity("m", "r", "m"), cfg)
+    assert row.persona == d.persona and row.prompt_ref == "ultrachat/user_turn@v2"
+    plain = dialogue.start(rows[0], _run())
+    assert plain.persona is None  # no personas: the fixed role line, the v1 prompt
+    assert dialogue.user_prompt(plain).ref == "ultrachat/user_turn@v1"
+
+
+def test_personas_read_from_a_file(tmp_path):
+    path = tmp_path / "p.txt"
+    path.write_text("# who the user is\nA gardener.\n\nA pilot.\n")
+    assert steps.read_personas(_run(personas=("A baker.",), personas_file=str(path))) == (
+        "A baker.", "A gardener.", "A pilot.")
+
+
+CONTENT_TYPES = """
+types:
+  - name: news
+    keywords: [news, election]
+    requests: [write a headline for it, summarize it in two sentences]
+  - name: recipe
+    keywords: [recipe, oven]
+    requests: [turn it into a checklist]
+default:
+  name: general text
+  requests: [summarize it]
+"""
+
+
+def test_passages_are_routed_to_a_content_type_and_its_requests(tmp_path):
+    path = tmp_path / "types.yaml"
+    path.write_text(CONTENT_TYPES)
+    cfg = _run(materials=MaterialsConfig(content_types_file=str(path),
+                                         match_fields=("input",), min_passage_words=1))
+    routing = steps.read_routing(cfg)
+    text = "Preheat the oven and mix the flour with water, then bake it for an hour."
+
+    def passage(url: str) -> InstructionRecord:
+        record = InstructionRecord(id=url, content_hash="h", recipe="filter", stage="input",
+                                   round=0, instruction=text, input=url)
+        row, verdict = steps.passage_row(record, cfg, routing)
+        assert verdict.keep
+        return row
+
+    news, recipe = passage("https://example.org/news/1"), passage("https://x.org/recipe/2")
+    other = passage("https://example.org/newsletter")  # "news" only on a word boundary
+    assert (news.content_type, recipe.content_type, other.content_type) == (
+        "news", "recipe", "general text")
+    [request] = steps.material_requests(news, cfg, routing)
+    assert "write a headline for it; summarize it in two sentences" in request.prompt
+    assert request.prompt_ref == "ultrachat/material_instructions@v2"
+    by_passage = _run(materials=MaterialsConfig(content_types_file=str(path),
+                                                match_fields=("passage",), min_passage_words=1))
+    assert steps.passage_row(InstructionRecord(
+        id="x", content_hash="h", recipe="filter", stage="input", round=0, instruction=text),
+        by_passage, routing)[0].content_type == "recipe"
+    [plain] = steps.material_requests(news, _run(), None)  # no routing: the v1 prompt
+    assert plain.prompt_ref == "ultrachat/material_instructions@v1"
+
+
+def test_a_bad_content_types_file_names_the_entry(tmp_path):
+    path = tmp_path / "types.yaml"
+    path.write_text("types:\n  - name: news\n    keywords: [news]\ndefault: {name: x, "
+                    "requests: [a]}\n")
+    with pytest.raises(InputError, match=r"types\[0\]\.requests"):
+        steps.read_routing(_run(materials=MaterialsConfig(content_types_file=str(path))))
+
+
+def test_the_demo_shows_personas_and_routing():
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "ultrachat_demo.yaml")
+    assert len(steps.read_personas(cfg)) >= 5
+    routing = steps.read_routing(cfg)
+    assert routing is not None and len(routing.types) >= 3
+    assert cfg.ultrachat.materials.match_fields == ("passage",)

@@ -131,13 +131,15 @@ def writing_openings(p: beam.Pipeline, g: _Graph) -> list[beam.PCollection]:
 def material_openings(p: beam.Pipeline, g: _Graph) -> list[beam.PCollection]:
     """Sector 3: passages of the input dataset -> instructions about each passage."""
     assert g.cfg.input is not None
+    routing = steps.read_routing(g.cfg)
     passages = (p | "Materials/Input" >> ReadDataset(g.cfg.input)
                 | "Materials/CountInput" >> beam.Map(count_input)
-                | "Materials/Passages" >> beam.Map(steps.passage_row, cfg=g.cfg)
+                | "Materials/Passages" >> beam.Map(steps.passage_row, cfg=g.cfg,
+                                                  routing=routing)
                 | "Materials/Bounds" >> RouteVerdicts(steps.STAGE_PASSAGES, "passage_words"))
     g.rejected.append(passages.rejected)
     return [g.expand(passages.kept, "Materials/Instructions", steps.STAGE_MATERIAL,
-                     steps.material_requests)]
+                     functools.partial(steps.material_requests, routing=routing))]
 
 
 def _is_material(record: InstructionRecord, partitions: int) -> int:
@@ -217,7 +219,8 @@ def converse(openings: beam.PCollection, g: _Graph, user: Callable[[int], _Speak
     cfg = g.cfg
     plan = dialogue.budget(cfg)
     rules = dialogue.turn_rules(cfg)
-    live = openings | "Dialogue/Start" >> beam.Map(dialogue.start, cfg=cfg)
+    live = openings | "Dialogue/Start" >> beam.Map(dialogue.start, cfg=cfg,
+                                                   personas=steps.read_personas(cfg))
     done: list[beam.PCollection] = []
     for r in range(1, cfg.ultrachat.max_rounds + 1):
         turns = [("User", dialogue.user_step, user)] if r > 1 else []

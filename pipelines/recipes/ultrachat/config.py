@@ -100,8 +100,17 @@ class MaterialsConfig:
     instructions_per_passage: int = PAPER_PASSAGE_INSTRUCTIONS
     min_passage_words: int = 30
     max_passage_words: int = 400  # the whole passage goes into every prompt of its dialogue
+    # The paper's content-type routing (pipelines/recipes/ultrachat/routing.py): a YAML file
+    # of content types, each with keywords and the kinds of request it suits. None: one
+    # generic request list for any text (prompt material_instructions v1).
+    content_types_file: str | None = None
+    # What the keywords are matched to: the input's `input_field` column (the paper: the
+    # source's URL and title; point input_field at it) and/or the passage itself.
+    match_fields: tuple[Literal["input", "passage"], ...] = ("input",)
 
     def __post_init__(self) -> None:
+        check(bool(self.match_fields) and set(self.match_fields) <= {"input", "passage"},
+              "match_fields", "must be a non-empty list of 'input' and 'passage'")
         check(0 <= self.instructions_per_passage <= 50, "instructions_per_passage",
               "must be in [0, 50]")
         check(1 <= self.min_passage_words <= self.max_passage_words, "min_passage_words",
@@ -132,6 +141,11 @@ class UltraChatConfig:
     user_sampling: SamplingConfig = field(default_factory=_user_sampling)
     assistant_sampling: SamplingConfig = field(default_factory=_assistant_sampling)
     assistant_system_prompt: str = ""  # "": no system message
+    # The user's personality (the paper adds one to the history): one drawn per dialogue,
+    # seeded, from this list and the file's lines (# comments). None given: one fixed role
+    # line for every dialogue (prompt user_turn v1).
+    personas: tuple[str, ...] = ()
+    personas_file: str | None = None
     # The model context, in tokens: None reads --max-model-len from the generators'
     # server_args (no limit known: no check). A round starts only if it fits.
     context_tokens: int | None = None
