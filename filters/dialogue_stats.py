@@ -117,3 +117,18 @@ def summarize(total: DialogueNumbers, distinct: dict[int, tuple[int, int]]) -> d
     for n, (unique, every) in sorted(distinct.items()):
         out[f"distinct_{n}"] = ratio(unique, every)
     return out
+
+
+def topic_diversity(vector_sum: Sequence[float], count: int) -> float | None:
+    """Mean pairwise cosine distance of `count` unit-length embeddings, from their sum.
+
+    For unit vectors, sum over all ordered pairs i != j of e_i . e_j = |sum e|^2 - n, so the
+    mean cosine similarity over pairs needs only the sum and the count: a combiner adds them
+    without holding the embeddings. The UltraChat paper reports topic diversity of its
+    opening lines this way (average cosine distance between embeddings). None below 2 texts.
+    """
+    if count < 2:
+        return None
+    squared = sum(v * v for v in vector_sum)
+    similarity = (squared - count) / (count * (count - 1))
+    return round(1.0 - similarity, 4)

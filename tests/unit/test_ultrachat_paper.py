@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from filters.dialogue_stats import mtld, words
+from filters.dialogue_stats import DialogueNumbers, mtld, topic_diversity, words
 from filters.near_dup import record_text
 from filters.rules import RuleConfig, changed_fields, check_rules, judge
+from filters.tag_embeddings import REQUIRES, trigram_embed
 from filters.ultrachat import TurnRules, check_turn
 from pipelines.config import RunConfig, load_config
 from pipelines.errors import InputError
@@ -19,6 +20,7 @@ from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import Completion, GenerationOutcome
 from pipelines.recipes.ultrachat import dialogue, steps
 from pipelines.recipes.ultrachat.config import MaterialsConfig, UltraChatConfig
+from pipelines.recipes.ultrachat.stats import build_report, missing_embedder
 from pipelines.settings import FieldError
 from schemas import InstructionRecord, Message, Reason
 
@@ -258,3 +260,31 @@ def test_the_demo_shows_personas_and_routing():
     routing = steps.read_routing(cfg)
     assert routing is not None and len(routing.types) >= 3
     assert cfg.ultrachat.materials.match_fields == ("passage",)
+
+
+# --- statistics: topic diversity ----------------------------------------------------------
+
+def test_topic_diversity_is_the_mean_pairwise_cosine_distance():
+    texts = ["How do tides work?", "Write a poem about autumn.", "How do tides form?",
+             "Explain compound interest to a child."]
+    vectors = trigram_embed(texts)
+    brute = [1 - float(vectors[i] @ vectors[j]) for i in range(4) for j in range(4) if i != j]
+    assert topic_diversity(vectors.sum(axis=0).tolist(), 4) == round(sum(brute) / 12, 4)
+    assert topic_diversity([1.0, 0.0], 1) is None
+    same = trigram_embed(["tides"] * 3)
+    assert topic_diversity(same.sum(axis=0).tolist(), 3) == 0.0
+
+
+def test_the_report_has_topic_diversity_or_says_why_not(monkeypatch):
+    numbers = DialogueNumbers(2, 6, 12, 6, 30, 6, 60, 20.0)
+    vectors = trigram_embed(["How do tides work?", "Write a poem about autumn."])
+    report = build_report(None, numbers, {}, [], [], [], [], [],
+                          topics=(vectors.sum(axis=0).tolist(), 2), topic_model="char-trigram")
+    assert 0 < report["topic_diversity"] <= 1 and report["topic_embedding"] == "char-trigram"
+    assert ["topic diversity", report["topic_diversity"]] in report["summary"]
+    monkeypatch.setitem(REQUIRES, "char-trigram", ("no_such_module_for_this_test",))
+    note = missing_embedder("char-trigram")
+    assert note is not None and "no_such_module_for_this_test" in note
+    report = build_report(None, numbers, {}, [], [], [], [], [], topic_note=note)
+    assert report["topic_diversity"] is None and report["topic_diversity_note"] == note
+    assert UltraChatConfig().topic_embedding == "all-minilm-l6-v2"  # the MiniLM #InsTag uses

@@ -62,9 +62,12 @@ class _Graph:
 
     def expand(self, subjects: beam.PCollection, label: str, stage: str,
                requests: Callable[..., list[GenerationRequest]],
-               judge: Callable[..., list] = steps.judge_list) -> beam.PCollection:
-        """One list stage: a request per subject row, its answer's items judged and routed."""
-        answers = (subjects | f"{label}/Requests" >> beam.FlatMap(requests, cfg=self.cfg)
+               judge: Callable[..., list] = steps.judge_list, **extra: Any
+               ) -> beam.PCollection:
+        """One list stage: a request per subject row, its answer's items judged and routed.
+        `extra`: more keyword arguments of `requests`."""
+        answers = (subjects | f"{label}/Requests" >> beam.FlatMap(requests, cfg=self.cfg,
+                                                                   **extra)
                    | f"{label}/Generate" >> self.generate(stage))
         self.failed.append(answers.failed)
         routed = (answers.ok | f"{label}/Parse" >> beam.FlatMap(judge,
@@ -139,7 +142,7 @@ def material_openings(p: beam.Pipeline, g: _Graph) -> list[beam.PCollection]:
                 | "Materials/Bounds" >> RouteVerdicts(steps.STAGE_PASSAGES, "passage_words"))
     g.rejected.append(passages.rejected)
     return [g.expand(passages.kept, "Materials/Instructions", steps.STAGE_MATERIAL,
-                     functools.partial(steps.material_requests, routing=routing))]
+                     steps.material_requests, routing=routing)]
 
 
 def _is_material(record: InstructionRecord, partitions: int) -> int:
@@ -282,7 +285,8 @@ def build(p: beam.Pipeline, ctx: BuildContext[UltraChatRun]) -> RecipeOutputs:
             | "Dialogue/Route" >> RouteVerdicts(dialogue.STAGE_DIALOGUES, "dialogue_turns"))
     dataset, dropped, filter_failed = apply_filters(rows.kept, cfg.filters,
                                                     judge=ctx.judge())
-    report = dataset | "Statistics" >> DialogueStatistics(openings, rows.rejected)
+    report = dataset | "Statistics" >> DialogueStatistics(openings, rows.rejected,
+                                                          cfg.ultrachat.topic_embedding)
     return RecipeOutputs(dataset, rejected=[*g.rejected, rows.rejected, *dropped],
                          failed=[*g.failed, *filter_failed],
                          files={"reports": (report, WriteReports)})

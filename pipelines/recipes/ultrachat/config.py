@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
+from filters.tag_embeddings import EMBEDDERS
 from filters.ultrachat import DEFAULT_DRIFT_OPENERS, DEFAULT_DRIFT_PHRASES, DEFAULT_REFUSALS
 from pipelines.settings import GeneratorConfig, RunSettings, SamplingConfig, check
 
@@ -151,6 +152,9 @@ class UltraChatConfig:
     context_tokens: int | None = None
     context_margin_tokens: int = 192  # the user prompt's role instruction and chat template
     min_kept_rounds: int = 1  # a dialogue the context ended keeps at least this many rounds
+    # Topic diversity in reports/ultrachat.json: the embedder of the kept dialogues' opening
+    # lines (filters/tag_embeddings.py; the MiniLM #InsTag uses); None: not measured.
+    topic_embedding: str | None = "all-minilm-l6-v2"
     # Turn rules (filters/ultrachat.py).
     repeat_threshold: float = 0.9
     drift_openers: tuple[str, ...] = DEFAULT_DRIFT_OPENERS
@@ -165,6 +169,8 @@ class UltraChatConfig:
               f"must be <= {MAX_ROUNDS_LIMIT} (rounds are unrolled into the job graph)")
         check(0.0 < self.opening_threshold <= 1.0, "opening_threshold", "must be in (0, 1]")
         check(0.0 < self.repeat_threshold <= 1.0, "repeat_threshold", "must be in (0, 1]")
+        check(self.topic_embedding is None or self.topic_embedding in EMBEDDERS,
+              "topic_embedding", f"must be one of {sorted(EMBEDDERS)} (or null: off)")
         check(self.loop_repeats == 0 or self.loop_repeats >= 2, "loop_repeats",
               "must be 0 (off) or >= 2")
         check(self.max_dialogues_per_sector is None or self.max_dialogues_per_sector >= 1,

@@ -234,7 +234,7 @@ def dialogue_row(d: Dialogue, assistant: GeneratorIdentity, cfg: UltraChatRun
         recipe=RECIPE, stage=STAGE_DIALOGUES, round=d.rounds, instruction=opening.instruction,
         input=opening.input, output=reply, origin="machine", task_id=opening.id,
         generator=assistant.model, generator_revision=assistant.revision,
-        prompt_ref=user_prompt(d).ref, persona=d.persona,
+        prompt_ref=user_prompt(d).ref, persona=d.persona, content_type=opening.content_type,
         sampling=canonical_sampling(cfg.ultrachat.assistant_sampling.as_request()),
         finish_reason=d.finish_reasons[-1] if d.finish_reasons else None,
         messages=d.messages, sector=opening.sector, opening_id=opening.id, topic=opening.topic,
