@@ -128,6 +128,25 @@ class InstructionRecord:
                 ("output", self.output))
 
 
+def exchanges(record: InstructionRecord) -> tuple[tuple[str, str, str, str], ...]:
+    """What a scorer rates, as (name, request, context, reply): one per assistant reply of a
+    dialogue (the user turn before it, the conversation before that as plain text), or the
+    row itself (`output`, instruction, input, output)."""
+    if not record.messages:
+        return (("output", record.instruction, record.input, record.output),)
+    out = []
+    for i, m in enumerate(record.messages):
+        if m.role != "assistant":
+            continue
+        asked = record.messages[i - 1].content if i and record.messages[i - 1].role == "user" \
+            else ""
+        history = record.messages[:i - 1] if asked else record.messages[:i]
+        context = "\n".join(f"{h.role.capitalize()}: {h.content}" for h in history)
+        out.append((turn_name(i, "assistant"), asked,
+                    f"Conversation so far:\n{context}" if context else "", m.content))
+    return tuple(out)
+
+
 def turn_name(index: int, role: str) -> str:
     """How a rejection names a dialogue's turn: 1-based, with its role."""
     return f"turn {index + 1} ({role})"

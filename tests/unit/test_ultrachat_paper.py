@@ -288,3 +288,53 @@ def test_the_report_has_topic_diversity_or_says_why_not(monkeypatch):
     report = build_report(None, numbers, {}, [], [], [], [], [], topic_note=note)
     assert report["topic_diversity"] is None and report["topic_diversity_note"] == note
     assert UltraChatConfig().topic_embedding == "all-minilm-l6-v2"  # the MiniLM #InsTag uses
+
+
+# --- the judge and the classifier rate every reply of a dialogue ---------------------------
+
+JUDGED = ("How do tides work?", "The moon pulls the sea.", "And the sun?",
+          "Bananas are yellow.")
+
+
+def test_the_judge_rates_every_reply_and_the_worst_decides():
+    from filters.quality import score_verdict
+    from filters.quality_judge import JudgeAnswer
+    from pipelines.settings import LlmJudgeConfig
+    from pipelines.transforms.quality import _attach_judgement, judge_requests
+
+    row = _dialogue_row(*JUDGED)
+    requests = judge_requests(row, LlmJudgeConfig(enabled=True), 0, "llm_judge")
+    assert [r.context for r in requests] == ["turn 2 (assistant)", "turn 4 (assistant)"]
+    assert "Bananas are yellow." in requests[1].prompt
+    assert "And the sun?" in requests[1].prompt and "The moon pulls" in requests[1].prompt
+    answers = [("turn 2 (assistant)", JudgeAnswer(5, "right")),
+               ("turn 4 (assistant)", JudgeAnswer(1, "off-topic"))]
+    [scored] = _attach_judgement(("d", {"record": [row], "answer": answers}), "llm_judge")
+    assert dict(scored.scores)["llm_judge"] == 1.0
+    assert dict(scored.scores)["llm_judge/turn 4 (assistant)"] == 1.0
+    assert scored.judge_rationale == "turn 4 (assistant): off-topic"
+    verdict = score_verdict(scored, "llm_judge", 3, None)
+    assert verdict.reason == Reason.SCORE_BELOW_MIN and "at turn 4 (assistant)" in verdict.detail
+    [partial] = _attach_judgement(("d", {"record": [row], "answer": answers[:1]}), "llm_judge")
+    assert partial.scores is None  # one reply unjudged: no score (missing_score later)
+
+
+def test_the_classifier_rates_every_reply(tmp_path):
+    from filters.quality_classifier import Labelled, save_classifier, train_classifier
+    from pipelines.transforms.quality import _ClassifyFn
+
+    good = [("How do tides work?", "", "The moon pulls the sea."),
+            ("And the sun?", "", "The sun pulls the sea too, less."),
+            ("Name a planet.", "", "Mars is a planet.")]
+    bad = [(p, "", good[(i + 1) % 3][2]) for i, (p, _, _) in enumerate(good)]
+    save_classifier(train_classifier([Labelled(*g, 1) for g in good] +
+                                     [Labelled(*b, 0) for b in bad], "char-trigram"),
+                    tmp_path / "m")
+    fn = _ClassifyFn(str(tmp_path / "m"), "classifier")
+    fn.setup()
+    row = _dialogue_row("How do tides work?", "The moon pulls the sea.", "And the sun?",
+                        "Mars is a planet.")
+    [scored] = fn.process([row])
+    scores = dict(scored.scores)
+    assert scores["classifier"] == scores["classifier/turn 4 (assistant)"]
+    assert scores["classifier/turn 4 (assistant)"] < scores["classifier/turn 2 (assistant)"]
