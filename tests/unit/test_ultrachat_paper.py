@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from filters.dialogue_stats import DialogueNumbers, mtld, topic_diversity, words
+from filters import dialogue_stats
+from filters.dialogue_stats import DialogueNumbers, mtld, words
 from filters.near_dup import record_text
 from filters.rules import RuleConfig, changed_fields, check_rules, judge
 from filters.tag_embeddings import REQUIRES, trigram_embed
@@ -18,9 +19,9 @@ from pipelines.config import RunConfig, load_config
 from pipelines.errors import InputError
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import Completion, GenerationOutcome
-from pipelines.recipes.ultrachat import dialogue, steps
+from pipelines.recipes.ultrachat import dialogue, stats, steps
 from pipelines.recipes.ultrachat.config import MaterialsConfig, UltraChatConfig
-from pipelines.recipes.ultrachat.stats import build_report, missing_embedder
+from pipelines.recipes.ultrachat.stats import build_report
 from pipelines.settings import FieldError
 from schemas import InstructionRecord, Message, Reason
 
@@ -139,13 +140,13 @@ LOOP = ("To make bread, mix flour and water. Knead the dough for ten minutes. "
 
 
 @pytest.mark.parametrize(("text", "role", "reason"), [
-    ("I'm ready to help. What's your next question?", "user", Reason.ROLE_DRIFT),
-    ("Thanks, that is clear. What's your next question?", "user", Reason.ROLE_DRIFT),
-    ("Good point.\nUser: and what about rye flour?", "user", Reason.SPEAKER_LABEL),
+    ("I'm ready to help. What's your next question?", "user", "role_drift"),
+    ("Thanks, that is clear. What's your next question?", "user", "role_drift"),
+    ("Good point.\nUser: and what about rye flour?", "user", "speaker_label"),
     ("Rye needs more water.\n\nUser: Can I use it for pizza?\nAssistant: Yes.", "assistant",
-     Reason.SPEAKER_LABEL),
-    (LOOP, "assistant", Reason.TURN_LOOP),
-    ("bake it slowly and then " * 6, "assistant", Reason.TURN_LOOP),
+     "speaker_label"),
+    (LOOP, "assistant", "turn_loop"),
+    ("bake it slowly and then " * 6, "assistant", "turn_loop"),
     ("Knead the dough. Rest it. Knead the dough. Shape it. Knead the dough.", "assistant",
      None),  # a short refrain, not a loop
     ("What does the user: field in the form mean?", "user", None),
@@ -269,10 +270,11 @@ def test_topic_diversity_is_the_mean_pairwise_cosine_distance():
              "Explain compound interest to a child."]
     vectors = trigram_embed(texts)
     brute = [1 - float(vectors[i] @ vectors[j]) for i in range(4) for j in range(4) if i != j]
-    assert topic_diversity(vectors.sum(axis=0).tolist(), 4) == round(sum(brute) / 12, 4)
-    assert topic_diversity([1.0, 0.0], 1) is None
+    mean = round(sum(brute) / 12, 4)
+    assert dialogue_stats.topic_diversity(vectors.sum(axis=0).tolist(), 4) == mean
+    assert dialogue_stats.topic_diversity([1.0, 0.0], 1) is None
     same = trigram_embed(["tides"] * 3)
-    assert topic_diversity(same.sum(axis=0).tolist(), 3) == 0.0
+    assert dialogue_stats.topic_diversity(same.sum(axis=0).tolist(), 3) == 0.0
 
 
 def test_the_report_has_topic_diversity_or_says_why_not(monkeypatch):
@@ -283,7 +285,7 @@ def test_the_report_has_topic_diversity_or_says_why_not(monkeypatch):
     assert 0 < report["topic_diversity"] <= 1 and report["topic_embedding"] == "char-trigram"
     assert ["topic diversity", report["topic_diversity"]] in report["summary"]
     monkeypatch.setitem(REQUIRES, "char-trigram", ("no_such_module_for_this_test",))
-    note = missing_embedder("char-trigram")
+    note = stats.missing_embedder("char-trigram")
     assert note is not None and "no_such_module_for_this_test" in note
     report = build_report(None, numbers, {}, [], [], [], [], [], topic_note=note)
     assert report["topic_diversity"] is None and report["topic_diversity_note"] == note
