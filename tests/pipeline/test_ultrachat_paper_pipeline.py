@@ -85,11 +85,12 @@ def test_ultrachat_as_the_paper_describes_it(server, tmp_path):
             materials=MaterialsConfig(instructions_per_passage=1, min_passage_words=10,
                                       content_types_file=str(types),
                                       match_fields=("passage",)),
-            personas=(PERSONA,), min_rounds=2, max_rounds=2))
+            personas=(PERSONA,), min_rounds=2, max_rounds=2, near_dup_openings=True))
     manifest = run(cfg).manifest
     assert all(c["holds"] for c in manifest["accounting"]), manifest["accounting"]
     stages = manifest["stages"]
-    # one generic request over three passages: three opening lines, none "not novel"
+    # one generic request over three passages: three opening lines, none "not novel" and
+    # none a near duplicate (MinHash on the request alone leaves sector 3 to the ROUGE pass)
     assert stages["ultrachat_openings"]["kept"] == 3
     assert not stages["ultrachat_openings"].get("rejected")
     # the filter chain read turn 4 and named it
