@@ -38,10 +38,10 @@ DEFAULT_DRIFT_PHRASES: tuple[str, ...] = (
     r"\bfeel free to ask\b",
     r"\bwhat else would you like to (?:know|ask)\b",
 )
-# A line that opens with a speaker's label: the model wrote the other side's turn too.
-_SPEAKER_LINE = re.compile(
-    r"^[ \t>*_]*(user|human|assistant|ai assistant|chatbot)[ \t*_]*:",
-    re.IGNORECASE | re.MULTILINE)
+# Labels that, opening a line of a turn, mean the model wrote the other side's turn too. A
+# turn that shows a sample chat on purpose is caught as well: empty the list to allow it.
+DEFAULT_SPEAKER_LABELS: tuple[str, ...] = ("user", "human", "assistant", "ai assistant",
+                                           "chatbot")
 _SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])\s+|\n+")
 LOOP_MIN_WORDS = 4  # a repeated sentence shorter than this is a refrain, not a loop
 LOOP_SPAN = 10  # words: a sequence this long seen `loop_repeats` times is a loop
@@ -91,15 +91,23 @@ class TurnRules:
     refusals: tuple[str, ...] = DEFAULT_REFUSALS
     drift_phrases: tuple[str, ...] = DEFAULT_DRIFT_PHRASES
     loop_repeats: int = 3  # one sentence (or LOOP_SPAN words) this many times; 0: off
+    speaker_labels: tuple[str, ...] = DEFAULT_SPEAKER_LABELS  # (): no speaker_label rule
     _refusal: re.Pattern[str] | None = field(init=False, default=None, repr=False,
                                              compare=False)
     _drift: re.Pattern[str] | None = field(init=False, default=None, repr=False,
                                            compare=False)
+    _speaker: re.Pattern[str] | None = field(init=False, default=None, repr=False,
+                                             compare=False)
 
     def __post_init__(self) -> None:
         if self.refusals:
             object.__setattr__(self, "_refusal", re.compile(
                 "|".join(f"(?:{p})" for p in self.refusals), re.IGNORECASE))
+        if self.speaker_labels:
+            labels = "|".join(re.escape(x) for x in sorted(self.speaker_labels, key=len,
+                                                            reverse=True))
+            object.__setattr__(self, "_speaker", re.compile(
+                rf"^[ \t>*_]*({labels})[ \t*_]*:", re.IGNORECASE | re.MULTILINE))
         if self.drift_phrases:
             object.__setattr__(self, "_drift", re.compile(
                 "|".join(f"(?:{p})" for p in self.drift_phrases), re.IGNORECASE))
@@ -107,6 +115,11 @@ class TurnRules:
     def drift_phrase(self, text: str) -> str | None:
         hit = self._drift.search(text) if self._drift is not None else None
         return hit.group(0) if hit else None
+
+    def speaker_line(self, text: str) -> str | None:
+        """The speaker label a line of the turn opens with ("User:", "Assistant:"), if any."""
+        hit = self._speaker.search(text) if self._speaker is not None else None
+        return hit.group(0).strip(" \t>*_") if hit else None
 
     def refusal(self, text: str) -> str | None:
         if self._refusal is None:
@@ -124,12 +137,6 @@ def drift_opener(text: str, openers: Sequence[str]) -> str | None:
                 or not opener[-1].isalnum()):
             return opener
     return None
-
-
-def speaker_line(text: str) -> str | None:
-    """The speaker label a line of the turn opens with ("User:", "Assistant:"), if any."""
-    hit = _SPEAKER_LINE.search(text)
-    return hit.group(0).strip(" \t>*_") if hit else None
 
 
 def turn_loop(text: str, repeats: int) -> tuple[str, int] | None:
@@ -185,7 +192,7 @@ def check_turn(text: str, finish_reason: str | None, role: str, earlier: Sequenc
         refusal = rules.refusal(text)
         if refusal is not None:
             return Verdict.drop(Reason.REFUSAL, refusal.lower())
-    label = speaker_line(text)
+    label = rules.speaker_line(text)
     if label is not None:
         return Verdict.drop(Reason.SPEAKER_LABEL, f"{role} turn has a {label!r} line")
     loop = turn_loop(text, rules.loop_repeats)

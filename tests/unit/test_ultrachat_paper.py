@@ -157,8 +157,11 @@ def test_demo_turns_a_trainer_would_not_keep(text, role, reason):
     assert (verdict.reason if not verdict.keep else None) == reason, verdict
 
 
-def test_the_loop_rule_is_configurable():
+def test_the_loop_and_label_rules_are_configurable():
     assert check_turn(LOOP, "stop", "assistant", [], TurnRules(loop_repeats=0)).keep
+    sample_chat = "Here is a sample:\nUser: Hi\nChatbot: Hello! How can I help?"
+    assert not check_turn(sample_chat, "stop", "assistant", [], TurnRules()).keep
+    assert check_turn(sample_chat, "stop", "assistant", [], TurnRules(speaker_labels=())).keep
     with pytest.raises(FieldError, match=r"0 \(off\)"):
         UltraChatConfig(loop_repeats=1)
 

@@ -3,8 +3,9 @@
 Opening lines: each sector is a chain of list stages (`steps`), each one fan-out of
 requests over the rows of the stage before it (topics -> subtopics -> questions -> derived
 questions; entities -> meta-questions -> specific and extended questions; material types ->
-instructions -> refined; passages -> instructions). All opening lines then go through one
-exact ROUGE-L novelty pass (optionally MinHash near duplicates too) and, if configured, a
+instructions -> refined; passages -> instructions). Opening lines then go through exact
+ROUGE-L novelty: sectors 1 and 2 together, sector 3 per passage (its opening line is request
+and passage; optionally MinHash near duplicates on sectors 1-2) and, if configured, a
 seeded per-sector sample.
 
 Dialogues: Beam has no loops, and a dialogue has at most `max_rounds` rounds, so the rounds

@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
 from filters.tag_embeddings import EMBEDDERS
-from filters.ultrachat import DEFAULT_DRIFT_OPENERS, DEFAULT_DRIFT_PHRASES, DEFAULT_REFUSALS
+from filters.ultrachat import (
+    DEFAULT_DRIFT_OPENERS,
+    DEFAULT_DRIFT_PHRASES,
+    DEFAULT_REFUSALS,
+    DEFAULT_SPEAKER_LABELS,
+)
 from pipelines.settings import GeneratorConfig, RunSettings, SamplingConfig, check
 
 # The paper's counts (sector 1: questions about the world; 2: creation and writing;
@@ -161,6 +166,8 @@ class UltraChatConfig:
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSALS
     drift_phrases: tuple[str, ...] = DEFAULT_DRIFT_PHRASES  # regexes, anywhere in a user turn
     loop_repeats: int = 3  # a sentence repeated this often in one turn is a loop; 0: off
+    # A turn line opening "<label>:" is speaker_label; []: off (data that quotes chats).
+    speaker_labels: tuple[str, ...] = DEFAULT_SPEAKER_LABELS
 
     def __post_init__(self) -> None:
         check(1 <= self.min_rounds <= self.max_rounds, "min_rounds",

@@ -3,8 +3,10 @@
 Source: Ding et al. 2023 (arXiv:2305.14233) §3: two models take turns, one prompted to act as
 the user (the dialogue so far plus a short role instruction: given only the history, the
 paper saw the user model answer like an assistant), the other as the assistant, for 3 to 7
-rounds. Here a dialogue's number of rounds is drawn (seeded) from [min_rounds, max_rounds];
-round 1's user turn is the opening line. Before a round starts, its prompts and answers must
+rounds. With personas configured, the user prompt also carries one user personality, drawn
+per dialogue (seeded), as the paper adds one to the history. Here a dialogue's number of
+rounds is drawn (seeded) from [min_rounds, max_rounds]; round 1's user turn is the opening
+line. Before a round starts, its prompts and answers must
 fit the model context (estimated from the token counts the server reported for the
 dialogue's latest call); a dialogue that would not fit ends there, kept with
 `dialogue_end = context_full` when it has `min_kept_rounds`, else rejected. Each new turn is
@@ -105,7 +107,7 @@ def budget(cfg: UltraChatRun) -> Budget:
 def turn_rules(cfg: UltraChatRun) -> TurnRules:
     uc = cfg.ultrachat
     return TurnRules(uc.repeat_threshold, uc.drift_openers, uc.refusal_patterns,
-                     uc.drift_phrases, uc.loop_repeats)
+                     uc.drift_phrases, uc.loop_repeats, uc.speaker_labels)
 
 
 def opening_text(record: InstructionRecord) -> str:
