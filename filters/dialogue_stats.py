@@ -13,18 +13,31 @@ Conversation Models" (distinct n-grams / all n-grams).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from schemas import Message
 
 MTLD_THRESHOLD = 0.72
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Scripts written without spaces between words (Han, Hiragana, Katakana): one token per
+# character, the usual unit when no segmenter is at hand. Every other letter or digit of any
+# script joins its neighbours into a word, with an inner apostrophe ("don't").
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_LETTER = rf"(?:(?![{_UNSPACED}])[^\W_])"
+_ALPHA = rf"(?:(?![{_UNSPACED}])[^\W\d_])"
+_WORD = re.compile(rf"[{_UNSPACED}]|{_LETTER}+(?:'{_ALPHA}+)?")
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (letters and digits, with an inner apostrophe)."""
-    return _WORD.findall(text.lower())
+    """Lower-cased word tokens of any script: runs of letters and digits (with an inner
+    apostrophe), one token per character of a script written without spaces.
+
+    NFC first, so "nai\u0308ve" (a combining diaeresis) is the same word as "naïve". On
+    ASCII English this gives the tokens of the usual `[a-z0-9]+('[a-z]+)?` tokenizer, so
+    MTLD and distinct-n there are unchanged.
+    """
+    return _WORD.findall(unicodedata.normalize("NFC", text).lower())
 
 
 def ngrams(tokens: Sequence[str], n: int) -> Iterator[tuple[str, ...]]:
@@ -104,3 +117,18 @@ def summarize(total: DialogueNumbers, distinct: dict[int, tuple[int, int]]) -> d
     for n, (unique, every) in sorted(distinct.items()):
         out[f"distinct_{n}"] = ratio(unique, every)
     return out
+
+
+def topic_diversity(vector_sum: Sequence[float], count: int) -> float | None:
+    """Mean pairwise cosine distance of `count` unit-length embeddings, from their sum.
+
+    For unit vectors, sum over all ordered pairs i != j of e_i . e_j = |sum e|^2 - n, so the
+    mean cosine similarity over pairs needs only the sum and the count: a combiner adds them
+    without holding the embeddings. The UltraChat paper reports topic diversity of its
+    opening lines this way (average cosine distance between embeddings). None below 2 texts.
+    """
+    if count < 2:
+        return None
+    squared = sum(v * v for v in vector_sum)
+    similarity = (squared - count) / (count * (count - 1))
+    return round(1.0 - similarity, 4)

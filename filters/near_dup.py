@@ -143,7 +143,14 @@ class NearDupMatch:
 
 
 def record_text(record: Any, fields: Sequence[str]) -> str:
-    """The text a record is compared on: its fields in order, joined by a separator token."""
+    """The text a record is compared on: its fields in order, joined by a separator token.
+
+    A dialogue (a record with `messages`) is compared on every turn, whatever the fields:
+    its instruction and output repeat only its first exchange, and two dialogues that open
+    alike but go on differently are not duplicates.
+    """
+    if getattr(record, "messages", None):
+        return f" {FIELD_SEPARATOR} ".join(m.content for m in record.messages)
     return f" {FIELD_SEPARATOR} ".join(str(getattr(record, f) or "") for f in fields)
 
 

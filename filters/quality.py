@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from filters.text_stats import TEXT_STATS
@@ -51,6 +51,28 @@ def with_scores(record: InstructionRecord, scores: Iterable[tuple[str, float]],
     return dataclasses.replace(record, scores=kept + tuple(new), **fields)
 
 
+TURN_SCORE = "/"  # "llm_judge/turn 4 (assistant)": one reply's score within a dialogue
+
+
+def dialogue_scores(name: str, per_turn: Sequence[tuple[str, float]]
+                    ) -> list[tuple[str, float]]:
+    """A dialogue's scores under `name`: the lowest reply's decides (a dialogue is as good as
+    its worst answer), and every reply's own score is kept beside it, named by its turn."""
+    if not per_turn:
+        return []
+    if len(per_turn) == 1 and per_turn[0][0] == "output":
+        return [(name, per_turn[0][1])]  # a single-turn row: its one score, as before
+    return [(name, min(v for _, v in per_turn))] + [
+        (f"{name}{TURN_SCORE}{turn}", v) for turn, v in per_turn]
+
+
+def worst_turn(record: InstructionRecord, name: str, value: float) -> str | None:
+    """The turn whose own score under `name` is `value` (the first), if the row keeps one."""
+    prefix = f"{name}{TURN_SCORE}"
+    return next((key[len(prefix):] for key, v in record.scores or ()
+                 if key.startswith(prefix) and v == value), None)
+
+
 def score_verdict(record: InstructionRecord, name: str, minimum: float | None,
                   maximum: float | None) -> Verdict:
     """Keep a record whose score `name` lies in [minimum, maximum] (either bound optional).
@@ -61,10 +83,12 @@ def score_verdict(record: InstructionRecord, name: str, minimum: float | None,
     value = score_of(record, name)
     if value is None or math.isnan(value):
         return Verdict.drop(Reason.MISSING_SCORE, f"no {name!r} score on the row")
+    turn = worst_turn(record, name, value)
+    where = f" at {turn}" if turn else ""
     if minimum is not None and value < minimum:
-        return Verdict.drop(Reason.SCORE_BELOW_MIN, f"{name} {value:g} < min {minimum:g}",
-                            score=value)
+        return Verdict.drop(Reason.SCORE_BELOW_MIN,
+                            f"{name} {value:g} < min {minimum:g}{where}", score=value)
     if maximum is not None and value > maximum:
-        return Verdict.drop(Reason.SCORE_ABOVE_MAX, f"{name} {value:g} > max {maximum:g}",
-                            score=value)
+        return Verdict.drop(Reason.SCORE_ABOVE_MAX,
+                            f"{name} {value:g} > max {maximum:g}{where}", score=value)
     return Verdict.ok(value)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from filters.verdict import Verdict
-from schemas import InstructionRecord, Reason
+from schemas import InstructionRecord, Message, Reason
 
 _FENCE_OPEN = re.compile(r"[ \t]*(`{3,}(?=[^`]*$)|~{3,})")  # ``` info strings have no backtick
 # What a line opens with that Markdown reads as structure: indentation, then any blockquote
@@ -176,13 +176,21 @@ class RuleConfig:
             object.__setattr__(self, "pattern", pattern)
 
 
-TEXT_FIELDS = ("instruction", "input", "output")
+TEXT_FIELDS = ("instruction", "input", "output", "messages")
 
 
 def normalize_record(record: InstructionRecord) -> InstructionRecord:
-    return replace(record, instruction=normalize_whitespace(record.instruction),
-                   input=normalize_whitespace(record.input),
-                   output=normalize_whitespace(record.output))
+    """Every text field normalized. A dialogue's turns are normalized and its `output` is
+    then taken from them (the first reply), so the exported turns and `output` agree."""
+    out = replace(record, instruction=normalize_whitespace(record.instruction),
+                  input=normalize_whitespace(record.input),
+                  output=normalize_whitespace(record.output))
+    if record.messages:
+        turns = tuple(Message(m.role, normalize_whitespace(m.content))
+                      for m in record.messages)
+        reply = next((m.content for m in turns if m.role == "assistant"), out.output)
+        out = replace(out, messages=turns, output=reply)
+    return out
 
 
 def changed_fields(before: InstructionRecord, after: InstructionRecord) -> tuple[str, ...]:
@@ -190,20 +198,45 @@ def changed_fields(before: InstructionRecord, after: InstructionRecord) -> tuple
     return tuple(name for name in TEXT_FIELDS if getattr(before, name) != getattr(after, name))
 
 
+def _replies(record: InstructionRecord) -> list[tuple[str, str]]:
+    """The texts that must not be empty: the output, or every assistant turn of a dialogue."""
+    if record.messages:
+        return [(name, text) for (name, text), m in zip(record.texts(), record.messages,
+                                                        strict=True) if m.role == "assistant"]
+    return [("output", record.output)]
+
+
 def check_rules(record: InstructionRecord, cfg: RuleConfig) -> Verdict:
-    """Empty instruction, empty output, overlong instance, illegal word; first failure decides."""
+    """Empty instruction, empty output, overlong instance, illegal word; first failure decides.
+
+    A dialogue is judged turn by turn (`InstructionRecord.texts`) and the failing turn is
+    named in the detail: every reply must have text, each turn must fit `max_chars` (the
+    dialogue as a whole is bounded by the model context it was generated in; a turn is what
+    a trainer's example of one answer holds), and no turn may hold an illegal word.
+    """
     if not record.instruction.strip():
         return Verdict.drop(Reason.EMPTY_INSTRUCTION)
-    if cfg.require_output and not record.output.strip():
-        return Verdict.drop(Reason.EMPTY_OUTPUT)
-    size = len(record.instruction) + len(record.input) + len(record.output)
-    if size > cfg.max_chars:
-        return Verdict.drop(Reason.OVERLONG_INSTANCE, f"{size} chars > {cfg.max_chars}", size)
+    if cfg.require_output:
+        for name, text in _replies(record):
+            if not text.strip():
+                return Verdict.drop(Reason.EMPTY_OUTPUT, "" if name == "output" else name)
+    if record.messages:
+        sizes = [(name, len(text)) for name, text in record.texts()]
+        name, size = max(sizes, key=lambda s: s[1])
+        if size > cfg.max_chars:
+            return Verdict.drop(Reason.OVERLONG_INSTANCE,
+                                f"{name}: {size} chars > {cfg.max_chars}", size)
+    else:
+        size = len(record.instruction) + len(record.input) + len(record.output)
+        if size > cfg.max_chars:
+            return Verdict.drop(Reason.OVERLONG_INSTANCE, f"{size} chars > {cfg.max_chars}",
+                                size)
     if cfg.pattern is not None:
-        for text in (record.instruction, record.input, record.output):
+        for name, text in record.texts():
             hit = cfg.pattern.search(text)
             if hit:
-                return Verdict.drop(Reason.ILLEGAL_WORD, hit.group(0).lower())
+                where = f" in {name}" if record.messages else ""
+                return Verdict.drop(Reason.ILLEGAL_WORD, hit.group(0).lower() + where)
     return Verdict.ok(size)
 
 

@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                           "so a rerun that replaces the run keeps it)")
     export_p.add_argument("--with-provenance", action="store_true",
                           help="add meta: {id, generator, prompt_ref} to every item")
+    export_p.add_argument("--first-exchange", action="store_true",
+                          help="alpaca only: keep the first exchange of each dialogue "
+                               "(without it, a run holding dialogues is refused)")
     review_p = sub.add_parser(
         "review", help="review a finished run's audit sample in a browser (good/bad/skip)",
         epilog="Serves the page on 127.0.0.1 until Ctrl-C; verdicts are appended to "
@@ -268,12 +271,16 @@ def _review(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from pipelines.outputs.export import export
+    from pipelines.outputs.export import export_counted
 
-    path, count = export(Path(args.output_dir), args.format,
-                         Path(args.output) if args.output else None,
-                         with_provenance=args.with_provenance)
+    path, count, cut = export_counted(Path(args.output_dir), args.format,
+                                      Path(args.output) if args.output else None,
+                                      with_provenance=args.with_provenance,
+                                      first_exchange=args.first_exchange)
     print(f"instructbeam: wrote {count} {args.format} records to {path}")
+    if cut:
+        print(f"instructbeam: warning: {cut} dialogues kept only their first exchange "
+              "(Alpaca has no turns)", file=sys.stderr)
     return 0
 
 

@@ -122,6 +122,8 @@ INPUT_PATHS: Final[dict[str, PathField]] = {
     "filters.rules.illegal_words_file": PathField(),
     "filters.scorers.classifier.model_dir": PathField(),
     "ultrachat.world.entities_file": PathField(),
+    "ultrachat.personas_file": PathField(),
+    "ultrachat.materials.content_types_file": PathField(),
     # relative to the working directory, as before: moving it would orphan existing caches
     "cache.dir": PathField(near_config=False),
     # a model id, or a local weights folder (vLLM reads it relative to the working directory)

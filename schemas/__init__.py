@@ -11,10 +11,12 @@ from schemas.records import (
     Message,
     RejectedRecord,
     content_hash,
+    exchanges,
     from_row,
     rejected_from_row,
     stable_id,
     to_row,
+    turn_name,
 )
 
 __all__ = [
@@ -28,8 +30,10 @@ __all__ = [
     "Reason",
     "RejectedRecord",
     "content_hash",
+    "exchanges",
     "from_row",
     "rejected_from_row",
     "stable_id",
     "to_row",
+    "turn_name",
 ]

@@ -79,4 +79,6 @@ class Reason(StrEnum):
     REPEATED_TURN = "repeated_turn"  # ROUGE-L to an earlier turn above the threshold
     TURN_TRUNCATED = "turn_truncated"  # a turn stopped at max_tokens (finish_reason length)
     REFUSAL = "refusal"  # the assistant turn matches a refusal template
+    SPEAKER_LABEL = "speaker_label"  # a turn holds a "User:"/"Assistant:" line: both sides
+    TURN_LOOP = "turn_loop"  # a turn repeats one passage over and over (a generation loop)
     CONTEXT_EXCEEDED = "context_exceeded"  # not even the first round fits the context

@@ -110,8 +110,46 @@ class InstructionRecord:
     dialogue_end: str | None = None  # "rounds_reached" | "context_full" | why it stopped
     turn_generators: tuple[str, ...] | None = None  # per message: the model that wrote it
     turn_finish_reasons: tuple[str, ...] | None = None  # per message ("given": not generated)
+    persona: str | None = None  # the simulated user's personality (drawn per dialogue)
+    content_type: str | None = None  # sector 3: the passage's content type (keyword routing)
     # streaming bootstrap (issue 15): the lane whose loop produced the row (slot = its prompt)
     lane: int | None = None
+
+    def texts(self) -> tuple[tuple[str, str], ...]:
+        """What a filter reads, each text with the name a rejection gives it.
+
+        A dialogue (`messages`) is its turns, "turn 3 (user)" and so on: they are its one
+        source of truth, and `instruction`/`input`/`output` only repeat its opening and
+        first reply. Any other row is its instruction, input and output.
+        """
+        if self.messages:
+            return tuple((turn_name(i, m.role), m.content) for i, m in enumerate(self.messages))
+        return (("instruction", self.instruction), ("input", self.input),
+                ("output", self.output))
+
+
+def exchanges(record: InstructionRecord) -> tuple[tuple[str, str, str, str], ...]:
+    """What a scorer rates, as (name, request, context, reply): one per assistant reply of a
+    dialogue (the user turn before it, the conversation before that as plain text), or the
+    row itself (`output`, instruction, input, output)."""
+    if not record.messages:
+        return (("output", record.instruction, record.input, record.output),)
+    out = []
+    for i, m in enumerate(record.messages):
+        if m.role != "assistant":
+            continue
+        asked = record.messages[i - 1].content if i and record.messages[i - 1].role == "user" \
+            else ""
+        history = record.messages[:i - 1] if asked else record.messages[:i]
+        context = "\n".join(f"{h.role.capitalize()}: {h.content}" for h in history)
+        out.append((turn_name(i, "assistant"), asked,
+                    f"Conversation so far:\n{context}" if context else "", m.content))
+    return tuple(out)
+
+
+def turn_name(index: int, role: str) -> str:
+    """How a rejection names a dialogue's turn: 1-based, with its role."""
+    return f"turn {index + 1} ({role})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +236,8 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "dialogue_end": _STRING,
     "turn_generators": _STRINGS,
     "turn_finish_reasons": _STRINGS,
+    "persona": _STRING,
+    "content_type": _STRING,
     "lane": _INT,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {

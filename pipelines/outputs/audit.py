@@ -51,7 +51,8 @@ def audit_line(record: InstructionRecord) -> dict[str, Any]:
                 "derived_from": list(record.derived_from) if record.derived_from else None,
                 "origin": record.origin, "finish_reason": record.finish_reason,
                 "sector": record.sector, "topic": record.topic, "rounds": record.rounds,
-                "dialogue_end": record.dialogue_end,
+                "dialogue_end": record.dialogue_end, "persona": record.persona,
+                "content_type": record.content_type,
                 "tags": list(record.tags) if record.tags else None,
                 "rouge_l_max": None if record.rouge_l_max is None else _number(record.rouge_l_max)}
     line.update({k: v for k, v in optional.items() if v is not None})

@@ -10,8 +10,10 @@ Choices, so that a reader of the file knows what they got:
   instruction as a separate block; a whitespace-only input carries nothing and is left out).
 - A multi-turn row (an UltraChat dialogue, stored in `messages`, or an input dataset read with
   `messages_field`, stored in `conversation`) is exported whole in the ShareGPT and OpenAI
-  formats; Alpaca has no turns, so it gets the row's
-  single-turn view (the first user turn and the reply after it) like every other row.
+  formats. Alpaca has no turns: an Alpaca export of a run holding a row of more than one
+  exchange is refused (naming the row) unless `first_exchange` is set, which writes each
+  row's single-turn view (the first user turn and the reply after it) and counts the rows
+  it cut, so a trainer never loses rounds 2+ without a word.
 - Rows come out in `id` order, whatever the number of shards: each shard is sorted by id when
   written (pipelines/outputs/shards.py), so a k-way merge of record batches gives the global order
   without loading the data. A shard that is not sorted (a file written by another tool) is
@@ -167,12 +169,51 @@ def default_output(run_dir: Path, fmt: str) -> Path:
     return inside(run_dir.parent, f"{run_dir.name}.export", DEFAULT_FILE_NAMES[fmt])
 
 
+def exchanges(row: dict[str, Any]) -> int:
+    """How many user turns a row holds (1 for a single-turn row)."""
+    return max(sum(m["role"] == "user" for m in _messages(row)), 1)
+
+
+class _Cut:
+    """Rows the Alpaca view cut to their first exchange: refused, or counted."""
+
+    def __init__(self, allowed: bool) -> None:
+        self.allowed = allowed
+        self.rows = 0
+
+    def check(self, row: dict[str, Any]) -> dict[str, Any]:
+        n = exchanges(row)
+        if n > 1:
+            if not self.allowed:
+                raise InputError(
+                    f"row {row['id']} is a dialogue of {n} exchanges, and Alpaca has no "
+                    "turns: its export would keep only the first exchange. Export as "
+                    "sharegpt or openai, or pass --first-exchange to keep the first "
+                    "exchange of every dialogue")
+            self.rows += 1
+        return row
+
+
 def export(run_dir: Path, fmt: str, output: Path | None = None, *,
-           with_provenance: bool = False) -> tuple[Path, int]:
-    """Export a run's kept data; returns (file written, items written)."""
+           with_provenance: bool = False, first_exchange: bool = False) -> tuple[Path, int]:
+    """Export a run's kept data; returns (file written, items written). Alpaca of a run with
+    dialogues: refused, or (`first_exchange`) cut, see `export_counted`."""
+    target, count, _ = export_counted(run_dir, fmt, output, with_provenance=with_provenance,
+                                      first_exchange=first_exchange)
+    return target, count
+
+
+def export_counted(run_dir: Path, fmt: str, output: Path | None = None, *,
+                   with_provenance: bool = False, first_exchange: bool = False
+                   ) -> tuple[Path, int, int]:
+    """`export`, also returning how many dialogues the Alpaca view cut to one exchange."""
     if fmt not in FORMATTERS:
         raise InputError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     target = output if output is not None else default_output(run_dir, fmt)
     formatter = FORMATTERS[fmt]
-    items = (formatter(row, with_provenance) for row in iter_rows(run_dir))
-    return target, write_items(target, items, json_lines=fmt == "openai")
+    rows = iter_rows(run_dir)
+    cut = _Cut(first_exchange)
+    if fmt == "alpaca":
+        rows = (cut.check(row) for row in rows)
+    items = (formatter(row, with_provenance) for row in rows)
+    return target, write_items(target, items, json_lines=fmt == "openai"), cut.rows

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 
-from filters.quality import LLM_JUDGE, score_verdict, with_scores
+from filters.quality import LLM_JUDGE, dialogue_scores, score_verdict, with_scores
 from filters.quality_classifier import ClassifierModel, load_classifier
 from filters.quality_judge import JudgeAnswer, clip, judge_schema, parse_judge_answer
 from filters.text_stats import text_stats
@@ -43,7 +43,7 @@ from pipelines.settings import LlmJudgeConfig, SamplingConfig
 from pipelines.transforms.provenance import derive_seed
 from pipelines.transforms.route import FAILED, Routed, RouteVerdicts, count, stage_generator
 from prompts import load_prompt
-from schemas import FailureRecord, InstructionRecord, Reason, stable_id
+from schemas import FailureRecord, InstructionRecord, Reason, exchanges, stable_id
 
 FILTER_NAME = "score"
 # The judge's fields are clipped to this many characters each, so one very long row fits the
@@ -87,22 +87,35 @@ class JudgeModel:
     seed: int
 
 
-def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str
-                  ) -> GenerationRequest:
-    """One greedy chat request rating `record`. The seed comes from the prompt, not the row
-    id, so the same text judged in another run (or step) is a cache hit."""
+def judge_requests(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str
+                   ) -> list[GenerationRequest]:
+    """The judge's requests for a row: one; for a dialogue, one per assistant reply (the user
+    turn as the instruction, the conversation before it as the input), so a bad fourth
+    answer is seen. Each request's `context` names the reply it rates."""
+    turns = exchanges(record)
+    return [judge_request(record, cfg, seed, stage, exchange=None if len(turns) == 1 and
+                          turns[0][0] == "output" else exchange) for exchange in turns]
+
+
+def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str,
+                  exchange: tuple[str, str, str, str] | None = None) -> GenerationRequest:
+    """One greedy chat request rating `record` (or one `exchange` of a dialogue). The seed
+    comes from the prompt, not the row id, so the same text judged in another run (or
+    step) is a cache hit."""
     template = load_prompt("quality", "judge", cfg.prompt_version)
+    turn, instruction, input_text, output = exchange or (
+        None, record.instruction, record.input, record.output)
     prompt = template.render(
-        scale=cfg.scale, instruction=clip(record.instruction, JUDGE_FIELD_CHARS),
-        input=clip(record.input, JUDGE_FIELD_CHARS), output=clip(record.output,
-                                                                 JUDGE_FIELD_CHARS))
+        scale=cfg.scale, instruction=clip(instruction, JUDGE_FIELD_CHARS),
+        input=clip(input_text, JUDGE_FIELD_CHARS), output=clip(output, JUDGE_FIELD_CHARS))
     extra = ({"structured_outputs": {"json": judge_schema(cfg.scale, cfg.max_rationale_chars)}}
              if cfg.structured_output else None)
     return GenerationRequest(
-        request_id=stable_id("quality", LLM_JUDGE, record.id), stage=stage, round=0,
-        subject_id=record.id, prompt=prompt, prompt_ref=template.ref,
+        request_id=stable_id("quality", LLM_JUDGE, record.id, *([turn] if turn else [])),
+        stage=stage, round=0, subject_id=record.id, prompt=prompt, prompt_ref=template.ref,
         sampling=SamplingConfig(max_tokens=cfg.max_tokens, temperature=0.0).as_request(),
-        seed=derive_seed(seed, LLM_JUDGE, stable_id(prompt)), api="chat", extra_body=extra)
+        seed=derive_seed(seed, LLM_JUDGE, stable_id(prompt)), api="chat", extra_body=extra,
+        context=turn)
 
 
 class _ParseAnswerFn(beam.DoFn):
@@ -122,7 +135,7 @@ class _ParseAnswerFn(beam.DoFn):
                                     self._cfg.max_rationale_chars)
         if answer.ok:
             count(self._stage, "ok")
-            yield req.subject_id, answer
+            yield req.subject_id, (req.context or "output", answer)
             return
         count(self._stage, "failed")
         yield beam.pvalue.TaggedOutput(FAILED, FailureRecord(
@@ -136,14 +149,22 @@ class _ParseAnswerFn(beam.DoFn):
 
 def _attach_judgement(element: tuple[str, dict[str, Iterable[Any]]], stage: str
                       ) -> Iterator[InstructionRecord]:
+    """A row's score; a dialogue's is its worst reply's (each reply's kept, named by turn),
+    and only when every reply was judged; the rationale is the worst reply's."""
     _, grouped = element
-    answers: list[JudgeAnswer] = list(grouped["answer"])
+    answers: dict[str, JudgeAnswer] = dict(grouped["answer"])
     for record in grouped["record"]:
         _count_scored(stage)
-        if answers and answers[0].score is not None:  # only parsed answers get here
-            yield with_scores(record, [(LLM_JUDGE, answers[0].score)],
-                              judge_rationale=answers[0].rationale)
-        else:  # its request or its answer is a dead letter: no score, nothing dropped
+        wanted = [turn for turn, *_ in exchanges(record)]
+        if wanted and all(t in answers and answers[t].score is not None for t in wanted):
+            per_turn = [(t, float(answers[t].score)) for t in wanted]  # type: ignore[arg-type]
+            worst = min(per_turn, key=lambda tv: tv[1])[0]
+            rationale = answers[worst].rationale
+            if worst != "output":
+                rationale = f"{worst}: {rationale}"
+            yield with_scores(record, dialogue_scores(LLM_JUDGE, per_turn),
+                              judge_rationale=rationale)
+        else:  # a request or an answer is a dead letter: no score, nothing dropped here
             yield record
 
 
@@ -163,7 +184,7 @@ class LlmJudgeScorer(beam.PTransform):
         judge, cfg, stage = self._judge, self._cfg, self._stage
         answers = (
             records
-            | "Requests" >> beam.Map(judge_request, cfg=cfg, seed=judge.seed, stage=stage)
+            | "Requests" >> beam.FlatMap(judge_requests, cfg=cfg, seed=judge.seed, stage=stage)
             | "Generate" >> stage_generator(judge.handler, judge.identity, judge.recipe)(stage)
         )
         parsed = answers.ok | "Parse" >> beam.ParDo(_ParseAnswerFn(
@@ -193,11 +214,18 @@ class _ClassifyFn(beam.DoFn):
         self._model = load_classifier(self._model_dir)
 
     def process(self, batch: list[InstructionRecord]) -> Iterator[InstructionRecord]:
+        """Every reply scored: a row's one, each assistant turn of a dialogue (the user turn
+        before it as the prompt, no history: the classifier was trained on single turns);
+        a dialogue keeps its worst reply's probability, each reply's named beside it."""
         assert self._model is not None
-        probabilities = self._model.score([(r.instruction, r.input, r.output) for r in batch])
-        for record, p in zip(batch, probabilities, strict=True):
+        turns = [exchanges(r) for r in batch]
+        probabilities = iter(self._model.score([
+            (asked, "" if record.messages else context, reply)
+            for record, ex in zip(batch, turns, strict=True) for _, asked, context, reply in ex]))
+        for record, ex in zip(batch, turns, strict=True):
             _count_scored(self._stage)
-            yield with_scores(record, [(self._model.score_name, float(p))])
+            per_turn = [(name, float(next(probabilities))) for name, *_ in ex]
+            yield with_scores(record, dialogue_scores(self._model.score_name, per_turn))
 
 
 class ClassifierScorer(beam.PTransform):

@@ -136,3 +136,19 @@ def test_not_a_finished_run_or_unknown_format_is_an_input_error(tmp_path):
     run_dir = _run_dir(tmp_path, [[_record("a")]])
     with pytest.raises(InputError, match="unknown export format"):
         export(run_dir, "csv")
+
+
+def test_alpaca_refuses_dialogues_unless_told_to_keep_the_first_exchange(tmp_path):
+    """Issue 24: an Alpaca export of dialogues kept only the first exchange without a word."""
+    from schemas import Message
+
+    turns = (Message("user", "Hi"), Message("assistant", "Hello"), Message("user", "Why?"),
+             Message("assistant", "Because."))
+    run_dir = _run_dir(tmp_path, [[_record("a", "Hi", "", "Hello", messages=turns),
+                                   _record("b")]])
+    with pytest.raises(InputError, match="row a is a dialogue of 2 exchanges"):
+        export(run_dir, "alpaca")
+    assert not (tmp_path / "run.export" / "alpaca.json").exists()
+    path, count = export(run_dir, "alpaca", first_exchange=True)
+    assert count == 2 and json.loads(path.read_text())[0]["output"] == "Hello"
+    assert export(run_dir, "sharegpt")[1] == 2  # whole dialogues: nothing to refuse

@@ -94,6 +94,13 @@ CASES: dict[tuple[str, str, int], dict[str, object]] = {
     ("ultrachat", "user_turn", 1): {"history": [
         {"role": "user", "content": "How do tides work?"},
         {"role": "assistant", "content": "The moon's gravity pulls the oceans."}]},
+    ("ultrachat", "material_instructions", 2): {
+        "n": 5, "passage": "The lighthouse keeper climbed the stairs every evening.",
+        "content_type": "story", "requests": ["continue it", "retell it for a child"]},
+    ("ultrachat", "user_turn", 2): {
+        "persona": "A retired sailor who likes short, practical answers.", "history": [
+            {"role": "user", "content": "How do tides work?"},
+            {"role": "assistant", "content": "The moon's gravity pulls the oceans."}]},
 }
 
 TEMPLATE_IDS = [f"{a}/{n}@v{v}" for a, n, v in CASES]

@@ -3,8 +3,9 @@
 Opening lines: each sector is a chain of list stages (`steps`), each one fan-out of
 requests over the rows of the stage before it (topics -> subtopics -> questions -> derived
 questions; entities -> meta-questions -> specific and extended questions; material types ->
-instructions -> refined; passages -> instructions). All opening lines then go through one
-exact ROUGE-L novelty pass (optionally MinHash near duplicates too) and, if configured, a
+instructions -> refined; passages -> instructions). Opening lines then go through exact
+ROUGE-L novelty: sectors 1 and 2 together, sector 3 per passage (its opening line is request
+and passage; optionally MinHash near duplicates on sectors 1-2) and, if configured, a
 seeded per-sector sample.
 
 Dialogues: Beam has no loops, and a dialogue has at most `max_rounds` rounds, so the rounds
@@ -41,6 +42,7 @@ from pipelines.recipes.ultrachat.stats import DialogueStatistics
 from pipelines.transforms.dataset_input import ReadDataset
 from pipelines.transforms.filter_chain import apply_filters, count_input
 from pipelines.transforms.near_dup import NearDuplicateFilter
+from pipelines.transforms.novelty import FILTER_NAME as NOVELTY_FILTER
 from pipelines.transforms.novelty import NoveltyFilter
 from pipelines.transforms.provenance import Provenance
 from pipelines.transforms.route import Generate, RouteVerdicts, count, stage_generator
@@ -61,9 +63,12 @@ class _Graph:
 
     def expand(self, subjects: beam.PCollection, label: str, stage: str,
                requests: Callable[..., list[GenerationRequest]],
-               judge: Callable[..., list] = steps.judge_list) -> beam.PCollection:
-        """One list stage: a request per subject row, its answer's items judged and routed."""
-        answers = (subjects | f"{label}/Requests" >> beam.FlatMap(requests, cfg=self.cfg)
+               judge: Callable[..., list] = steps.judge_list, **extra: Any
+               ) -> beam.PCollection:
+        """One list stage: a request per subject row, its answer's items judged and routed.
+        `extra`: more keyword arguments of `requests`."""
+        answers = (subjects | f"{label}/Requests" >> beam.FlatMap(requests, cfg=self.cfg,
+                                                                   **extra)
                    | f"{label}/Generate" >> self.generate(stage))
         self.failed.append(answers.failed)
         routed = (answers.ok | f"{label}/Parse" >> beam.FlatMap(judge,
@@ -130,32 +135,57 @@ def writing_openings(p: beam.Pipeline, g: _Graph) -> list[beam.PCollection]:
 def material_openings(p: beam.Pipeline, g: _Graph) -> list[beam.PCollection]:
     """Sector 3: passages of the input dataset -> instructions about each passage."""
     assert g.cfg.input is not None
+    routing = steps.read_routing(g.cfg)
     passages = (p | "Materials/Input" >> ReadDataset(g.cfg.input)
                 | "Materials/CountInput" >> beam.Map(count_input)
-                | "Materials/Passages" >> beam.Map(steps.passage_row, cfg=g.cfg)
+                | "Materials/Passages" >> beam.Map(steps.passage_row, cfg=g.cfg,
+                                                  routing=routing)
                 | "Materials/Bounds" >> RouteVerdicts(steps.STAGE_PASSAGES, "passage_words"))
     g.rejected.append(passages.rejected)
     return [g.expand(passages.kept, "Materials/Instructions", steps.STAGE_MATERIAL,
-                     steps.material_requests)]
+                     steps.material_requests, routing=routing)]
+
+
+def _is_material(record: InstructionRecord, partitions: int) -> int:
+    return int(record.sector == steps.MATERIALS)
+
+
+def dedup_openings(openings: beam.PCollection, g: _Graph) -> beam.PCollection:
+    """ROUGE-L novelty over the opening lines of sectors 1 and 2 together; sector 3's
+    requests per passage (`steps.dedup_passage_requests`: its opening line is request +
+    passage). Both count in the `ultrachat_openings` stage."""
+    threshold = g.cfg.ultrachat.opening_threshold
+    split = openings | "Openings/BySource" >> beam.Partition(_is_material, 2)
+    routed = split[0] | "Openings/Novelty" >> NoveltyFilter(
+        threshold=threshold, order_by=steps.opening_order, stage=steps.STAGE_OPENINGS)
+    per_passage = (split[1] | "Openings/ByPassage" >> beam.Map(
+                       lambda r: (steps.passage_key(r), r))
+                   | "Openings/PassageGroup" >> beam.GroupByKey()
+                   | "Openings/PassageNovelty" >> beam.FlatMap(
+                       lambda kv, t: steps.dedup_passage_requests(kv[1], t), threshold)
+                   | "Openings/PassageRoute" >> RouteVerdicts(steps.STAGE_OPENINGS,
+                                                                NOVELTY_FILTER))
+    g.rejected += [routed.rejected, per_passage.rejected]
+    return (routed.kept, per_passage.kept) | "Openings/Novel" >> beam.Flatten()
 
 
 def select_openings(openings: beam.PCollection, g: _Graph) -> beam.PCollection:
     """Dedup the opening lines (ROUGE-L novelty; MinHash optionally) and sample per sector."""
     uc = g.cfg.ultrachat
     if uc.dedup_openings:
-        routed = openings | "Openings/Novelty" >> NoveltyFilter(
-            threshold=uc.opening_threshold, order_by=steps.opening_order,
-            stage=steps.STAGE_OPENINGS)
-        openings = routed.kept
-        g.rejected.append(routed.rejected)
+        openings = dedup_openings(openings, g)
     if uc.near_dup_openings:
+        # On the request alone, so sector 3 (request + passage) is left to the per-passage
+        # ROUGE-L pass: the same generic request over two passages is no duplicate.
+        split = openings | "Openings/NearDupSource" >> beam.Partition(_is_material, 2)
+        openings, materials = split[0], split[1]
         nd = g.cfg.filters.near_dup
         params = MinHashParams(num_perm=nd.num_perm, bands=nd.bands, rows=nd.rows,
                                shingle_size=nd.shingle_size, threshold=nd.threshold,
                                seed=nd.seed, text_fields=("instruction",))
         routed = openings | "Openings/NearDup" >> NearDuplicateFilter(
             params, order_by=steps.opening_order, stage=steps.STAGE_OPENINGS_NEAR_DUP)
-        openings = routed.kept
+        openings = (routed.kept, materials) | "Openings/NearDupAll" >> beam.Flatten()
         g.rejected.append(routed.rejected)
     n = uc.max_dialogues_per_sector
     if n is not None:
@@ -193,7 +223,8 @@ def converse(openings: beam.PCollection, g: _Graph, user: Callable[[int], _Speak
     cfg = g.cfg
     plan = dialogue.budget(cfg)
     rules = dialogue.turn_rules(cfg)
-    live = openings | "Dialogue/Start" >> beam.Map(dialogue.start, cfg=cfg)
+    live = openings | "Dialogue/Start" >> beam.Map(dialogue.start, cfg=cfg,
+                                                   personas=steps.read_personas(cfg))
     done: list[beam.PCollection] = []
     for r in range(1, cfg.ultrachat.max_rounds + 1):
         turns = [("User", dialogue.user_step, user)] if r > 1 else []
@@ -255,7 +286,8 @@ def build(p: beam.Pipeline, ctx: BuildContext[UltraChatRun]) -> RecipeOutputs:
             | "Dialogue/Route" >> RouteVerdicts(dialogue.STAGE_DIALOGUES, "dialogue_turns"))
     dataset, dropped, filter_failed = apply_filters(rows.kept, cfg.filters,
                                                     judge=ctx.judge())
-    report = dataset | "Statistics" >> DialogueStatistics(openings, rows.rejected)
+    report = dataset | "Statistics" >> DialogueStatistics(openings, rows.rejected,
+                                                          cfg.ultrachat.topic_embedding)
     return RecipeOutputs(dataset, rejected=[*g.rejected, rows.rejected, *dropped],
                          failed=[*g.failed, *filter_failed],
                          files={"reports": (report, WriteReports)})

@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from filters.ultrachat import DEFAULT_DRIFT_OPENERS, DEFAULT_REFUSALS
+from filters.tag_embeddings import EMBEDDERS
+from filters.ultrachat import (
+    DEFAULT_DRIFT_OPENERS,
+    DEFAULT_DRIFT_PHRASES,
+    DEFAULT_REFUSALS,
+    DEFAULT_SPEAKER_LABELS,
+)
 from pipelines.settings import GeneratorConfig, RunSettings, SamplingConfig, check
 
 # The paper's counts (sector 1: questions about the world; 2: creation and writing;
@@ -100,8 +106,17 @@ class MaterialsConfig:
     instructions_per_passage: int = PAPER_PASSAGE_INSTRUCTIONS
     min_passage_words: int = 30
     max_passage_words: int = 400  # the whole passage goes into every prompt of its dialogue
+    # The paper's content-type routing (pipelines/recipes/ultrachat/routing.py): a YAML file
+    # of content types, each with keywords and the kinds of request it suits. None: one
+    # generic request list for any text (prompt material_instructions v1).
+    content_types_file: str | None = None
+    # What the keywords are matched to: the input's `input_field` column (the paper: the
+    # source's URL and title; point input_field at it) and/or the passage itself.
+    match_fields: tuple[Literal["input", "passage"], ...] = ("input",)
 
     def __post_init__(self) -> None:
+        check(bool(self.match_fields) and set(self.match_fields) <= {"input", "passage"},
+              "match_fields", "must be a non-empty list of 'input' and 'passage'")
         check(0 <= self.instructions_per_passage <= 50, "instructions_per_passage",
               "must be in [0, 50]")
         check(1 <= self.min_passage_words <= self.max_passage_words, "min_passage_words",
@@ -132,15 +147,27 @@ class UltraChatConfig:
     user_sampling: SamplingConfig = field(default_factory=_user_sampling)
     assistant_sampling: SamplingConfig = field(default_factory=_assistant_sampling)
     assistant_system_prompt: str = ""  # "": no system message
+    # The user's personality (the paper adds one to the history): one drawn per dialogue,
+    # seeded, from this list and the file's lines (# comments). None given: one fixed role
+    # line for every dialogue (prompt user_turn v1).
+    personas: tuple[str, ...] = ()
+    personas_file: str | None = None
     # The model context, in tokens: None reads --max-model-len from the generators'
     # server_args (no limit known: no check). A round starts only if it fits.
     context_tokens: int | None = None
     context_margin_tokens: int = 192  # the user prompt's role instruction and chat template
     min_kept_rounds: int = 1  # a dialogue the context ended keeps at least this many rounds
+    # Topic diversity in reports/ultrachat.json: the embedder of the kept dialogues' opening
+    # lines (filters/tag_embeddings.py; the MiniLM #InsTag uses); None: not measured.
+    topic_embedding: str | None = "all-minilm-l6-v2"
     # Turn rules (filters/ultrachat.py).
     repeat_threshold: float = 0.9
     drift_openers: tuple[str, ...] = DEFAULT_DRIFT_OPENERS
     refusal_patterns: tuple[str, ...] = DEFAULT_REFUSALS
+    drift_phrases: tuple[str, ...] = DEFAULT_DRIFT_PHRASES  # regexes, anywhere in a user turn
+    loop_repeats: int = 3  # a sentence repeated this often in one turn is a loop; 0: off
+    # A turn line opening "<label>:" is speaker_label; []: off (data that quotes chats).
+    speaker_labels: tuple[str, ...] = DEFAULT_SPEAKER_LABELS
 
     def __post_init__(self) -> None:
         check(1 <= self.min_rounds <= self.max_rounds, "min_rounds",
@@ -149,6 +176,10 @@ class UltraChatConfig:
               f"must be <= {MAX_ROUNDS_LIMIT} (rounds are unrolled into the job graph)")
         check(0.0 < self.opening_threshold <= 1.0, "opening_threshold", "must be in (0, 1]")
         check(0.0 < self.repeat_threshold <= 1.0, "repeat_threshold", "must be in (0, 1]")
+        check(self.topic_embedding is None or self.topic_embedding in EMBEDDERS,
+              "topic_embedding", f"must be one of {sorted(EMBEDDERS)} (or null: off)")
+        check(self.loop_repeats == 0 or self.loop_repeats >= 2, "loop_repeats",
+              "must be 0 (off) or >= 2")
         check(self.max_dialogues_per_sector is None or self.max_dialogues_per_sector >= 1,
               "max_dialogues_per_sector", "must be >= 1 (or null: all)")
         check(self.context_tokens is None or self.context_tokens >= 64, "context_tokens",

@@ -3,8 +3,10 @@
 Source: Ding et al. 2023 (arXiv:2305.14233) §3: two models take turns, one prompted to act as
 the user (the dialogue so far plus a short role instruction: given only the history, the
 paper saw the user model answer like an assistant), the other as the assistant, for 3 to 7
-rounds. Here a dialogue's number of rounds is drawn (seeded) from [min_rounds, max_rounds];
-round 1's user turn is the opening line. Before a round starts, its prompts and answers must
+rounds. With personas configured, the user prompt also carries one user personality, drawn
+per dialogue (seeded), as the paper adds one to the history. Here a dialogue's number of
+rounds is drawn (seeded) from [min_rounds, max_rounds]; round 1's user turn is the opening
+line. Before a round starts, its prompts and answers must
 fit the model context (estimated from the token counts the server reported for the
 dialogue's latest call); a dialogue that would not fit ends there, kept with
 `dialogue_end = context_full` when it has `min_kept_rounds`, else rejected. Each new turn is
@@ -24,16 +26,18 @@ from filters.verdict import Verdict
 from pipelines.generators.backends import BACKENDS, GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.recipes.ultrachat.config import UltraChatRun
+from pipelines.recipes.ultrachat.routing import draw_persona
 from pipelines.recipes.ultrachat.steps import MATERIALS, PROMPTS, RECIPE
 from pipelines.settings import GeneratorConfig
 from pipelines.transforms.provenance import canonical_sampling, derive_seed
-from prompts import load_prompt
+from prompts import PromptTemplate, load_prompt
 from schemas import InstructionRecord, Message, Reason, content_hash, stable_id
 
 STAGE_USER = "ultrachat_user_turn"
 STAGE_ASSISTANT = "ultrachat_assistant_turn"
 STAGE_DIALOGUES = "ultrachat_dialogues"
 USER_PROMPT = (PROMPTS, "user_turn", 1)
+PERSONA_PROMPT = (PROMPTS, "user_turn", 2)  # the same, with the user's personality
 OPENING_PROMPT = (PROMPTS, "material_opening", 1)
 # The assistant sees the dialogue itself (chat messages), not a template.
 ASSISTANT_REF = f"{PROMPTS}/chat_history"
@@ -55,6 +59,7 @@ class Dialogue:
     last_tokens: int = 0  # prompt + completion tokens of the latest call; 0 before one
     end: str | None = None  # ROUNDS_REACHED, CONTEXT_FULL or a rejection reason
     verdict: Verdict | None = None  # set when the dialogue is rejected
+    persona: str | None = None  # the simulated user's personality; None: the fixed line
 
     @property
     def rounds(self) -> int:
@@ -101,7 +106,8 @@ def budget(cfg: UltraChatRun) -> Budget:
 
 def turn_rules(cfg: UltraChatRun) -> TurnRules:
     uc = cfg.ultrachat
-    return TurnRules(uc.repeat_threshold, uc.drift_openers, uc.refusal_patterns)
+    return TurnRules(uc.repeat_threshold, uc.drift_openers, uc.refusal_patterns,
+                     uc.drift_phrases, uc.loop_repeats, uc.speaker_labels)
 
 
 def opening_text(record: InstructionRecord) -> str:
@@ -112,13 +118,21 @@ def opening_text(record: InstructionRecord) -> str:
     return record.instruction
 
 
-def start(record: InstructionRecord, cfg: UltraChatRun) -> Dialogue:
-    """A dialogue from an opening row; its rounds drawn from its id and the run's seed."""
+def start(record: InstructionRecord, cfg: UltraChatRun, personas: tuple[str, ...] = ()
+          ) -> Dialogue:
+    """A dialogue from an opening row; its rounds and its user's persona drawn from its id
+    and the run's seed."""
     uc = cfg.ultrachat
     rounds = random.Random(derive_seed(cfg.seed, "rounds", record.id)).randint(
         uc.min_rounds, uc.max_rounds)
     return Dialogue(record, rounds, (Message("user", opening_text(record)),),
-                    (record.generator or "",), (record.finish_reason or "",))
+                    (record.generator or "",), (record.finish_reason or "",),
+                    persona=draw_persona(personas, cfg.seed, record.id))
+
+
+def user_prompt(d: Dialogue) -> PromptTemplate:
+    """The user simulator's prompt: with the dialogue's persona, or the fixed role line."""
+    return load_prompt(*PERSONA_PROMPT) if d.persona else load_prompt(*USER_PROMPT)
 
 
 def _tokens_so_far(d: Dialogue, margin: int) -> int:
@@ -144,12 +158,13 @@ def user_step(d: Dialogue, round_index: int, cfg: UltraChatRun, plan: Budget
     need = _tokens_so_far(d, plan.margin) + plan.user_max + plan.assistant_max
     if plan.limit is not None and need > plan.limit:
         return _out_of_context(d, need, plan.limit, cfg.ultrachat.min_kept_rounds)
-    template = load_prompt(*USER_PROMPT)
+    template = user_prompt(d)
     request_id = stable_id(RECIPE, STAGE_USER, d.opening.id, round_index)
     history = [{"role": m.role, "content": m.content} for m in d.messages]
+    persona = {"persona": d.persona} if d.persona else {}
     return GenerationRequest(
         request_id=request_id, stage=STAGE_USER, round=round_index, subject_id=d.opening.id,
-        prompt=template.render(history=history), prompt_ref=template.ref,
+        prompt=template.render(history=history, **persona), prompt_ref=template.ref,
         sampling=cfg.ultrachat.user_sampling.as_request(),
         seed=derive_seed(cfg.seed, request_id), api="chat", context=d)
 
@@ -221,7 +236,7 @@ def dialogue_row(d: Dialogue, assistant: GeneratorIdentity, cfg: UltraChatRun
         recipe=RECIPE, stage=STAGE_DIALOGUES, round=d.rounds, instruction=opening.instruction,
         input=opening.input, output=reply, origin="machine", task_id=opening.id,
         generator=assistant.model, generator_revision=assistant.revision,
-        prompt_ref=load_prompt(*USER_PROMPT).ref,
+        prompt_ref=user_prompt(d).ref, persona=d.persona, content_type=opening.content_type,
         sampling=canonical_sampling(cfg.ultrachat.assistant_sampling.as_request()),
         finish_reason=d.finish_reasons[-1] if d.finish_reasons else None,
         messages=d.messages, sector=opening.sector, opening_id=opening.id, topic=opening.topic,

@@ -9,15 +9,15 @@ from pipelines.generators.backends import resolve_identity
 from pipelines.recipes.base import Inputs, Recipe, main_generator
 from pipelines.recipes.ultrachat.build import build
 from pipelines.recipes.ultrachat.config import UltraChatConfig, UltraChatRun
-from pipelines.recipes.ultrachat.steps import read_entities
+from pipelines.recipes.ultrachat.steps import read_entities, read_personas, read_routing
 from pipelines.settings import FieldError, GeneratorConfig
 from pipelines.transforms.dataset_input import validate as validate_input
 
 
 def validate(cfg: UltraChatRun) -> Inputs:
-    """Before anything is written: the entity file and the passages read, every model
-    resolves. Input rows: the given subjects (meta-topics, entities, material types) plus
-    the passages."""
+    """Before anything is written: the entity, persona and content-type files and the
+    passages read, every model resolves. Input rows: the given subjects (meta-topics,
+    entities, material types) plus the passages."""
     uc = cfg.ultrachat
     rows = 0
     if uc.world.enabled:
@@ -28,6 +28,9 @@ def validate(cfg: UltraChatRun) -> Inputs:
         rows += validate_input(cfg.input)
     if uc.user_generator is not None:
         resolve_identity(uc.user_generator)
+    read_personas(cfg)
+    if cfg.input is not None:
+        read_routing(cfg)
     return Inputs(rows, resolve_identity(cfg.generator))
 
 

@@ -15,11 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from filters.novelty import greedy_novelty
 from filters.ultrachat import parse_list, strip_quotes
 from filters.verdict import Verdict
 from pipelines.errors import InputError
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.recipes.ultrachat.config import UltraChatRun
+from pipelines.recipes.ultrachat.routing import (
+    ContentTypes,
+    read_content_types,
+    read_lines,
+)
 from pipelines.transforms.provenance import Provenance, derive_seed
 from prompts import load_prompt
 from schemas import InstructionRecord, Reason, content_hash, stable_id
@@ -93,17 +99,33 @@ def read_entities(cfg: UltraChatRun) -> list[str]:
     return entities
 
 
+def read_personas(cfg: UltraChatRun) -> tuple[str, ...]:
+    """The user simulator's personas: the config's list, then the file's lines."""
+    uc = cfg.ultrachat
+    personas = tuple(p.strip() for p in uc.personas if p.strip())
+    if uc.personas_file:
+        personas += read_lines(uc.personas_file, "ultrachat.personas_file")
+    return personas
+
+
+def read_routing(cfg: UltraChatRun) -> ContentTypes | None:
+    """Sector 3's content-type table, or None (one generic request list)."""
+    path = cfg.ultrachat.materials.content_types_file
+    return read_content_types(path) if path else None
+
+
 def root_row() -> InstructionRecord:
     """The subject of the one meta-topic request (the world as a whole)."""
     return _row(STAGE_TOPICS, WORLD, "", stable_id(RECIPE, "root"))
 
 
 def list_request(parent: InstructionRecord, stage: str, prompt: str, n: int, cfg: UltraChatRun,
-                 kind: str = "", **variables: object) -> list[GenerationRequest]:
+                 kind: str = "", version: int = 1, **variables: object
+                 ) -> list[GenerationRequest]:
     """One request for `n` items about `parent` with prompt `ultrachat/<prompt>` ([] for n=0)."""
     if n <= 0:
         return []
-    template = load_prompt(PROMPTS, prompt, 1)
+    template = load_prompt(PROMPTS, prompt, version)
     request_id = stable_id(RECIPE, stage, parent.id, kind)
     return [GenerationRequest(
         request_id=request_id, stage=stage, round=0, subject_id=parent.id,
@@ -157,10 +179,18 @@ def writing_requests(material: InstructionRecord, cfg: UltraChatRun) -> list[Gen
                         material=material.instruction)
 
 
-def material_requests(passage: InstructionRecord, cfg: UltraChatRun) -> list[GenerationRequest]:
-    return list_request(passage, STAGE_MATERIAL, "material_instructions",
-                        cfg.ultrachat.materials.instructions_per_passage, cfg,
-                        passage=passage.instruction)
+def material_requests(passage: InstructionRecord, cfg: UltraChatRun,
+                      routing: ContentTypes | None = None) -> list[GenerationRequest]:
+    """Requests about one passage: with routing, of the kinds its content type suits
+    (prompt v2); without, from one generic list (v1, the cache keys of earlier runs)."""
+    n = cfg.ultrachat.materials.instructions_per_passage
+    if routing is None:
+        return list_request(passage, STAGE_MATERIAL, "material_instructions", n, cfg,
+                            passage=passage.instruction)
+    kind = next((t for t in routing.types if t.name == passage.content_type), routing.default)
+    return list_request(passage, STAGE_MATERIAL, "material_instructions", n, cfg, version=2,
+                        passage=passage.instruction, content_type=kind.name,
+                        requests=list(kind.requests))
 
 
 def refine_requests(instruction: InstructionRecord, cfg: UltraChatRun
@@ -185,7 +215,8 @@ def _child(ask: ListAsk, request_id: str, position: int, text: str) -> Instructi
     rid = stable_id(RECIPE, ask.stage, request_id, position, text)
     return replace(_row(ask.stage, parent.sector or WORLD, text, rid, task_id=parent.id,
                         topic=topic, passage_id=parent.passage_id, position=position),
-                   input=passage, content_hash=content_hash(text, passage))
+                   input=passage, content_hash=content_hash(text, passage),
+                   content_type=parent.content_type)
 
 
 def _nothing(outcome: GenerationOutcome, ask: ListAsk, provenance: Provenance) -> Judged:
@@ -239,13 +270,18 @@ def judge_refined(outcome: GenerationOutcome, provenance: Provenance) -> list[Ju
     return [(row, Verdict.ok())]
 
 
-def passage_row(record: InstructionRecord, cfg: UltraChatRun) -> Judged:
-    """An input row as a sector-3 passage (its `passage_field`), within the word bounds."""
+def passage_row(record: InstructionRecord, cfg: UltraChatRun,
+                routing: ContentTypes | None = None) -> Judged:
+    """An input row as a sector-3 passage (its `passage_field`), within the word bounds;
+    with routing, its content type from the keywords found in `materials.match_fields`."""
     mat = cfg.ultrachat.materials
     text = (record.output if mat.passage_field == "output" else record.instruction).strip()
     rid = stable_id(RECIPE, STAGE_PASSAGES, record.id)
     row = _row(STAGE_PASSAGES, MATERIALS, text, rid, record.origin, task_id=record.id,
                passage_id=record.id, slot=record.slot, position=record.position)
+    if routing is not None:
+        fields = {"input": record.input, "passage": text}
+        row = replace(row, content_type=routing.route(fields[f] for f in mat.match_fields).name)
     n = len(text.split())
     if not mat.min_passage_words <= n <= mat.max_passage_words:
         return row, Verdict.drop(Reason.PASSAGE_OUT_OF_RANGE, f"{n} words outside "
@@ -257,6 +293,34 @@ def opening_order(record: InstructionRecord) -> tuple[int, str]:
     """The order the opening-line dedup decides in: sector, then id (a fixed shuffle)."""
     return (SECTORS.index(record.sector) if record.sector in SECTORS else len(SECTORS),
             record.id)
+
+
+def passage_key(record: InstructionRecord) -> str:
+    """Which passage a sector-3 opening line is about: the passage's text, not its row id
+    (the same text read twice is one passage)."""
+    return content_hash(record.input)
+
+
+def dedup_passage_requests(requests: Iterable[InstructionRecord], threshold: float
+                           ) -> list[Judged]:
+    """Sector 3's opening-line dedup, within one passage.
+
+    A sector-3 opening line is a request *and* its passage. The same generic request ("Sum up
+    this text") over two passages is two opening lines, and two requests about one passage
+    must not be compared by their shared passage (it would make every pair a duplicate). So
+    the requests about one passage are decided with Self-Instruct's greedy ROUGE-L rule, in
+    `opening_order`, against each other only; across passages nothing is a duplicate.
+    """
+    ordered = sorted(requests, key=opening_order)
+    verdicts = greedy_novelty([r.instruction for r in ordered], (), threshold=threshold)
+    judged = []
+    for row, v in zip(ordered, verdicts, strict=True):
+        row = replace(row, rouge_l_max=v.score if v.most_similar is not None else None,
+                      most_similar=v.most_similar)
+        judged.append((row, Verdict.ok(v.score) if v.accepted else Verdict.drop(
+            Reason.NOT_NOVEL, f"ROUGE-L {v.score:.4f} > {threshold} to a request about the "
+            "same passage", v.score)))
+    return judged
 
 
 def sample_sector(openings: Iterable[InstructionRecord], n: int, seed: int) -> list[Judged]:
