@@ -135,6 +135,13 @@ def test_judge_answers_that_do_not_parse_say_why(text, finish, problem):
     assert not answer.ok and problem in answer.problem
 
 
+@pytest.mark.parametrize("score", ["NaN", "Infinity", "-Infinity", "1e999", '"nan"', '"inf"'])
+def test_judge_scores_that_are_not_finite_are_unparsable_not_a_crash(score):
+    """json reads NaN/Infinity/1e999 as floats; `int(inf)` used to raise and end the run."""
+    answer = parse_judge_answer(f'{{"rationale": "ok", "score": {score}}}', "stop", 5)
+    assert not answer.ok and "no numeric 'score'" in answer.problem
+
+
 def test_judge_rationale_is_bounded():
     long = json.dumps({"rationale": "x" * 500, "score": 3})
     assert len(parse_judge_answer(long, "stop", 5, max_rationale_chars=40).rationale) == 40
