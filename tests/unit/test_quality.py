@@ -71,6 +71,30 @@ def test_unfinished_sentence(text, unfinished):
     assert unfinished_sentence(text) == unfinished
 
 
+@pytest.mark.parametrize("text", [
+    "The total number of items in the list is 42",
+    "It was first released as part of version 3.11.2",
+    "You can read more about it at https://example.com/docs/page",
+    "| name | age | city |\n|---|---|---|\n| Ann | 31 | Oslo |\n| Bob | 42 | Rome |",
+    "Have a wonderful day and enjoy it 😊",
+    "Thanks a lot, see you all soon 👍🏽",
+    "Here is the function you asked for:\n\n    def add(a, b):\n        return a + b",
+])
+def test_finished_answers_without_a_full_stop_are_not_unfinished(text):
+    """Numbers, URLs, table rows, emoji and indented code end answers; they used to count as
+    cut off."""
+    assert unfinished_sentence(text) == 0.0
+
+
+@pytest.mark.parametrize("text", [
+    "The capital of France is Paris and the",
+    "Here is the function you asked for:\n    def add(a, b):\n        return a +",
+    "See the page at https://example.com/docs and then",
+])
+def test_cut_answers_stay_unfinished(text):
+    assert unfinished_sentence(text) == 1.0
+
+
 def test_text_stats_names_every_statistic_in_order():
     names = [n for n, _ in text_stats("Say hi.", "", "Hi there, how are you today?")]
     assert names == ["output_prompt_ratio", "repeated_ngram_share", "non_ascii_share",
