@@ -29,7 +29,7 @@ from schemas.records import normalize_text
 RECIPE: Final = "atomic_tasks"
 # A derived row's `transform`: "<name>@v<N>". A change of rule or wording is a new version.
 REVERSAL: Final = "reversal@v1"
-SIMPLIFICATION: Final = "simplification@v1"
+SIMPLIFICATION: Final = "simplification@v2"  # v2: token-boundary grounding, request check
 RECOMBINATION: Final = "recombination@v1"
 
 
@@ -221,13 +221,54 @@ def parse_subtasks(text: str, finish_reason: str | None, max_subtasks: int) -> P
     return ParsedSubtasks(tuple(subtasks))
 
 
-def judge_subtasks(subtasks: Iterable[Subtask], source: InstructionRecord, grounded: bool
+_TOKEN = re.compile(r"\w+")
+# Words that frame a request without saying what it is about: a sub-task's request is
+# checked against the source request on the rest (its content words).
+_FRAME_WORDS: Final = _DIRECTIVES | frozenset(
+    "a an the of to in on for and or is are be it its this that these those what which who "
+    "how why when where do does please me us you your my i with by from as at each its their "
+    "state say".split())
+# A sub-task's request shares at least this share of its content words with the source
+# request (and input): it asks for a part of what was asked, not for something new.
+MIN_REQUEST_OVERLAP: Final = 0.5
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens (Unicode \\w runs): what "on token boundaries" means here."""
+    return _TOKEN.findall(text.lower())
+
+
+def is_passage(part: Sequence[str], whole: Sequence[str]) -> bool:
+    """Whether `part` is a contiguous run of whole tokens of `whole` ("no" is not in "know")."""
+    n = len(part)
+    if n == 0 or n > len(whole):
+        return False
+    first = part[0]
+    return any(whole[i] == first and list(whole[i:i + n]) == list(part)
+               for i in range(len(whole) - n + 1))
+
+
+def request_overlap(sub_request: str, source: InstructionRecord) -> float:
+    """Share of the sub-task request's content words found in the source request or input
+    (0 when it has none: a request made only of frame words asks for nothing checkable)."""
+    content = [t for t in tokens(sub_request) if t not in _FRAME_WORDS]
+    if not content:
+        return 0.0
+    known = set(tokens(source.instruction)) | set(tokens(source.input))
+    return sum(1 for t in content if t in known) / len(content)
+
+
+def judge_subtasks(subtasks: Iterable[Subtask], source: InstructionRecord, grounded: bool,
+                   min_request_overlap: float = MIN_REQUEST_OVERLAP
                    ) -> list[tuple[Subtask, Verdict]]:
     """Each proposed sub-task kept or dropped. `grounded`: its answer must be a passage of
-    the source answer (whitespace and case aside), so the label comes from the data, as the
-    paper's atomic tasks take theirs from the original annotation, not from the generator."""
+    the source answer on word boundaries (case and punctuation aside), so the label comes
+    from the data, as the paper's atomic tasks take theirs from the original annotation, not
+    from the generator; and its request must be part of the source request (at least
+    `min_request_overlap` of its content words), so the generator cannot invent a task that
+    the source answer merely happens to contain words for."""
     whole = normalize_text(source.instruction)
-    answer = normalize_text(source.output)
+    answer = tokens(source.output)
     seen: set[str] = set()
     judged = []
     for sub in subtasks:
@@ -242,9 +283,14 @@ def judge_subtasks(subtasks: Iterable[Subtask], source: InstructionRecord, groun
             verdict = Verdict.drop(Reason.DUPLICATE_INSTANCE, "same sub-task twice")
         elif normalize_text(sub.output) == key:  # small models echo the sub-task as answer
             verdict = Verdict.drop(Reason.INPUT_EQUALS_OUTPUT, "answer repeats the sub-task")
-        elif grounded and normalize_text(sub.output) not in answer:
+        elif grounded and not is_passage(tokens(sub.output), answer):
             verdict = Verdict.drop(Reason.UNGROUNDED_SUBTASK,
                                    "answer is not a passage of the source answer")
+        elif grounded and (share := request_overlap(sub.instruction, source)
+                           ) < min_request_overlap:
+            verdict = Verdict.drop(Reason.OFF_REQUEST_SUBTASK,
+                                   f"{share:.2f} of its content words in the source request "
+                                   f"< {min_request_overlap}", share)
         else:
             verdict = Verdict.ok()
         seen.add(key)

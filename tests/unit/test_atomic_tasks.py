@@ -178,6 +178,30 @@ def test_subtasks_are_judged_against_the_source_answer():
     assert free[0][1].keep
 
 
+def test_grounding_matches_whole_words_not_substrings():
+    """"no" is not a passage of "I know"; "paris." is one of "... is Paris, a city"."""
+    source = row("Do you know the answer? Is Paris big?", "I know it well: Paris, a big city.")
+    judged = judge_subtasks([Subtask("Do you know the answer?", "no"),
+                             Subtask("Is Paris big?", "Paris a big city")], source, True)
+    assert [v.reason for _, v in judged] == [Reason.UNGROUNDED_SUBTASK, None]
+
+
+def test_a_subtask_request_must_be_part_of_the_source_request():
+    """An answer passage does not make an invented request right: the sub-task must ask for
+    part of what the source asked for (content words), or it is `off_request_subtask`."""
+    source = row("What is the capital of France? How long has it been the capital?",
+                 "Paris is the capital of France. It has been the capital since 987.")
+    judged = judge_subtasks([
+        Subtask("What is the capital of France?", "Paris is the capital of France."),
+        Subtask("Since when has Paris been the capital?", "since 987"),
+        Subtask("Write a poem about bread.", "Paris is the capital"),
+    ], source, grounded=True)
+    assert [v.reason for _, v in judged] == [None, None, Reason.OFF_REQUEST_SUBTASK]
+    assert judged[2][1].score == 0.0
+    free = judge_subtasks([Subtask("Write a poem about bread.", "x")], source, False)
+    assert free[0][1].keep
+
+
 # --- recombination ---------------------------------------------------------------------------
 
 POOL = [row(f"Question number {i}?", f"Answer {i % 7} is the one, said the oracle.", n=i)

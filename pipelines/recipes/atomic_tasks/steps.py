@@ -32,8 +32,8 @@ def simplify_settings(cfg: AtomicTasksConfig) -> SimplifySettings:
         rule=SimplifyRule(min_parts=s.min_parts, max_source_chars=s.max_source_chars,
                           select_all=s.select == "all"),
         max_subtasks=s.max_subtasks, max_subtask_chars=s.max_subtask_chars,
-        grounded=s.grounded, api=s.api, structured_output=s.structured_output,
-        sampling=s.sampling)
+        grounded=s.grounded, min_request_overlap=s.min_request_overlap, api=s.api,
+        structured_output=s.structured_output, sampling=s.sampling)
 
 
 def recombination_rule(cfg: AtomicTasksConfig, seed: int) -> RecombinationRule:
