@@ -14,6 +14,7 @@ Pure functions over records: the Beam shell is pipelines/transforms/atomic_tasks
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from filters.rouge import rouge_l
 from filters.verdict import Verdict
 from schemas import InstructionRecord, Reason, content_hash, stable_id
 from schemas.records import normalize_text
@@ -30,7 +32,7 @@ RECIPE: Final = "atomic_tasks"
 # A derived row's `transform`: "<name>@v<N>". A change of rule or wording is a new version.
 REVERSAL: Final = "reversal@v1"
 SIMPLIFICATION: Final = "simplification@v2"  # v2: token-boundary grounding, request check
-RECOMBINATION: Final = "recombination@v1"
+RECOMBINATION: Final = "recombination@v2"  # v2: distractors too similar to the answer left out
 
 
 def derived_record(sources: Sequence[InstructionRecord], transform: str, stage: str,
@@ -308,6 +310,11 @@ def simplified(source: InstructionRecord, sub: Subtask, part: int, stage: str
 
 CHOOSE_ANSWER: Final = "Choose the answer that fits the request. Reply with its letter only."
 LETTERS: Final = "ABCDEFGHIJ"
+# The scores a multiple-choice row carries: how close its nearest distractor came to the
+# right answer (ROUGE-L F), and the threshold it was drawn under, so a reader of the data can
+# see (and query) how hard and how safe the question is.
+DISTRACTOR_ROUGE_L: Final = "distractor_rouge_l_max"
+DISTRACTOR_THRESHOLD: Final = "distractor_rouge_l_threshold"
 
 
 @dataclass(frozen=True)
@@ -316,10 +323,16 @@ class RecombinationRule:
     group_size: int = 64  # rows per group that distractors are drawn from
     max_option_chars: int = 400
     seed: int = 0
+    # A candidate whose answer has ROUGE-L F > this with the right answer may answer the
+    # request too ("Hi!" and "hi"): it is never shown as a wrong choice. 0.7: Self-Instruct's
+    # novelty threshold, the one used elsewhere in this project.
+    max_distractor_rouge_l: float = 0.7
 
     def __post_init__(self) -> None:
         if not 2 <= self.options <= len(LETTERS):
             raise ValueError(f"options must be in [2, {len(LETTERS)}]")
+        if not 0.0 <= self.max_distractor_rouge_l <= 1.0:
+            raise ValueError("max_distractor_rouge_l must be in [0, 1]")
 
 
 def _draw(*parts: object) -> int:
@@ -368,20 +381,29 @@ def recombine_group(records: Iterable[InstructionRecord], rule: RecombinationRul
             out.append((anchor, verdict, None))
             continue
         own = normalize_text(anchor.output)
-        others = [r for key, r in distinct.items() if key != own]
+        similarity = {key: rouge_l(r.output, anchor.output) for key, r in distinct.items()
+                      if key != own}
+        others = [distinct[key] for key, value in similarity.items()
+                  if value <= rule.max_distractor_rouge_l]
         if len(others) < rule.options - 1:
+            similar = len(similarity) - len(others)
             out.append((anchor, Verdict.drop(
-                Reason.TOO_FEW_OPTIONS, f"{len(others)} other answers < {rule.options - 1}",
-                float(len(others))), None))
+                Reason.TOO_FEW_OPTIONS, f"{len(others)} other answers < {rule.options - 1}"
+                f" ({similar} more with ROUGE-L > {rule.max_distractor_rouge_l:g} to the"
+                " answer left out)", float(len(others))), None))
             continue
         rng = random.Random(_draw(rule.seed, "recombine", anchor.id))
         distractors = rng.sample(others, rule.options - 1)
+        closest = max(similarity[normalize_text(r.output)] for r in distractors)
         shown = [anchor, *distractors]
         rng.shuffle(shown)
         answers = "\n\n".join(f"{LETTERS[i]}. {r.output.strip()}" for i, r in enumerate(shown))
         text = f"Request:\n{_request_text(anchor)}\n\nAnswers:\n{answers}"
         letter = LETTERS[shown.index(anchor)]
-        derived = derived_record([anchor, *distractors], RECOMBINATION, stage, CHOOSE_ANSWER,
-                                 text, letter)
+        derived = dataclasses.replace(
+            derived_record([anchor, *distractors], RECOMBINATION, stage, CHOOSE_ANSWER, text,
+                           letter),
+            scores=((DISTRACTOR_ROUGE_L, closest),
+                    (DISTRACTOR_THRESHOLD, rule.max_distractor_rouge_l)))
         out.append((anchor, Verdict.ok(float(len(others))), derived))
     return out

@@ -11,6 +11,8 @@ import pytest
 
 from filters.atomic_tasks import (
     CHOOSE_ANSWER,
+    DISTRACTOR_ROUGE_L,
+    DISTRACTOR_THRESHOLD,
     RECOMBINATION,
     REVERSAL,
     REVERSE_REQUEST,
@@ -204,8 +206,10 @@ def test_a_subtask_request_must_be_part_of_the_source_request():
 
 # --- recombination ---------------------------------------------------------------------------
 
-POOL = [row(f"Question number {i}?", f"Answer {i % 7} is the one, said the oracle.", n=i)
-        for i in range(30)]
+# Seven answers that share no word (distractors must not be near-copies of the answer).
+_WORDS = ("amber river", "basalt candle", "cobalt violin", "dusty harbor", "emerald pepper",
+          "frozen lantern", "golden saddle")
+POOL = [row(f"Question number {i}?", f"{_WORDS[i % 7]} {i % 7}.", n=i) for i in range(30)]
 
 
 def test_recombination_builds_a_multiple_choice_task_with_lineage():
@@ -247,6 +251,26 @@ def test_recombination_says_why_a_row_gets_no_task():
     more = {r.instruction: v for r, v, _ in recombine_group(
         [*rows, row("Q6?", "third answer", n=6)], rule, "s")}
     assert all(more[q].keep for q in ("Q1?", "Q2?", "Q3?", "Q6?"))
+
+
+def test_distractors_too_similar_to_the_answer_are_left_out_and_the_threshold_recorded():
+    """Two greetings are two right answers: "Hi!" is never a wrong choice for "hi"."""
+    rows = [row("Greet me.", "hi", n=1), row("Say hello.", "Hi!", n=2),
+            row("Name a fruit.", "A ripe banana", n=3), row("Name a metal.", "Iron ore", n=4),
+            row("Name a river.", "The Danube river", n=5)]
+    rule = RecombinationRule(options=3, group_size=5)
+    judged = {r.instruction: (v, d) for r, v, d in recombine_group(rows, rule, "s")}
+    for request, own in (("Greet me.", "Hi!"), ("Say hello.", "hi")):
+        verdict, derived = judged[request]
+        assert verdict.keep and derived is not None
+        others = {r.output for r in rows if r.id in derived.derived_from[1:]}
+        assert own not in others  # the other greeting is never a distractor
+        assert dict(derived.scores)[DISTRACTOR_THRESHOLD] == 0.7
+        assert dict(derived.scores)[DISTRACTOR_ROUGE_L] <= 0.7
+    strict = RecombinationRule(options=5, group_size=5)
+    verdict, _ = {r.instruction: (v, d) for r, v, d in recombine_group(rows, strict, "s")
+                  }["Greet me."]
+    assert verdict.reason == Reason.TOO_FEW_OPTIONS and "ROUGE-L > 0.7" in verdict.detail
 
 
 def test_groups_spread_rows_and_depend_only_on_id_total_and_seed():

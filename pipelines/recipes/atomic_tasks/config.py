@@ -56,11 +56,15 @@ class RecombinationConfig:
     options: int = 4  # answers shown, the right one included
     group_size: int = 64  # rows per seeded group that distractors are drawn from
     max_option_chars: int = 400  # longer answers are neither asked about nor shown
+    # candidates with ROUGE-L F above this to the right answer are never distractors
+    max_distractor_rouge_l: float = 0.7
 
     def __post_init__(self) -> None:
         check(2 <= self.options <= 10, "options", "must be in [2, 10]")
         check(self.group_size >= self.options, "group_size", "must be >= options")
         check(self.max_option_chars >= 1, "max_option_chars", "must be >= 1")
+        check(0.0 <= self.max_distractor_rouge_l <= 1.0, "max_distractor_rouge_l",
+              "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def simplify_settings(cfg: AtomicTasksConfig) -> SimplifySettings:
 def recombination_rule(cfg: AtomicTasksConfig, seed: int) -> RecombinationRule:
     r = cfg.recombination
     return RecombinationRule(options=r.options, group_size=r.group_size,
-                             max_option_chars=r.max_option_chars, seed=seed)
+                             max_option_chars=r.max_option_chars,
+                             max_distractor_rouge_l=r.max_distractor_rouge_l, seed=seed)
 
 
 def transform_accounting(stages: Mapping[str, Mapping[str, Any]], rows_in: int,
