@@ -87,6 +87,14 @@ class JudgeModel:
     seed: int
 
 
+def judge_key(record: InstructionRecord) -> str:
+    """What a judge answer is joined back to its row by: the id *and* every text the judge
+    read, so two rows that share an id (a pipeline that derived or merged rows) each get
+    their own rating, never one rating for both. Rows equal in id and text share a key and,
+    being the same question, the same answer."""
+    return stable_id("judge-row", record.id, record.instruction, record.input, record.output)
+
+
 def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str
                   ) -> GenerationRequest:
     """One greedy chat request rating `record`. The seed comes from the prompt, not the row
@@ -102,11 +110,12 @@ def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, sta
         request_id=stable_id("quality", LLM_JUDGE, record.id), stage=stage, round=0,
         subject_id=record.id, prompt=prompt, prompt_ref=template.ref,
         sampling=SamplingConfig(max_tokens=cfg.max_tokens, temperature=0.0).as_request(),
-        seed=derive_seed(seed, LLM_JUDGE, stable_id(prompt)), api="chat", extra_body=extra)
+        seed=derive_seed(seed, LLM_JUDGE, stable_id(prompt)), api="chat", extra_body=extra,
+        context=judge_key(record))
 
 
 class _ParseAnswerFn(beam.DoFn):
-    """Outcome -> (record id, JudgeAnswer), or a FailureRecord keeping the raw answer.
+    """Outcome -> (judge_key of its row, JudgeAnswer), or a FailureRecord keeping the raw answer.
 
     Counted as its own stage (`<stage>_answer`: in = ok + failed), beside the request stage."""
 
@@ -122,7 +131,7 @@ class _ParseAnswerFn(beam.DoFn):
                                     self._cfg.max_rationale_chars)
         if answer.ok:
             count(self._stage, "ok")
-            yield req.subject_id, answer
+            yield req.context, answer
             return
         count(self._stage, "failed")
         yield beam.pvalue.TaggedOutput(FAILED, FailureRecord(
@@ -170,7 +179,7 @@ class LlmJudgeScorer(beam.PTransform):
             cfg, f"{stage}_answer", judge.recipe, judge.identity.model)).with_outputs(
             FAILED, main="answers")
         scored = (
-            {"record": records | "ById" >> beam.Map(lambda r: (r.id, r)),
+            {"record": records | "ById" >> beam.Map(lambda r: (judge_key(r), r)),
              "answer": parsed.answers}
             | "Join" >> beam.CoGroupByKey()
             | "Attach" >> beam.FlatMap(_attach_judgement, stage=stage)
