@@ -14,9 +14,8 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-CUT_MARK: Final = " [...]"
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _SPACE = re.compile(r"\s+")
 
@@ -33,13 +32,6 @@ def judge_schema(scale: int, max_rationale_chars: int) -> dict[str, Any]:
         "required": ["rationale", "score"],
         "additionalProperties": False,
     }
-
-
-def clip(text: str, max_chars: int) -> str:
-    """`text` cut to `max_chars` characters (marked), so one long row fits the model's
-    context instead of failing its request."""
-    text = text.strip()
-    return text if len(text) <= max_chars else text[:max_chars].rstrip() + CUT_MARK
 
 
 @dataclass(frozen=True, slots=True)

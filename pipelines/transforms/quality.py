@@ -32,9 +32,10 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 
+from filters.judge_fit import CHAT_OVERHEAD_TOKENS, estimate_tokens, fit_fields
 from filters.quality import LLM_JUDGE, score_verdict, with_scores
 from filters.quality_classifier import ClassifierModel, load_classifier
-from filters.quality_judge import JudgeAnswer, clip, judge_schema, parse_judge_answer
+from filters.quality_judge import JudgeAnswer, judge_schema, parse_judge_answer
 from filters.text_stats import text_stats
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
@@ -46,9 +47,6 @@ from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, Reason, stable_id
 
 FILTER_NAME = "score"
-# The judge's fields are clipped to this many characters each, so one very long row fits the
-# model's context (DEFAULT_SERVER_ARGS: 4,096 tokens) instead of failing its request.
-JUDGE_FIELD_CHARS = 3000
 
 
 def _count_scored(stage: str) -> None:
@@ -95,15 +93,25 @@ def judge_key(record: InstructionRecord) -> str:
     return stable_id("judge-row", record.id, record.instruction, record.input, record.output)
 
 
+def judge_fields(record: InstructionRecord, cfg: LlmJudgeConfig, template: Any
+                 ) -> dict[str, str]:
+    """The row's texts as the judge sees them: whole when the prompt fits the model's context
+    (`context_tokens`, less the answer's `max_tokens`, the template and the chat markup),
+    else cut by the tokens that do not fit, with a note in the gap (filters/judge_fit.py)."""
+    fields = {"instruction": record.instruction.strip(), "input": record.input.strip(),
+              "output": record.output.strip()}
+    frame = estimate_tokens(template.render(scale=cfg.scale, instruction="", input="x",
+                                            output=""))
+    budget = cfg.context_tokens - cfg.max_tokens - CHAT_OVERHEAD_TOKENS - frame
+    return fit_fields(fields, budget)[0]
+
+
 def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str
                   ) -> GenerationRequest:
     """One greedy chat request rating `record`. The seed comes from the prompt, not the row
     id, so the same text judged in another run (or step) is a cache hit."""
     template = load_prompt("quality", "judge", cfg.prompt_version)
-    prompt = template.render(
-        scale=cfg.scale, instruction=clip(record.instruction, JUDGE_FIELD_CHARS),
-        input=clip(record.input, JUDGE_FIELD_CHARS), output=clip(record.output,
-                                                                 JUDGE_FIELD_CHARS))
+    prompt = template.render(scale=cfg.scale, **judge_fields(record, cfg, template))
     extra = ({"structured_outputs": {"json": judge_schema(cfg.scale, cfg.max_rationale_chars)}}
              if cfg.structured_output else None)
     return GenerationRequest(

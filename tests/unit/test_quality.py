@@ -3,12 +3,14 @@ filter-chain config (order, score filters)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from filters.judge_fit import ELISION_NOTE, elide, estimate_tokens, fit_fields
 from filters.quality import score_of, score_verdict, with_scores
-from filters.quality_judge import clip, judge_schema, parse_judge_answer
+from filters.quality_judge import judge_schema, parse_judge_answer
 from filters.text_stats import (
     non_ascii_share,
     output_prompt_ratio,
@@ -178,9 +180,33 @@ def test_judge_schema_bounds_score_and_rationale():
     assert list(schema["properties"]) == ["rationale", "score"]
 
 
-def test_clip_marks_a_cut():
-    assert clip("  short ", 10) == "short"
-    assert clip("abcdefghijkl", 5) == "abcde [...]"
+def test_a_row_that_fits_is_sent_whole():
+    fields = {"instruction": "Say hi.", "input": "", "output": "Hi! " * 2000}
+    assert fit_fields(fields, 10_000) == (fields, False)
+
+
+def test_a_long_row_is_cut_by_tokens_keeping_its_end_and_the_judge_is_told():
+    """The old cut kept 3,000 characters and " [...]": the answer then looked unfinished,
+    which the rubric scores 1. Now the short fields stay whole, the long one keeps its start
+    and its end, and the gap says that the pipeline left text out."""
+    answer = "Start of the answer. " + "More detail follows here. " * 2000 + "The end."
+    fields = {"instruction": "Explain it at length.", "input": "", "output": answer}
+    fitted, cut = fit_fields(fields, 3000)
+    assert cut and fitted["instruction"] == fields["instruction"]
+    out = fitted["output"]
+    assert out.startswith("Start of the answer.") and out.endswith("The end.")
+    assert "left out here by the data pipeline" in out and "not a flaw" in out
+    assert sum(estimate_tokens(v) for v in fitted.values()) <= 3000
+    assert estimate_tokens(out) > 2500  # the budget is used, not a fixed character cut
+
+
+def test_elision_counts_tokens_not_characters():
+    chinese = "这是一个很长的回答。" * 1000
+    assert estimate_tokens(chinese) >= 2 * len(chinese)
+    cut = elide(chinese, 500)
+    assert estimate_tokens(cut) <= 500 and ELISION_NOTE.split("{n}")[0] in cut
+    assert elide("short text", 500) == "short text"
+
 
 
 # --- config: score filters and the chain order ----------------------------------------------
@@ -254,3 +280,19 @@ def test_score_filters_load_from_yaml(tmp_path):
     cfg = load_config(path)
     assert cfg.filters.score_filters == (ScoreFilterConfig("repeated_ngram_share", max=0.3),)
     assert cfg.filters.steps() == ("rules", "text_stats", "score_filters")
+
+
+def test_the_judge_request_sends_a_long_answer_whole_when_it_fits_the_context():
+    from pipelines.settings import LlmJudgeConfig
+    from pipelines.transforms.quality import judge_request
+
+    answer = "The answer begins. " + "It explains more. " * 300 + "It ends here."  # 5.4K chars
+    record = InstructionRecord(id="r", content_hash="h", recipe="filter", stage="input",
+                               round=0, instruction="Explain.", output=answer)
+    prompt = judge_request(record, LlmJudgeConfig(enabled=True), 0, "llm_judge").prompt
+    assert prompt.rstrip().endswith("It ends here.") and "[...]" not in prompt
+    huge = dataclasses.replace(record, output=answer * 20)  # ~108K chars: cannot fit 4,096
+    prompt = judge_request(huge, LlmJudgeConfig(enabled=True), 0, "llm_judge").prompt
+    assert prompt.rstrip().endswith("It ends here.")
+    assert "left out here by the data pipeline" in prompt
+    assert estimate_tokens(prompt) <= 4096 - 128
