@@ -169,6 +169,8 @@ class RulesConfig:
     max_chars: int = 8000
     require_output: bool = True
     normalize: bool = True
+    # multi-turn input: reject conversations that open with the assistant's message
+    reject_fragments: bool = True
 
     def __post_init__(self) -> None:
         check(self.max_chars >= 1, "max_chars", "must be >= 1")

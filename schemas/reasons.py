@@ -16,6 +16,7 @@ class Reason(StrEnum):
     UNPARSABLE_RESPONSE = "unparsable_response"
     # Self-Instruct instruction heuristics, in the paper code's order.
     EMPTY_INSTRUCTION = "empty_instruction"
+    CONVERSATION_FRAGMENT = "conversation_fragment"  # opens with the assistant: mid-chat piece
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
     BLACKLISTED_KEYWORD = "blacklisted_keyword"
