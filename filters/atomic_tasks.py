@@ -106,14 +106,21 @@ def judge_reversal(record: InstructionRecord, rule: ReversalRule) -> Verdict:
     return Verdict.ok(ratio)
 
 
+# EcomGPT's "output constraints" of a reversed task: which field of the source it must give.
+REVERSE_REQUEST_CONSTRAINT: Final = "Output only the request (the source task's instruction)."
+REVERSE_INPUT_CONSTRAINT: Final = "Output only the input text (the source task's input)."
+
+
 def reverse(record: InstructionRecord, stage: str) -> InstructionRecord:
     """The reversed task: the old output is the input, the old request the answer."""
     if record.input.strip():
         instruction = REVERSE_INPUT.format(instruction=record.instruction.strip())
-        return derived_record([record], REVERSAL, stage, instruction, record.output,
-                              record.input)
-    return derived_record([record], REVERSAL, stage, REVERSE_REQUEST, record.output,
-                          record.instruction)
+        return dataclasses.replace(
+            derived_record([record], REVERSAL, stage, instruction, record.output,
+                           record.input), output_constraint=REVERSE_INPUT_CONSTRAINT)
+    return dataclasses.replace(
+        derived_record([record], REVERSAL, stage, REVERSE_REQUEST, record.output,
+                       record.instruction), output_constraint=REVERSE_REQUEST_CONSTRAINT)
 
 
 # --- simplification --------------------------------------------------------------------------
@@ -335,6 +342,21 @@ class RecombinationRule:
             raise ValueError("max_distractor_rouge_l must be in [0, 1]")
 
 
+def choice_constraint(options: int) -> str:
+    """EcomGPT's output constraint of a multiple-choice row: one of the letters shown."""
+    letters = list(LETTERS[:options])
+    return f"Reply with one letter only: {', '.join(letters[:-1])} or {letters[-1]}."
+
+
+# EcomGPT's "task description" of each atomic task (the kind of task, not this instance's
+# request): the export's `task_description` for rows a transform derived.
+TASK_DESCRIPTIONS: Final = {
+    "reversal": "Task reversal: recover the request (or the input) a given response answers.",
+    "simplification": "Task simplification: one sub-task of a compound request.",
+    "recombination": "Answer matching: choose the answer that fits the request among several.",
+}
+
+
 def _draw(*parts: object) -> int:
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).hexdigest()
     return int(digest[:12], 16)
@@ -404,6 +426,8 @@ def recombine_group(records: Iterable[InstructionRecord], rule: RecombinationRul
             derived_record([anchor, *distractors], RECOMBINATION, stage, CHOOSE_ANSWER, text,
                            letter),
             scores=((DISTRACTOR_ROUGE_L, closest),
-                    (DISTRACTOR_THRESHOLD, rule.max_distractor_rouge_l)))
+                    (DISTRACTOR_THRESHOLD, rule.max_distractor_rouge_l)),
+            candidate_labels=tuple(LETTERS[:len(shown)]),
+            output_constraint=choice_constraint(len(shown)))
         out.append((anchor, Verdict.ok(float(len(others))), derived))
     return out

@@ -112,6 +112,9 @@ class InstructionRecord:
     turn_finish_reasons: tuple[str, ...] | None = None  # per message ("given": not generated)
     # streaming bootstrap (issue 15): the lane whose loop produced the row (slot = its prompt)
     lane: int | None = None
+    # EcomGPT's instruction format (issue 24): what a transform knows of its task's answer.
+    candidate_labels: tuple[str, ...] | None = None  # the answers allowed, e.g. ("A", "B")
+    output_constraint: str | None = None  # what the output must be, in one sentence
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,8 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "turn_generators": _STRINGS,
     "turn_finish_reasons": _STRINGS,
     "lane": _INT,
+    "candidate_labels": _STRINGS,
+    "output_constraint": _STRING,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,
