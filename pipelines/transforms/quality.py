@@ -47,6 +47,9 @@ from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, Reason, stable_id
 
 FILTER_NAME = "score"
+# The judge's context when neither the config nor the server's arguments say
+# (DEFAULT_SERVER_ARGS: `--max-model-len 4096`).
+DEFAULT_JUDGE_CONTEXT = 4096
 
 
 def _count_scored(stage: str) -> None:
@@ -83,6 +86,7 @@ class JudgeModel:
     identity: GeneratorIdentity
     recipe: str
     seed: int
+    context_tokens: int | None = None  # the served model's context, when the run knows it
 
 
 def judge_key(record: InstructionRecord) -> str:
@@ -102,7 +106,8 @@ def judge_fields(record: InstructionRecord, cfg: LlmJudgeConfig, template: Any
               "output": record.output.strip()}
     frame = estimate_tokens(template.render(scale=cfg.scale, instruction="", input="x",
                                             output=""))
-    budget = cfg.context_tokens - cfg.max_tokens - CHAT_OVERHEAD_TOKENS - frame
+    context = cfg.context_tokens or DEFAULT_JUDGE_CONTEXT
+    budget = context - cfg.max_tokens - CHAT_OVERHEAD_TOKENS - frame
     return fit_fields(fields, budget)[0]
 
 
@@ -178,6 +183,8 @@ class LlmJudgeScorer(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> Scored:
         judge, cfg, stage = self._judge, self._cfg, self._stage
+        if cfg.context_tokens is None and judge.context_tokens:  # the server's own limit
+            cfg = dataclasses.replace(cfg, context_tokens=judge.context_tokens)
         answers = (
             records
             | "Requests" >> beam.Map(judge_request, cfg=cfg, seed=judge.seed, stage=stage)

@@ -296,3 +296,22 @@ def test_the_judge_request_sends_a_long_answer_whole_when_it_fits_the_context():
     assert prompt.rstrip().endswith("It ends here.")
     assert "left out here by the data pipeline" in prompt
     assert estimate_tokens(prompt) <= 4096 - 128
+
+
+def test_the_judges_context_comes_from_the_config_or_the_server_it_runs_on():
+    from pipelines.generators.backends import served_context
+    from pipelines.settings import GeneratorConfig
+    from pipelines.transforms.quality import judge_request
+
+    assert served_context(GeneratorConfig()) == 4096  # DEFAULT_SERVER_ARGS
+    big = GeneratorConfig(server_args=("--max-model-len", "32768"))
+    assert served_context(big) == 32768
+    assert served_context(GeneratorConfig(backend="openai", base_url="http://x",
+                                          model="m")) is None
+    answer = "Begin. " + "Words that go on. " * 2500 + "Done."  # ~45K chars: > 4,096 tokens
+    record = InstructionRecord(id="r", content_hash="h", recipe="filter", stage="input",
+                               round=0, instruction="Explain.", output=answer)
+    wide = LlmJudgeConfig(enabled=True, context_tokens=32768)
+    assert judge_request(record, wide, 0, "s").prompt.rstrip().endswith(answer)
+    narrow = judge_request(record, LlmJudgeConfig(enabled=True), 0, "s").prompt
+    assert answer not in narrow and "left out here" in narrow
