@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from filters.rouge import rouge_l
+from filters.rules import is_fragment
 from filters.verdict import Verdict
 from schemas import InstructionRecord, Reason, content_hash, stable_id
 from schemas.records import normalize_text
 
 RECIPE: Final = "atomic_tasks"
 # A derived row's `transform`: "<name>@v<N>". A change of rule or wording is a new version.
-REVERSAL: Final = "reversal@v1"
+REVERSAL: Final = "reversal@v2"  # v2: conversation fragments are not sources
 SIMPLIFICATION: Final = "simplification@v2"  # v2: token-boundary grounding, request check
 RECOMBINATION: Final = "recombination@v2"  # v2: distractors too similar to the answer left out
 
@@ -55,6 +56,15 @@ def derived_record(sources: Sequence[InstructionRecord], transform: str, stage: 
 
 def _words(text: str) -> int:
     return len(text.split())
+
+
+def _fragment(record: InstructionRecord) -> Verdict | None:
+    """A conversation cut from a longer chat (it opens with the assistant's message) is no
+    source: its "request" is a mid-conversation turn that leans on what came before."""
+    if is_fragment(record.conversation):
+        return Verdict.drop(Reason.CONVERSATION_FRAGMENT,
+                            "the conversation opens with the assistant's message")
+    return None
 
 
 # --- reversal --------------------------------------------------------------------------------
@@ -82,6 +92,8 @@ def judge_reversal(record: InstructionRecord, rule: ReversalRule) -> Verdict:
     input (a summary, an extraction) has dropped what would have to be recovered.
     """
     instruction, inp, out = record.instruction.strip(), record.input.strip(), record.output.strip()
+    if fragment := _fragment(record):
+        return fragment
     if not instruction:
         return Verdict.drop(Reason.EMPTY_INSTRUCTION, "no request to recover")
     if not out:
@@ -155,6 +167,8 @@ class SimplifyRule:
 
 def judge_simplification_candidate(record: InstructionRecord, rule: SimplifyRule) -> Verdict:
     """Whether a row goes to the generator to be split; the score is its part count."""
+    if fragment := _fragment(record):
+        return fragment
     if not record.instruction.strip():
         return Verdict.drop(Reason.EMPTY_INSTRUCTION, "no request to split")
     if not record.output.strip():
@@ -369,6 +383,8 @@ def group_of(record_id: str, total: int, rule: RecombinationRule) -> int:
 
 
 def _eligible(record: InstructionRecord, rule: RecombinationRule) -> Verdict:
+    if fragment := _fragment(record):
+        return fragment
     if not record.instruction.strip():
         return Verdict.drop(Reason.EMPTY_INSTRUCTION, "no request to match")
     if not record.output.strip():

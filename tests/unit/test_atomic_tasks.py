@@ -279,3 +279,22 @@ def test_groups_spread_rows_and_depend_only_on_id_total_and_seed():
     assert set(groups) <= {0, 1, 2} and len(set(groups)) > 1
     assert groups == [group_of(r.id, 30, rule) for r in POOL]
     assert {group_of(r.id, 5, rule) for r in POOL} == {0}  # fewer rows than a group: one
+
+
+def test_conversation_fragments_are_no_source_for_any_transform():
+    """A ShareGPT conversation that opens with the assistant's message is a piece of a longer
+    chat: its first user turn leans on what came before, so no transform builds on it."""
+    turns = [{"role": "assistant", "content": "Here is the rest of the list."},
+             {"role": "user", "content": "Now translate all of them into French please."},
+             {"role": "assistant", "content": "Voici la liste complète traduite en français."}]
+    fragment = replace(row("Now translate all of them into French please.",
+                           "Voici la liste complète traduite en français, avec chaque terme."),
+                       conversation=json.dumps(turns))
+    assert judge_reversal(fragment, ReversalRule()).reason == Reason.CONVERSATION_FRAGMENT
+    assert judge_simplification_candidate(fragment, SimplifyRule(select_all=True)
+                                          ).reason == Reason.CONVERSATION_FRAGMENT
+    judged = recombine_group([fragment, *POOL[:6]], RecombinationRule(options=3), "s")
+    assert {r.id: v.reason for r, v, _ in judged}[fragment.id] == Reason.CONVERSATION_FRAGMENT
+    whole = replace(fragment, conversation=json.dumps(turns[1:]))
+    assert judge_reversal(whole, ReversalRule()).keep
+
