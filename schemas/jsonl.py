@@ -46,31 +46,47 @@ def parse_json_line(line: str | bytes, where: str,
 
 
 def iter_json_lines(lines: Iterable[bytes | str], name: str,
-                    error: type[Exception] = JsonLinesError
-                    ) -> Iterator[tuple[int, dict[str, Any]]]:
+                    error: type[Exception] = JsonLinesError, *,
+                    torn: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) for each non-blank line of `lines`.
 
     `lines` must be split at "\\n" only: a binary file's iteration is (`open(p, "rb")`,
     Beam's FileSystems.open); use `split_lines` for text already in memory.
+
+    `torn`: for an append-only log, whose writer may crash mid-line. When given, a last line
+    that has no "\\n" after it and does not parse is not an error: its message goes into
+    `torn` (for the caller to say, and to start its next append on a new line). Without it,
+    or anywhere before the last line, a bad line is `error`.
     """
     for number, line in enumerate(lines, 1):
-        value = parse_json_line(line, f"{name}:{number}", error)
+        where = f"{name}:{number}"
+        try:
+            value = parse_json_line(line, where, error)
+        except Exception as exc:
+            unterminated = not line.endswith(b"\n" if isinstance(line, bytes) else "\n")
+            if torn is None or not isinstance(exc, error) or not unterminated:
+                raise
+            torn.append(f"{exc} (an unfinished last line, set aside)")
+            return
         if value is not None:
             yield number, value
 
 
 def split_lines(data: bytes | str) -> list[Any]:
-    """`data` cut at "\\n" only, never at the other line breaks `splitlines` knows."""
-    return data.split(b"\n" if isinstance(data, bytes) else "\n")
+    """`data` cut after each "\\n" (kept, as a file's iteration keeps it), never at the other
+    line breaks `splitlines` knows."""
+    newline: Any = b"\n" if isinstance(data, bytes) else "\n"
+    parts = data.split(newline)
+    return [part + newline for part in parts[:-1]] + parts[-1:]
 
 
-def read_json_lines(path: Path | str, error: type[Exception] = JsonLinesError
-                    ) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_json_lines(path: Path | str, error: type[Exception] = JsonLinesError, *,
+                    torn: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) per non-blank line of a local file, streamed; a file that cannot
-    be opened is `error` naming it."""
+    be opened is `error` naming it. `torn`: as in `iter_json_lines`."""
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below, after the generator ends
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:
-        yield from iter_json_lines(handle, str(path), error)
+        yield from iter_json_lines(handle, str(path), error, torn=torn)

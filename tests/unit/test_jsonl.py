@@ -19,7 +19,7 @@ from pipelines.recipes.self_instruct.seeds import read_seed_tasks
 from pipelines.transforms.bootstrap_loop import DecidedPrompt
 from pipelines.transforms.dataset_input import iter_rows
 from pipelines.transforms.lane_journal import LaneJournal
-from schemas.jsonl import JsonLinesError, iter_json_lines, read_json_lines
+from schemas.jsonl import JsonLinesError, iter_json_lines, read_json_lines, split_lines
 
 SEP = "\u2028"
 ODD_BREAKS = "a\u2028b\u2029c\x85d\x0be\x0cf\x1cg\x1dh\x1ei"
@@ -87,3 +87,27 @@ def test_a_lane_journal_keeps_decisions_whose_text_holds_a_line_separator(tmp_pa
         journal.record(i, d)
     journal.flush()
     assert LaneJournal(str(tmp_path), "lane").entries == decided
+
+
+def test_a_torn_last_line_of_a_log_is_set_aside_when_the_caller_asks(tmp_path):
+    """For append-only logs (review verdicts): a crash mid-write leaves a last line without
+    its newline; the caller may ask for it to be set aside and said, not fatal."""
+    path = tmp_path / "verdicts.jsonl"
+    path.write_bytes(b'{"id": "a"}\n{"id": "b", "verd')
+    torn: list[str] = []
+    assert list(read_json_lines(path, torn=torn)) == [(1, {"id": "a"})]
+    assert len(torn) == 1 and "verdicts.jsonl:2: malformed JSON" in torn[0]
+    with pytest.raises(JsonLinesError, match="verdicts.jsonl:2"):  # not asked: an error
+        list(read_json_lines(path))
+    path.write_bytes(b'{"id": "a", "v\n{"id": "b"}')  # a bad line inside is never torn
+    with pytest.raises(JsonLinesError, match="verdicts.jsonl:1"):
+        list(read_json_lines(path, torn=[]))
+
+
+def test_text_in_memory_splits_like_a_file():
+    data = '{"a": "x\u2028y"}\n{"b": 1'
+    assert split_lines(data) == ['{"a": "x\u2028y"}\n', '{"b": 1']
+    torn: list[str] = []
+    assert list(iter_json_lines(split_lines(data.encode()), "m", torn=torn)) == [
+        (1, {"a": "x\u2028y"})]
+    assert torn and torn[0].startswith("m:2:")
