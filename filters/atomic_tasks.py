@@ -14,6 +14,7 @@ Pure functions over records: the Beam shell is pipelines/transforms/atomic_tasks
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -22,15 +23,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from filters.rouge import rouge_l
+from filters.rules import is_fragment
 from filters.verdict import Verdict
 from schemas import InstructionRecord, Reason, content_hash, stable_id
 from schemas.records import normalize_text
 
 RECIPE: Final = "atomic_tasks"
 # A derived row's `transform`: "<name>@v<N>". A change of rule or wording is a new version.
-REVERSAL: Final = "reversal@v1"
-SIMPLIFICATION: Final = "simplification@v1"
-RECOMBINATION: Final = "recombination@v1"
+REVERSAL: Final = "reversal@v2"  # v2: conversation fragments are not sources
+SIMPLIFICATION: Final = "simplification@v2"  # v2: token-boundary grounding, request check
+RECOMBINATION: Final = "recombination@v2"  # v2: distractors too similar to the answer left out
 
 
 def derived_record(sources: Sequence[InstructionRecord], transform: str, stage: str,
@@ -53,6 +56,15 @@ def derived_record(sources: Sequence[InstructionRecord], transform: str, stage: 
 
 def _words(text: str) -> int:
     return len(text.split())
+
+
+def _fragment(record: InstructionRecord) -> Verdict | None:
+    """A conversation cut from a longer chat (it opens with the assistant's message) is no
+    source: its "request" is a mid-conversation turn that leans on what came before."""
+    if is_fragment(record.conversation):
+        return Verdict.drop(Reason.CONVERSATION_FRAGMENT,
+                            "the conversation opens with the assistant's message")
+    return None
 
 
 # --- reversal --------------------------------------------------------------------------------
@@ -80,6 +92,8 @@ def judge_reversal(record: InstructionRecord, rule: ReversalRule) -> Verdict:
     input (a summary, an extraction) has dropped what would have to be recovered.
     """
     instruction, inp, out = record.instruction.strip(), record.input.strip(), record.output.strip()
+    if fragment := _fragment(record):
+        return fragment
     if not instruction:
         return Verdict.drop(Reason.EMPTY_INSTRUCTION, "no request to recover")
     if not out:
@@ -104,14 +118,21 @@ def judge_reversal(record: InstructionRecord, rule: ReversalRule) -> Verdict:
     return Verdict.ok(ratio)
 
 
+# EcomGPT's "output constraints" of a reversed task: which field of the source it must give.
+REVERSE_REQUEST_CONSTRAINT: Final = "Output only the request (the source task's instruction)."
+REVERSE_INPUT_CONSTRAINT: Final = "Output only the input text (the source task's input)."
+
+
 def reverse(record: InstructionRecord, stage: str) -> InstructionRecord:
     """The reversed task: the old output is the input, the old request the answer."""
     if record.input.strip():
         instruction = REVERSE_INPUT.format(instruction=record.instruction.strip())
-        return derived_record([record], REVERSAL, stage, instruction, record.output,
-                              record.input)
-    return derived_record([record], REVERSAL, stage, REVERSE_REQUEST, record.output,
-                          record.instruction)
+        return dataclasses.replace(
+            derived_record([record], REVERSAL, stage, instruction, record.output,
+                           record.input), output_constraint=REVERSE_INPUT_CONSTRAINT)
+    return dataclasses.replace(
+        derived_record([record], REVERSAL, stage, REVERSE_REQUEST, record.output,
+                       record.instruction), output_constraint=REVERSE_REQUEST_CONSTRAINT)
 
 
 # --- simplification --------------------------------------------------------------------------
@@ -146,6 +167,8 @@ class SimplifyRule:
 
 def judge_simplification_candidate(record: InstructionRecord, rule: SimplifyRule) -> Verdict:
     """Whether a row goes to the generator to be split; the score is its part count."""
+    if fragment := _fragment(record):
+        return fragment
     if not record.instruction.strip():
         return Verdict.drop(Reason.EMPTY_INSTRUCTION, "no request to split")
     if not record.output.strip():
@@ -221,13 +244,54 @@ def parse_subtasks(text: str, finish_reason: str | None, max_subtasks: int) -> P
     return ParsedSubtasks(tuple(subtasks))
 
 
-def judge_subtasks(subtasks: Iterable[Subtask], source: InstructionRecord, grounded: bool
+_TOKEN = re.compile(r"\w+")
+# Words that frame a request without saying what it is about: a sub-task's request is
+# checked against the source request on the rest (its content words).
+_FRAME_WORDS: Final = _DIRECTIVES | frozenset(
+    "a an the of to in on for and or is are be it its this that these those what which who "
+    "how why when where do does please me us you your my i with by from as at each its their "
+    "state say".split())
+# A sub-task's request shares at least this share of its content words with the source
+# request (and input): it asks for a part of what was asked, not for something new.
+MIN_REQUEST_OVERLAP: Final = 0.5
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens (Unicode \\w runs): what "on token boundaries" means here."""
+    return _TOKEN.findall(text.lower())
+
+
+def is_passage(part: Sequence[str], whole: Sequence[str]) -> bool:
+    """Whether `part` is a contiguous run of whole tokens of `whole` ("no" is not in "know")."""
+    n = len(part)
+    if n == 0 or n > len(whole):
+        return False
+    first = part[0]
+    return any(whole[i] == first and list(whole[i:i + n]) == list(part)
+               for i in range(len(whole) - n + 1))
+
+
+def request_overlap(sub_request: str, source: InstructionRecord) -> float:
+    """Share of the sub-task request's content words found in the source request or input
+    (0 when it has none: a request made only of frame words asks for nothing checkable)."""
+    content = [t for t in tokens(sub_request) if t not in _FRAME_WORDS]
+    if not content:
+        return 0.0
+    known = set(tokens(source.instruction)) | set(tokens(source.input))
+    return sum(1 for t in content if t in known) / len(content)
+
+
+def judge_subtasks(subtasks: Iterable[Subtask], source: InstructionRecord, grounded: bool,
+                   min_request_overlap: float = MIN_REQUEST_OVERLAP
                    ) -> list[tuple[Subtask, Verdict]]:
     """Each proposed sub-task kept or dropped. `grounded`: its answer must be a passage of
-    the source answer (whitespace and case aside), so the label comes from the data, as the
-    paper's atomic tasks take theirs from the original annotation, not from the generator."""
+    the source answer on word boundaries (case and punctuation aside), so the label comes
+    from the data, as the paper's atomic tasks take theirs from the original annotation, not
+    from the generator; and its request must be part of the source request (at least
+    `min_request_overlap` of its content words), so the generator cannot invent a task that
+    the source answer merely happens to contain words for."""
     whole = normalize_text(source.instruction)
-    answer = normalize_text(source.output)
+    answer = tokens(source.output)
     seen: set[str] = set()
     judged = []
     for sub in subtasks:
@@ -242,9 +306,14 @@ def judge_subtasks(subtasks: Iterable[Subtask], source: InstructionRecord, groun
             verdict = Verdict.drop(Reason.DUPLICATE_INSTANCE, "same sub-task twice")
         elif normalize_text(sub.output) == key:  # small models echo the sub-task as answer
             verdict = Verdict.drop(Reason.INPUT_EQUALS_OUTPUT, "answer repeats the sub-task")
-        elif grounded and normalize_text(sub.output) not in answer:
+        elif grounded and not is_passage(tokens(sub.output), answer):
             verdict = Verdict.drop(Reason.UNGROUNDED_SUBTASK,
                                    "answer is not a passage of the source answer")
+        elif grounded and (share := request_overlap(sub.instruction, source)
+                           ) < min_request_overlap:
+            verdict = Verdict.drop(Reason.OFF_REQUEST_SUBTASK,
+                                   f"{share:.2f} of its content words in the source request "
+                                   f"< {min_request_overlap}", share)
         else:
             verdict = Verdict.ok()
         seen.add(key)
@@ -262,6 +331,11 @@ def simplified(source: InstructionRecord, sub: Subtask, part: int, stage: str
 
 CHOOSE_ANSWER: Final = "Choose the answer that fits the request. Reply with its letter only."
 LETTERS: Final = "ABCDEFGHIJ"
+# The scores a multiple-choice row carries: how close its nearest distractor came to the
+# right answer (ROUGE-L F), and the threshold it was drawn under, so a reader of the data can
+# see (and query) how hard and how safe the question is.
+DISTRACTOR_ROUGE_L: Final = "distractor_rouge_l_max"
+DISTRACTOR_THRESHOLD: Final = "distractor_rouge_l_threshold"
 
 
 @dataclass(frozen=True)
@@ -270,10 +344,31 @@ class RecombinationRule:
     group_size: int = 64  # rows per group that distractors are drawn from
     max_option_chars: int = 400
     seed: int = 0
+    # A candidate whose answer has ROUGE-L F > this with the right answer may answer the
+    # request too ("Hi!" and "hi"): it is never shown as a wrong choice. 0.7: Self-Instruct's
+    # novelty threshold, the one used elsewhere in this project.
+    max_distractor_rouge_l: float = 0.7
 
     def __post_init__(self) -> None:
         if not 2 <= self.options <= len(LETTERS):
             raise ValueError(f"options must be in [2, {len(LETTERS)}]")
+        if not 0.0 <= self.max_distractor_rouge_l <= 1.0:
+            raise ValueError("max_distractor_rouge_l must be in [0, 1]")
+
+
+def choice_constraint(options: int) -> str:
+    """EcomGPT's output constraint of a multiple-choice row: one of the letters shown."""
+    letters = list(LETTERS[:options])
+    return f"Reply with one letter only: {', '.join(letters[:-1])} or {letters[-1]}."
+
+
+# EcomGPT's "task description" of each atomic task (the kind of task, not this instance's
+# request): the export's `task_description` for rows a transform derived.
+TASK_DESCRIPTIONS: Final = {
+    "reversal": "Task reversal: recover the request (or the input) a given response answers.",
+    "simplification": "Task simplification: one sub-task of a compound request.",
+    "recombination": "Answer matching: choose the answer that fits the request among several.",
+}
 
 
 def _draw(*parts: object) -> int:
@@ -288,6 +383,8 @@ def group_of(record_id: str, total: int, rule: RecombinationRule) -> int:
 
 
 def _eligible(record: InstructionRecord, rule: RecombinationRule) -> Verdict:
+    if fragment := _fragment(record):
+        return fragment
     if not record.instruction.strip():
         return Verdict.drop(Reason.EMPTY_INSTRUCTION, "no request to match")
     if not record.output.strip():
@@ -322,20 +419,31 @@ def recombine_group(records: Iterable[InstructionRecord], rule: RecombinationRul
             out.append((anchor, verdict, None))
             continue
         own = normalize_text(anchor.output)
-        others = [r for key, r in distinct.items() if key != own]
+        similarity = {key: rouge_l(r.output, anchor.output) for key, r in distinct.items()
+                      if key != own}
+        others = [distinct[key] for key, value in similarity.items()
+                  if value <= rule.max_distractor_rouge_l]
         if len(others) < rule.options - 1:
+            similar = len(similarity) - len(others)
             out.append((anchor, Verdict.drop(
-                Reason.TOO_FEW_OPTIONS, f"{len(others)} other answers < {rule.options - 1}",
-                float(len(others))), None))
+                Reason.TOO_FEW_OPTIONS, f"{len(others)} other answers < {rule.options - 1}"
+                f" ({similar} more with ROUGE-L > {rule.max_distractor_rouge_l:g} to the"
+                " answer left out)", float(len(others))), None))
             continue
         rng = random.Random(_draw(rule.seed, "recombine", anchor.id))
         distractors = rng.sample(others, rule.options - 1)
+        closest = max(similarity[normalize_text(r.output)] for r in distractors)
         shown = [anchor, *distractors]
         rng.shuffle(shown)
         answers = "\n\n".join(f"{LETTERS[i]}. {r.output.strip()}" for i, r in enumerate(shown))
         text = f"Request:\n{_request_text(anchor)}\n\nAnswers:\n{answers}"
         letter = LETTERS[shown.index(anchor)]
-        derived = derived_record([anchor, *distractors], RECOMBINATION, stage, CHOOSE_ANSWER,
-                                 text, letter)
+        derived = dataclasses.replace(
+            derived_record([anchor, *distractors], RECOMBINATION, stage, CHOOSE_ANSWER, text,
+                           letter),
+            scores=((DISTRACTOR_ROUGE_L, closest),
+                    (DISTRACTOR_THRESHOLD, rule.max_distractor_rouge_l)),
+            candidate_labels=tuple(LETTERS[:len(shown)]),
+            output_constraint=choice_constraint(len(shown)))
         out.append((anchor, Verdict.ok(float(len(others))), derived))
     return out

@@ -28,6 +28,7 @@ import numpy as np
 
 from filters.quality import CLASSIFIER
 from filters.tag_embeddings import MINILM, embedder
+from schemas.jsonl import read_json_lines
 
 ARTIFACT: Final = "quality_classifier.v1.json"
 FORMAT: Final = "instructbeam/quality_classifier"
@@ -77,22 +78,10 @@ def _label_line(data: dict[str, Any], where: str) -> Labelled:
 def read_labelled(path: Path) -> list[Labelled]:
     """Labelled rows from one JSONL file: label lines, or review verdict lines (detected by a
     `verdict` field; the last verdict per id wins, `skip` gives no row)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LabelError(f"{path}: cannot read ({exc})") from None
     rows: list[Labelled] = []
     verdicts: dict[str, Labelled | None] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for number, data in read_json_lines(path, LabelError):  # lines end at "\n" only
         where = f"{path}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelError(f"{where}: not JSON ({exc.msg})") from None
-        if not isinstance(data, dict):
-            raise LabelError(f"{where}: each line must be a JSON object")
         if "verdict" not in data:
             rows.append(_label_line(data, where))
             continue

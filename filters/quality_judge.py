@@ -11,11 +11,11 @@ min 4.5 of 5 on the parsed score).
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
-CUT_MARK: Final = " [...]"
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _SPACE = re.compile(r"\s+")
 
@@ -34,13 +34,6 @@ def judge_schema(scale: int, max_rationale_chars: int) -> dict[str, Any]:
     }
 
 
-def clip(text: str, max_chars: int) -> str:
-    """`text` cut to `max_chars` characters (marked), so one long row fits the model's
-    context instead of failing its request."""
-    text = text.strip()
-    return text if len(text) <= max_chars else text[:max_chars].rstrip() + CUT_MARK
-
-
 @dataclass(frozen=True, slots=True)
 class JudgeAnswer:
     """A parsed answer: `score` and `rationale`, or `problem` saying why it did not parse."""
@@ -55,16 +48,20 @@ class JudgeAnswer:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or None: NaN, Infinity and 1e999 (json reads them as float nan/inf)
+    are no rating, and `int(inf)` would raise and take the whole run down with it."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip())
+            number = float(value.strip())
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse_judge_answer(text: str, finish_reason: str | None, scale: int,
@@ -85,7 +82,7 @@ def parse_judge_answer(text: str, finish_reason: str | None, scale: int,
         return JudgeAnswer(None, problem=f"invalid JSON ({exc.msg}){cut}")
     score = _number(data.get("score"))
     if score is None:
-        return JudgeAnswer(None, problem="no numeric 'score'")
+        return JudgeAnswer(None, problem=f"no numeric 'score' (got {data.get('score')!r:.40})")
     if score != int(score) or not 1 <= score <= scale:
         return JudgeAnswer(None, problem=f"score {score:g} is not a whole number in 1..{scale}")
     rationale = data.get("rationale", "")

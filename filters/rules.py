@@ -7,6 +7,7 @@ returns a new record, the check returns a verdict with a reason code and the dec
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field, replace
 
@@ -163,6 +164,9 @@ class RuleConfig:
     max_chars: int = 8000  # instruction + input + output
     require_output: bool = True
     normalize: bool = True
+    # A multi-turn row whose conversation opens with the assistant's message is a fragment
+    # cut from a longer chat (ShareGPT has many): its "first request" is mid-conversation.
+    reject_fragments: bool = True
     pattern: re.Pattern[str] | None = field(init=False, default=None, repr=False,
                                             compare=False)
 
@@ -206,14 +210,28 @@ def _replies(record: InstructionRecord) -> list[tuple[str, str]]:
     return [("output", record.output)]
 
 
+def is_fragment(conversation: str | None) -> bool:
+    """Whether a stored conversation (canonical JSON messages) opens, after any system
+    message, with the assistant's turn: a piece cut from a longer chat, not a dialogue."""
+    if not conversation:
+        return False
+    roles = [m.get("role") for m in json.loads(conversation) if isinstance(m, dict)]
+    first = next((role for role in roles if role != "system"), None)
+    return first == "assistant"
+
+
 def check_rules(record: InstructionRecord, cfg: RuleConfig) -> Verdict:
-    """Empty instruction, empty output, overlong instance, illegal word; first failure decides.
+    """Conversation fragment, empty instruction, empty output, overlong instance, illegal
+    word; first failure decides.
 
     A dialogue is judged turn by turn (`InstructionRecord.texts`) and the failing turn is
     named in the detail: every reply must have text, each turn must fit `max_chars` (the
     dialogue as a whole is bounded by the model context it was generated in; a turn is what
     a trainer's example of one answer holds), and no turn may hold an illegal word.
     """
+    if cfg.reject_fragments and is_fragment(record.conversation):
+        return Verdict.drop(Reason.CONVERSATION_FRAGMENT,
+                            "the conversation opens with the assistant's message")
     if not record.instruction.strip():
         return Verdict.drop(Reason.EMPTY_INSTRUCTION)
     if cfg.require_output:

@@ -12,12 +12,15 @@ same way as on a model's score. None of them decides anything by itself.
 * `non_ascii_share`: non-ASCII characters among the row's non-space characters (a language or
   encoding signal, e.g. for an English-only dataset).
 * `unfinished_sentence`: 1.0 when an output of several words stops where no sentence, list
-  item, quote, bracket or code block ends (a truncated answer), else 0.0.
+  item, quote, bracket or code block ends (a truncated answer), else 0.0. Endings that finish
+  an answer without punctuation count as finished: a number ("... is 42", "version 3.11.2"),
+  a URL, a Markdown table row ("| Ann | 31 |"), an emoji, and an indented code block.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Final
 
@@ -35,6 +38,13 @@ MIN_WORDS_FOR_SENTENCE: Final = 5
 # Markdown emphasis, and the end of a code block or inline code.
 _FINISHED_ENDINGS: Final = frozenset('.!?…:;"\')]}>*`’”»。！？）」』')
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A last token that ends an answer without punctuation: a number (42, 3.11.2, 1,000, 15%,
+# 10:30, 1/2) or a URL.
+_NUMBER_END = re.compile(r"(?:^|\s)[-+$€£(]?\d[\d.,:/%]*\Z")
+_URL_END = re.compile(r"(?:^|\s)<?(?:https?://|www\.)\S+\Z", re.I)
+# What follows an emoji's base character without being one: variation selectors, the zero
+# width joiner, skin tones, tag characters.
+_EMOJI_TAIL = re.compile("[\ufe0e\ufe0f\u200d\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F]+\\Z")
 
 
 def output_prompt_ratio(instruction: str, input_text: str, output: str) -> float:
@@ -70,7 +80,32 @@ def unfinished_sentence(text: str) -> float:
         return 1.0
     if len(_WORD.findall(stripped)) < MIN_WORDS_FOR_SENTENCE:
         return 0.0
-    return 0.0 if stripped[-1] in _FINISHED_ENDINGS else 1.0
+    return 0.0 if _finished(stripped) else 1.0
+
+
+def _finished(stripped: str) -> bool:
+    """Whether `stripped` (no trailing whitespace) ends where an answer may end."""
+    if stripped[-1] in _FINISHED_ENDINGS:
+        return True
+    if _NUMBER_END.search(stripped) or _URL_END.search(stripped):
+        return True
+    last_line = stripped.rsplit("\n", 1)[-1]
+    if last_line.lstrip().startswith("|") and last_line.endswith("|"):  # a table row
+        return True
+    if _indented_code(stripped):
+        return True
+    base = _EMOJI_TAIL.sub("", stripped)
+    return bool(base) and unicodedata.category(base[-1]) == "So"  # an emoji or symbol
+
+
+def _indented_code(stripped: str) -> bool:
+    """The text ends in a Markdown indented code block: its last lines are indented by four
+    spaces or a tab, after a blank line."""
+    lines = stripped.split("\n")
+    i = len(lines) - 1
+    while i > 0 and (lines[i].startswith(("    ", "\t")) or not lines[i].strip()):
+        i -= 1
+    return i < len(lines) - 1 and i >= 0 and not lines[i + 1].strip()
 
 
 def text_stats(instruction: str, input_text: str, output: str) -> Sequence[tuple[str, float]]:

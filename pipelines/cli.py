@@ -63,13 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     report_p = sub.add_parser("report", help="(re)write a finished run's report.html")
     report_p.add_argument("output_dir")
     export_p = sub.add_parser(
-        "export", help="write a finished run's kept data as Alpaca, ShareGPT or OpenAI chat",
+        "export", help="write a finished run's kept data as Alpaca, ShareGPT, OpenAI chat or "
+        "EcomGPT's six-part format",
         epilog="Example: instructbeam export out/self_instruct_demo --format sharegpt")
     export_p.add_argument("output_dir", help="a finished run's output directory")
-    export_p.add_argument("--format", required=True, choices=("alpaca", "sharegpt", "openai"))
+    export_p.add_argument("--format", required=True,
+                          choices=("alpaca", "sharegpt", "openai", "ecomgpt"))
     export_p.add_argument("--output", help="file to write (default: OUTPUT_DIR.export/"
-                          "alpaca.json, sharegpt.json or openai.jsonl, beside the run folder, "
-                          "so a rerun that replaces the run keeps it)")
+                          "alpaca.json, sharegpt.json, openai.jsonl or ecomgpt.jsonl, beside "
+                          "the run folder, so a rerun that replaces the run keeps it)")
     export_p.add_argument("--with-provenance", action="store_true",
                           help="add meta: {id, generator, prompt_ref} to every item")
     export_p.add_argument("--first-exchange", action="store_true",

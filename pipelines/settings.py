@@ -169,6 +169,8 @@ class RulesConfig:
     max_chars: int = 8000
     require_output: bool = True
     normalize: bool = True
+    # multi-turn input: reject conversations that open with the assistant's message
+    reject_fragments: bool = True
 
     def __post_init__(self) -> None:
         check(self.max_chars >= 1, "max_chars", "must be >= 1")
@@ -223,9 +225,16 @@ class LlmJudgeConfig:
     structured_output: bool = True
     max_tokens: int = 128
     max_rationale_chars: int = 200
+    # The judge model's context in tokens; None: the `--max-model-len` of a server the run
+    # starts, else 4096. A row longer than fits is cut by the tokens that do not fit, and the
+    # judge is told where.
+    context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         check(2 <= self.scale <= 10, "scale", "must be in [2, 10]")
+        check(self.context_tokens is None or self.context_tokens >= self.max_tokens + 512,
+              "context_tokens",
+              "must leave at least 512 tokens beside max_tokens for the row")
         check(self.prompt_version >= 1, "prompt_version", "must be >= 1")
         check(self.max_tokens >= 16, "max_tokens", "must be >= 16")
         check(self.max_rationale_chars >= 20, "max_rationale_chars", "must be >= 20")

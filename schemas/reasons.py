@@ -16,6 +16,7 @@ class Reason(StrEnum):
     UNPARSABLE_RESPONSE = "unparsable_response"
     # Self-Instruct instruction heuristics, in the paper code's order.
     EMPTY_INSTRUCTION = "empty_instruction"
+    CONVERSATION_FRAGMENT = "conversation_fragment"  # opens with the assistant: mid-chat piece
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
     BLACKLISTED_KEYWORD = "blacklisted_keyword"
@@ -65,6 +66,7 @@ class Reason(StrEnum):
     NOT_DECOMPOSABLE = "not_decomposable"  # the generator found fewer than two sub-tasks
     NO_USABLE_SUBTASKS = "no_usable_subtasks"  # every sub-task was rejected
     UNGROUNDED_SUBTASK = "ungrounded_subtask"  # its answer is not taken from the source answer
+    OFF_REQUEST_SUBTASK = "off_request_subtask"  # its request is not part of the source request
     SAME_AS_SOURCE = "same_as_source"  # the "sub-task" repeats the whole request
     OPTION_TOO_LONG = "option_too_long"  # too long to be one choice among several
     TOO_FEW_OPTIONS = "too_few_options"  # its group has too few distinct other answers

@@ -114,6 +114,9 @@ class InstructionRecord:
     content_type: str | None = None  # sector 3: the passage's content type (keyword routing)
     # streaming bootstrap (issue 15): the lane whose loop produced the row (slot = its prompt)
     lane: int | None = None
+    # EcomGPT's instruction format (issue 24): what a transform knows of its task's answer.
+    candidate_labels: tuple[str, ...] | None = None  # the answers allowed, e.g. ("A", "B")
+    output_constraint: str | None = None  # what the output must be, in one sentence
 
     def texts(self) -> tuple[tuple[str, str], ...]:
         """What a filter reads, each text with the name a rejection gives it.
@@ -239,6 +242,8 @@ _RECORD_TYPES: Final[dict[str, pa.DataType]] = {
     "persona": _STRING,
     "content_type": _STRING,
     "lane": _INT,
+    "candidate_labels": _STRINGS,
+    "output_constraint": _STRING,
 }
 _REJECTION_TYPES: Final[dict[str, pa.DataType]] = {
     "filter_stage": _STRING,

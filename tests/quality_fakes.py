@@ -18,6 +18,9 @@ def judge_answer(prompt: str) -> str:
     response = prompt.rsplit("\nResponse: ", 1)[1]
     if "GARBLE" in response:
         return "This answer looks pretty good to me, I'd say four-ish."
+    for marker in ("NaN", "Infinity", "1e999"):  # JSON that json.loads reads as nan/inf
+        if f"[score {marker}]" in response:
+            return f'{{"rationale": "Odd.", "score": {marker}}}'
     found = _SCORE.search(response)
     score = int(found.group(1)) if found else 5
     return json.dumps({"rationale": f"Scripted rating of {len(response)} chars.",

@@ -230,3 +230,17 @@ class SharedServer:
 
     def base_url(self) -> str:
         return vllm_server.get_or_start(self._spec, on_event=PROGRESS.note).base_url
+
+
+def served_context(cfg: GeneratorConfig) -> int | None:
+    """The context (`--max-model-len`) of a server we start, from its arguments; None for an
+    endpoint someone else runs, or when the arguments do not say."""
+    if BACKENDS[cfg.backend].remote:
+        return None
+    args = list(cfg.server_args)
+    for i, arg in enumerate(args):
+        if arg == "--max-model-len" and i + 1 < len(args) and args[i + 1].isdigit():
+            return int(args[i + 1])
+        if arg.startswith("--max-model-len=") and arg.split("=", 1)[1].isdigit():
+            return int(arg.split("=", 1)[1])
+    return None

@@ -3,6 +3,8 @@
 - `alpaca`: a JSON list of {"instruction", "input", "output"} (Stanford Alpaca's file shape).
 - `sharegpt`: a JSON list of {"conversations": [{"from": "human", ...}, {"from": "gpt", ...}]}.
 - `openai`: JSON Lines of {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}.
+- `ecomgpt`: JSON Lines in EcomGPT's six parts (task_description, prompt, input,
+  candidate_labels, output_constraints, output): pipelines/outputs/export_ecomgpt.py.
 
 Choices, so that a reader of the file knows what they got:
 - The human / user turn of a single-turn row is `instruction + "\\n\\n" + input` when the input
@@ -42,10 +44,13 @@ import pyarrow.parquet as pq
 
 from pipelines.errors import InputError
 from pipelines.outputs.confine import inside
+from pipelines.outputs.export_ecomgpt import COLUMNS as ECOMGPT_COLUMNS
+from pipelines.outputs.export_ecomgpt import ecomgpt_item
 
-FORMATS: Final = ("alpaca", "sharegpt", "openai")
+FORMATS: Final = ("alpaca", "sharegpt", "openai", "ecomgpt")
 DEFAULT_FILE_NAMES: Final = {"alpaca": "alpaca.json", "sharegpt": "sharegpt.json",
-                             "openai": "openai.jsonl"}
+                             "openai": "openai.jsonl", "ecomgpt": "ecomgpt.jsonl"}
+JSON_LINES_FORMATS: Final = ("openai", "ecomgpt")
 META_FIELDS: Final = ("id", "generator", "prompt_ref")
 _TEXT_FIELDS: Final = ("id", "instruction", "input", "output", "conversation", "messages")
 _SHAREGPT_ROLES: Final = {"user": "human", "assistant": "gpt", "system": "system"}
@@ -94,7 +99,8 @@ def openai_item(row: dict[str, Any], with_provenance: bool = False) -> dict[str,
 
 
 FORMATTERS: Final[dict[str, Callable[[dict[str, Any], bool], dict[str, Any]]]] = {
-    "alpaca": alpaca_item, "sharegpt": sharegpt_item, "openai": openai_item}
+    "alpaca": alpaca_item, "sharegpt": sharegpt_item, "openai": openai_item,
+    "ecomgpt": ecomgpt_item}
 
 
 def data_files(run_dir: Path) -> list[Path]:
@@ -125,7 +131,8 @@ def _shard_rows(path: Path, columns: list[str]) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def iter_rows(run_dir: Path, columns: tuple[str, ...] = _TEXT_FIELDS + META_FIELDS
+def iter_rows(run_dir: Path,
+              columns: tuple[str, ...] = _TEXT_FIELDS + META_FIELDS + ECOMGPT_COLUMNS
               ) -> Iterator[dict[str, Any]]:
     """Every kept row of a run, in global id order (a k-way merge of the sorted shards)."""
     wanted = list(dict.fromkeys(columns))
@@ -216,4 +223,4 @@ def export_counted(run_dir: Path, fmt: str, output: Path | None = None, *,
     if fmt == "alpaca":
         rows = (cut.check(row) for row in rows)
     items = (formatter(row, with_provenance) for row in rows)
-    return target, write_items(target, items, json_lines=fmt == "openai"), cut.rows
+    return target, write_items(target, items, json_lines=fmt in JSON_LINES_FORMATS), cut.rows

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import apache_beam as beam
 
-from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.backends import GeneratorIdentity, served_context
 from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.outputs.info import RecipeInfo
 from pipelines.settings import GeneratorConfig, RunSettings
@@ -68,7 +68,8 @@ class BuildContext(Generic[Cfg]):
         """The run's main generator as the LLM judge; None when the recipe has none."""
         if self.handler is None or self.inputs.identity is None:
             return None
-        return JudgeModel(self.handler, self.inputs.identity, self.cfg.recipe, self.cfg.seed)
+        return JudgeModel(self.handler, self.inputs.identity, self.cfg.recipe, self.cfg.seed,
+                          served_context(self.cfg.generator))
 
 
 # A chained step's graph: the previous step's kept rows in, this step's outputs out. The str

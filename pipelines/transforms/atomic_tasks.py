@@ -28,6 +28,7 @@ from typing import Any, Literal, NamedTuple
 import apache_beam as beam
 
 from filters.atomic_tasks import (
+    MIN_REQUEST_OVERLAP,
     RECIPE,
     RecombinationRule,
     ReversalRule,
@@ -134,6 +135,7 @@ class SimplifySettings:
     max_subtasks: int = 4
     max_subtask_chars: int = 600  # the schema's maxLength per field
     grounded: bool = True  # a sub-task's answer must be a passage of the source answer
+    min_request_overlap: float = MIN_REQUEST_OVERLAP  # grounded: sub-request vs source request
     api: Literal["chat", "completions"] = "chat"
     structured_output: bool = True  # vLLM JSON-schema decoding; needs the server flag
     sampling: SamplingConfig = field(default_factory=simplify_sampling)
@@ -203,7 +205,8 @@ class _ParseFn(beam.DoFn):
                 prompt_sha256=req.prompt_sha256))
             return
         count(self._parse, "ok")
-        judged = judge_subtasks(parsed.subtasks, source, self._settings.grounded)
+        judged = judge_subtasks(parsed.subtasks, source, self._settings.grounded,
+                                self._settings.min_request_overlap)
         if len(judged) < 2:  # a "split" into one part is no split
             judged = [(sub, Verdict.drop(Reason.NOT_DECOMPOSABLE, "fewer than 2 sub-tasks"))
                       for sub, _ in judged]

@@ -30,6 +30,7 @@ from pipelines.settings import InputConfig
 from pipelines.transforms.conversations import canonical, first_exchange, read_messages
 from pipelines.transforms.route import FAILED, count
 from schemas import FailureRecord, InstructionRecord, content_hash, stable_id
+from schemas.jsonl import iter_json_lines
 
 RECIPE = "filter"
 
@@ -133,22 +134,8 @@ def _iter_all_rows(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
                     number += 1
                     yield number, row
         return
-    with _open(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}:{number}: not valid UTF-8 (byte {exc.start})"
-                                 ) from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object")
-            yield number, row
+    with _open(path) as handle:  # binary lines: split at "\n" only
+        yield from iter_json_lines(handle, path, InputError)
 
 
 _CHUNK = 1 << 20

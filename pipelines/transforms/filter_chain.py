@@ -62,7 +62,8 @@ def rule_config(cfg: RulesConfig) -> RuleConfig:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: cannot read the illegal-word list ({exc})") from None
     return RuleConfig(illegal_words=tuple(words), max_chars=cfg.max_chars,
-                      require_output=cfg.require_output, normalize=cfg.normalize)
+                      require_output=cfg.require_output, normalize=cfg.normalize,
+                      reject_fragments=cfg.reject_fragments)
 
 
 def check_scorers(filters: FiltersConfig) -> None:

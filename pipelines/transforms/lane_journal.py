@@ -33,6 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.generators.generation import RecordedFailure
 from pipelines.transforms.bootstrap_loop import DecidedPrompt, Refresh
+from schemas.jsonl import iter_json_lines, split_lines
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class LaneJournal:
         for path in self._segment_paths():
             try:
                 with FileSystems.open(path, compression_type="uncompressed") as handle:
-                    rows = [json.loads(line) for line in handle.read().decode("utf-8")
-                            .splitlines() if line.strip()]
+                    rows = [row for _, row in iter_json_lines(  # "\n" only: texts hold U+2028
+                        split_lines(handle.read()), str(path))]
                 start = int(rows[0]["i"]) if rows else -1
                 if start < 0 or start > len(entries) or any(
                         int(row["i"]) != start + n for n, row in enumerate(rows)):

@@ -32,9 +32,10 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 
+from filters.judge_fit import CHAT_OVERHEAD_TOKENS, estimate_tokens, fit_fields
 from filters.quality import LLM_JUDGE, dialogue_scores, score_verdict, with_scores
 from filters.quality_classifier import ClassifierModel, load_classifier
-from filters.quality_judge import JudgeAnswer, clip, judge_schema, parse_judge_answer
+from filters.quality_judge import JudgeAnswer, judge_schema, parse_judge_answer
 from filters.text_stats import text_stats
 from pipelines.generators.backends import GeneratorIdentity
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
@@ -46,9 +47,9 @@ from prompts import load_prompt
 from schemas import FailureRecord, InstructionRecord, Reason, exchanges, stable_id
 
 FILTER_NAME = "score"
-# The judge's fields are clipped to this many characters each, so one very long row fits the
-# model's context (DEFAULT_SERVER_ARGS: 4,096 tokens) instead of failing its request.
-JUDGE_FIELD_CHARS = 3000
+# The judge's context when neither the config nor the server's arguments say
+# (DEFAULT_SERVER_ARGS: `--max-model-len 4096`).
+DEFAULT_JUDGE_CONTEXT = 4096
 
 
 def _count_scored(stage: str) -> None:
@@ -85,6 +86,30 @@ class JudgeModel:
     identity: GeneratorIdentity
     recipe: str
     seed: int
+    context_tokens: int | None = None  # the served model's context, when the run knows it
+
+
+def judge_key(record: InstructionRecord) -> str:
+    """What a judge answer is joined back to its row by: the id *and* every text the judge
+    read, so two rows that share an id (a pipeline that derived or merged rows) each get
+    their own rating, never one rating for both. Rows equal in id and text share a key and,
+    being the same question, the same answer."""
+    return stable_id("judge-row", record.id, record.instruction, record.input, record.output)
+
+
+def judge_fields(instruction: str, input_text: str, output: str, cfg: LlmJudgeConfig,
+                 template: Any) -> dict[str, str]:
+    """The texts the judge rates (a row's, or one exchange of a dialogue), as it sees them:
+    whole when the prompt fits the model's context (`context_tokens`, less the answer's
+    `max_tokens`, the template and the chat markup), else cut by the tokens that do not fit,
+    with a note in the gap (filters/judge_fit.py)."""
+    fields = {"instruction": instruction.strip(), "input": input_text.strip(),
+              "output": output.strip()}
+    frame = estimate_tokens(template.render(scale=cfg.scale, instruction="", input="x",
+                                            output=""))
+    context = cfg.context_tokens or DEFAULT_JUDGE_CONTEXT
+    budget = context - cfg.max_tokens - CHAT_OVERHEAD_TOKENS - frame
+    return fit_fields(fields, budget)[0]
 
 
 def judge_requests(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, stage: str
@@ -105,9 +130,8 @@ def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, sta
     template = load_prompt("quality", "judge", cfg.prompt_version)
     turn, instruction, input_text, output = exchange or (
         None, record.instruction, record.input, record.output)
-    prompt = template.render(
-        scale=cfg.scale, instruction=clip(instruction, JUDGE_FIELD_CHARS),
-        input=clip(input_text, JUDGE_FIELD_CHARS), output=clip(output, JUDGE_FIELD_CHARS))
+    prompt = template.render(scale=cfg.scale, **judge_fields(
+        instruction, input_text, output, cfg, template))
     extra = ({"structured_outputs": {"json": judge_schema(cfg.scale, cfg.max_rationale_chars)}}
              if cfg.structured_output else None)
     return GenerationRequest(
@@ -115,11 +139,12 @@ def judge_request(record: InstructionRecord, cfg: LlmJudgeConfig, seed: int, sta
         stage=stage, round=0, subject_id=record.id, prompt=prompt, prompt_ref=template.ref,
         sampling=SamplingConfig(max_tokens=cfg.max_tokens, temperature=0.0).as_request(),
         seed=derive_seed(seed, LLM_JUDGE, stable_id(prompt)), api="chat", extra_body=extra,
-        context=turn)
+        context=(judge_key(record), turn or "output"))
 
 
 class _ParseAnswerFn(beam.DoFn):
-    """Outcome -> (record id, JudgeAnswer), or a FailureRecord keeping the raw answer.
+    """Outcome -> (judge_key of its row, (the reply it rates, JudgeAnswer)), or a FailureRecord
+    keeping the raw answer.
 
     Counted as its own stage (`<stage>_answer`: in = ok + failed), beside the request stage."""
 
@@ -135,7 +160,8 @@ class _ParseAnswerFn(beam.DoFn):
                                     self._cfg.max_rationale_chars)
         if answer.ok:
             count(self._stage, "ok")
-            yield req.subject_id, (req.context or "output", answer)
+            key, turn = req.context
+            yield key, (turn, answer)
             return
         count(self._stage, "failed")
         yield beam.pvalue.TaggedOutput(FAILED, FailureRecord(
@@ -182,6 +208,8 @@ class LlmJudgeScorer(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> Scored:
         judge, cfg, stage = self._judge, self._cfg, self._stage
+        if cfg.context_tokens is None and judge.context_tokens:  # the server's own limit
+            cfg = dataclasses.replace(cfg, context_tokens=judge.context_tokens)
         answers = (
             records
             | "Requests" >> beam.FlatMap(judge_requests, cfg=cfg, seed=judge.seed, stage=stage)
@@ -191,7 +219,7 @@ class LlmJudgeScorer(beam.PTransform):
             cfg, f"{stage}_answer", judge.recipe, judge.identity.model)).with_outputs(
             FAILED, main="answers")
         scored = (
-            {"record": records | "ById" >> beam.Map(lambda r: (r.id, r)),
+            {"record": records | "ById" >> beam.Map(lambda r: (judge_key(r), r)),
              "answer": parsed.answers}
             | "Join" >> beam.CoGroupByKey()
             | "Attach" >> beam.FlatMap(_attach_judgement, stage=stage)

@@ -22,6 +22,8 @@ from filters.quality_classifier import (
 from filters.text_stats import TEXT_STATS
 from pipelines.config import RunConfig
 from pipelines.errors import InputError
+from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.handler import GeneratorModelHandler
 from pipelines.run import run
 from pipelines.settings import (
     CacheConfig,
@@ -35,7 +37,7 @@ from pipelines.settings import (
     ScorersConfig,
     TextStatsConfig,
 )
-from pipelines.transforms.quality import ScoreFilter, TextStatsScorer
+from pipelines.transforms.quality import JudgeModel, LlmJudgeScorer, ScoreFilter, TextStatsScorer
 from schemas import InstructionRecord, from_row
 
 ROWS = [
@@ -188,6 +190,45 @@ def test_llm_judge_scores_rows_and_the_score_filter_thresholds(judge, tmp_path):
     body = judge.bodies[0]
     assert body["temperature"] == 0.0 and "messages" in body
     assert body["structured_outputs"]["json"]["properties"]["score"]["maximum"] == 5
+
+
+def test_llm_judge_rows_sharing_an_id_each_get_their_own_score(judge):
+    """The answer is joined back by row (id and text), not by id alone: two rows with one id
+    used to both get one of the two scores."""
+    cfg = GeneratorConfig(backend="openai", base_url=judge.base_url, model="scripted",
+                          max_concurrency=2, timeout_s=5.0, max_attempts=1)
+    identity = GeneratorIdentity("scripted", "r", "scripted")
+    model = JudgeModel(GeneratorModelHandler(cfg, identity, None), identity, "filter", 0)
+    rows = [_record(1, "Fine. [score 2]"), _record(1, "Great. [score 5]"),
+            _record(1, "Great. [score 5]"), _record(2, "Other. [score 3]")]
+    with beam.Pipeline() as p:
+        scored = (p | beam.Create(rows)
+                  | LlmJudgeScorer(model, LlmJudgeConfig(enabled=True))).records
+        assert_that(scored | beam.Map(lambda r: (r.id, r.output, score_of(r, "llm_judge"))),
+                    equal_to([("r1", "Fine. [score 2]", 2.0), ("r1", "Great. [score 5]", 5.0),
+                              ("r1", "Great. [score 5]", 5.0), ("r2", "Other. [score 3]", 3.0)]))
+
+
+def test_llm_judge_non_finite_scores_are_dead_letters_not_a_crash(judge):
+    """`{"score": NaN}` (or Infinity, 1e999) used to raise in the parser and end the run."""
+    cfg = GeneratorConfig(backend="openai", base_url=judge.base_url, model="scripted",
+                          max_concurrency=2, timeout_s=5.0, max_attempts=1)
+    identity = GeneratorIdentity("scripted", "r", "scripted")
+    model = JudgeModel(GeneratorModelHandler(cfg, identity, None), identity, "filter", 0)
+    rows = [_record(1, "A. [score NaN]"), _record(2, "B. [score Infinity]"),
+            _record(3, "C. [score 1e999]"), _record(4, "D. [score 4]")]
+    with beam.Pipeline() as p:
+        scored = (p | beam.Create(rows) | LlmJudgeScorer(model, LlmJudgeConfig(enabled=True)))
+        assert_that(scored.records | beam.Map(lambda r: (r.id, score_of(r, "llm_judge"))),
+                    equal_to([("r1", None), ("r2", None), ("r3", None), ("r4", 4.0)]),
+                    label="Scores")
+        assert_that(scored.failed | beam.Map(lambda f: (f.subject_id, f.error_class,
+                                                        f.message.split("raw answer: ")[1])),
+                    equal_to([("r1", "unparsable_response", '{"rationale": "Odd.", "score": NaN}'),
+                              ("r2", "unparsable_response",
+                               '{"rationale": "Odd.", "score": Infinity}'),
+                              ("r3", "unparsable_response",
+                               '{"rationale": "Odd.", "score": 1e999}')]), label="Failed")
 
 
 def test_llm_judge_answers_come_from_the_cache_on_a_rerun(judge, tmp_path):

@@ -261,4 +261,4 @@ def test_one_schema_for_every_folder(workdir):
     for kind in ("data", "instructions"):
         for shard in sorted((out / kind).glob("*.parquet")):
             assert pq.read_schema(shard).remove_metadata() == RECORD_SCHEMA.remove_metadata()
-    assert len(RECORD_SCHEMA.names) == 54 and "54 columns" in TEXT
+    assert len(RECORD_SCHEMA.names) == 56 and "56 columns" in TEXT

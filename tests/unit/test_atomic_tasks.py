@@ -11,6 +11,8 @@ import pytest
 
 from filters.atomic_tasks import (
     CHOOSE_ANSWER,
+    DISTRACTOR_ROUGE_L,
+    DISTRACTOR_THRESHOLD,
     RECOMBINATION,
     REVERSAL,
     REVERSE_REQUEST,
@@ -178,10 +180,36 @@ def test_subtasks_are_judged_against_the_source_answer():
     assert free[0][1].keep
 
 
+def test_grounding_matches_whole_words_not_substrings():
+    """"no" is not a passage of "I know"; "paris." is one of "... is Paris, a city"."""
+    source = row("Do you know the answer? Is Paris big?", "I know it well: Paris, a big city.")
+    judged = judge_subtasks([Subtask("Do you know the answer?", "no"),
+                             Subtask("Is Paris big?", "Paris a big city")], source, True)
+    assert [v.reason for _, v in judged] == [Reason.UNGROUNDED_SUBTASK, None]
+
+
+def test_a_subtask_request_must_be_part_of_the_source_request():
+    """An answer passage does not make an invented request right: the sub-task must ask for
+    part of what the source asked for (content words), or it is `off_request_subtask`."""
+    source = row("What is the capital of France? How long has it been the capital?",
+                 "Paris is the capital of France. It has been the capital since 987.")
+    judged = judge_subtasks([
+        Subtask("What is the capital of France?", "Paris is the capital of France."),
+        Subtask("Since when has Paris been the capital?", "since 987"),
+        Subtask("Write a poem about bread.", "Paris is the capital"),
+    ], source, grounded=True)
+    assert [v.reason for _, v in judged] == [None, None, Reason.OFF_REQUEST_SUBTASK]
+    assert judged[2][1].score == 0.0
+    free = judge_subtasks([Subtask("Write a poem about bread.", "x")], source, False)
+    assert free[0][1].keep
+
+
 # --- recombination ---------------------------------------------------------------------------
 
-POOL = [row(f"Question number {i}?", f"Answer {i % 7} is the one, said the oracle.", n=i)
-        for i in range(30)]
+# Seven answers that share no word (distractors must not be near-copies of the answer).
+_WORDS = ("amber river", "basalt candle", "cobalt violin", "dusty harbor", "emerald pepper",
+          "frozen lantern", "golden saddle")
+POOL = [row(f"Question number {i}?", f"{_WORDS[i % 7]} {i % 7}.", n=i) for i in range(30)]
 
 
 def test_recombination_builds_a_multiple_choice_task_with_lineage():
@@ -225,9 +253,48 @@ def test_recombination_says_why_a_row_gets_no_task():
     assert all(more[q].keep for q in ("Q1?", "Q2?", "Q3?", "Q6?"))
 
 
+def test_distractors_too_similar_to_the_answer_are_left_out_and_the_threshold_recorded():
+    """Two greetings are two right answers: "Hi!" is never a wrong choice for "hi"."""
+    rows = [row("Greet me.", "hi", n=1), row("Say hello.", "Hi!", n=2),
+            row("Name a fruit.", "A ripe banana", n=3), row("Name a metal.", "Iron ore", n=4),
+            row("Name a river.", "The Danube river", n=5)]
+    rule = RecombinationRule(options=3, group_size=5)
+    judged = {r.instruction: (v, d) for r, v, d in recombine_group(rows, rule, "s")}
+    for request, own in (("Greet me.", "Hi!"), ("Say hello.", "hi")):
+        verdict, derived = judged[request]
+        assert verdict.keep and derived is not None
+        others = {r.output for r in rows if r.id in derived.derived_from[1:]}
+        assert own not in others  # the other greeting is never a distractor
+        assert dict(derived.scores)[DISTRACTOR_THRESHOLD] == 0.7
+        assert dict(derived.scores)[DISTRACTOR_ROUGE_L] <= 0.7
+    strict = RecombinationRule(options=5, group_size=5)
+    verdict, _ = {r.instruction: (v, d) for r, v, d in recombine_group(rows, strict, "s")
+                  }["Greet me."]
+    assert verdict.reason == Reason.TOO_FEW_OPTIONS and "ROUGE-L > 0.7" in verdict.detail
+
+
 def test_groups_spread_rows_and_depend_only_on_id_total_and_seed():
     rule = RecombinationRule(group_size=10, seed=1)
     groups = [group_of(r.id, 30, rule) for r in POOL]
     assert set(groups) <= {0, 1, 2} and len(set(groups)) > 1
     assert groups == [group_of(r.id, 30, rule) for r in POOL]
     assert {group_of(r.id, 5, rule) for r in POOL} == {0}  # fewer rows than a group: one
+
+
+def test_conversation_fragments_are_no_source_for_any_transform():
+    """A ShareGPT conversation that opens with the assistant's message is a piece of a longer
+    chat: its first user turn leans on what came before, so no transform builds on it."""
+    turns = [{"role": "assistant", "content": "Here is the rest of the list."},
+             {"role": "user", "content": "Now translate all of them into French please."},
+             {"role": "assistant", "content": "Voici la liste complète traduite en français."}]
+    fragment = replace(row("Now translate all of them into French please.",
+                           "Voici la liste complète traduite en français, avec chaque terme."),
+                       conversation=json.dumps(turns))
+    assert judge_reversal(fragment, ReversalRule()).reason == Reason.CONVERSATION_FRAGMENT
+    assert judge_simplification_candidate(fragment, SimplifyRule(select_all=True)
+                                          ).reason == Reason.CONVERSATION_FRAGMENT
+    judged = recombine_group([fragment, *POOL[:6]], RecombinationRule(options=3), "s")
+    assert {r.id: v.reason for r, v, _ in judged}[fragment.id] == Reason.CONVERSATION_FRAGMENT
+    whole = replace(fragment, conversation=json.dumps(turns[1:]))
+    assert judge_reversal(whole, ReversalRule()).keep
+

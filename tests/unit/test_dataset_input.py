@@ -105,10 +105,34 @@ def test_conversation_without_a_user_turn_is_an_empty_instruction(tmp_path):
     """Real chat corpora hold empty conversations and reply-only fragments: the rules filter
     rejects them with a reason instead of the whole run stopping on them."""
     cfg = InputConfig(path=str(tmp_path / "chats.jsonl"), messages_field="conversations")
-    for turns in ([], [{"from": "gpt", "value": "Anything else?"}]):
+    for turns, reason in (([], Reason.EMPTY_INSTRUCTION),
+                          ([{"from": "gpt", "value": "Anything else?"}],
+                           Reason.CONVERSATION_FRAGMENT)):
         record = to_record({"conversations": turns}, cfg, cfg.path, 0, 1)
         assert (record.instruction, record.output) == ("", "")
-        assert check_rules(record, RuleConfig()).reason == Reason.EMPTY_INSTRUCTION
+        assert check_rules(record, RuleConfig()).reason == reason
+
+
+def test_sharegpt_fragments_are_rejected_with_a_reason_on_real_rows():
+    """ShareGPT holds conversations cut from longer chats: they open with the assistant's
+    message, so their first user turn is a mid-conversation request. The filter demo kept
+    589 of them; the rules now reject them as `conversation_fragment` (unless
+    `reject_fragments: false`), and keep whole conversations."""
+    cfg = load_config(ROOT / "configs" / "filter_demo.yaml").input
+    path = input_files(cfg)[0]
+    verdicts = []
+    for number, row in iter_rows(path, 400):
+        record = to_record(row, cfg, path, 0, number)
+        first = next(m["role"] for m in json.loads(record.conversation) + [{"role": "none"}]
+                     if m["role"] != "system")
+        verdicts.append((first, check_rules(record, RuleConfig()),
+                         check_rules(record, RuleConfig(reject_fragments=False))))
+    fragments = [v for first, v, _ in verdicts if first == "assistant"]
+    assert len(fragments) > 50  # about a third of ShareGPT's rows
+    assert all(v.reason == Reason.CONVERSATION_FRAGMENT for v in fragments)
+    assert not any(v.reason == Reason.CONVERSATION_FRAGMENT
+                   for first, v, _ in verdicts if first != "assistant")
+    assert not any(off.reason == Reason.CONVERSATION_FRAGMENT for _, _, off in verdicts)
 
 
 def test_filter_demo_reads_a_packaged_corpus():

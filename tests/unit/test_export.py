@@ -152,3 +152,60 @@ def test_alpaca_refuses_dialogues_unless_told_to_keep_the_first_exchange(tmp_pat
     path, count = export(run_dir, "alpaca", first_exchange=True)
     assert count == 2 and json.loads(path.read_text())[0]["output"] == "Hello"
     assert export(run_dir, "sharegpt")[1] == 2  # whole dialogues: nothing to refuse
+
+
+def _atomic_rows() -> list[dict]:
+    """Rows as the atomic transforms derive them from real-looking sources."""
+    from dataclasses import replace
+
+    from filters.atomic_tasks import RecombinationRule, recombine_group, reverse
+    from schemas import stable_id
+
+    def source(n: int, instruction: str, output: str, inp: str = "") -> InstructionRecord:
+        rid = stable_id("src", n)
+        return InstructionRecord(id=rid, content_hash=rid, recipe="filter", stage="input",
+                                 round=0, instruction=instruction, input=inp, output=output)
+
+    sources = [source(1, "Greet a customer.", "Welcome to our shop, how can I help you today?"),
+               source(2, "Name a fruit.", "A ripe banana"), source(3, "Name a metal.", "Iron"),
+               source(4, "Name a river.", "The Danube")]
+    reversed_row = reverse(sources[0], "atomic_reversal")
+    with_input = reverse(replace(sources[1], input="Fruits: banana, apple",
+                                 output="banana apple and pear"), "atomic_reversal")
+    choice = next(d for _, _, d in recombine_group(sources, RecombinationRule(options=3,
+                  group_size=4), "atomic_recombination") if d is not None)
+    return [to_row(r) for r in (reversed_row, with_input, choice, sources[2])]
+
+
+def test_ecomgpt_six_parts_with_what_the_atomic_transforms_know(tmp_path):
+    rows = _atomic_rows()
+    path, count = export(_run_dir(tmp_path, [rows]), "ecomgpt")
+    assert path.name == "ecomgpt.jsonl" and count == 4
+    items = {json.loads(x)["prompt"][:20]: json.loads(x) for x in path.read_text().splitlines()}
+    assert all(list(item) == ["task_description", "prompt", "input", "candidate_labels",
+                              "output_constraints", "output"] for item in items.values())
+    choice = items["Choose the answer th"]
+    assert choice["candidate_labels"] == ["A", "B", "C"]
+    assert choice["output_constraints"] == "Reply with one letter only: A, B or C."
+    assert choice["output"] in choice["candidate_labels"]
+    assert choice["task_description"].startswith("Answer matching")
+    request = items["Write the question o"]
+    assert request["output_constraints"].startswith("Output only the request")
+    assert request["task_description"].startswith("Task reversal")
+    assert request["output"] == "Greet a customer." and request["candidate_labels"] == []
+    recover = next(i for p, i in items.items() if p.startswith("The text below"))
+    assert recover["output_constraints"].startswith("Output only the input text")
+    plain = items["Name a metal."]  # a row no transform made: nothing is guessed
+    assert (plain["task_description"], plain["candidate_labels"],
+            plain["output_constraints"]) == ("", [], "")
+
+
+def test_ecomgpt_refuses_a_dialogue_instead_of_cutting_it(tmp_path):
+    from schemas import Message
+
+    turns = (Message("user", "Hi"), Message("assistant", "Hello"),
+             Message("user", "More?"), Message("assistant", "Sure."))
+    run_dir = _run_dir(tmp_path, [[_record("d", "Hi", output="Hello", messages=turns)]])
+    with pytest.raises(InputError, match="'d' is a dialogue of 2 exchanges"):
+        export(run_dir, "ecomgpt")
+    assert not (tmp_path / "run.export" / "ecomgpt.jsonl").exists()

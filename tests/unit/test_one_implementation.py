@@ -35,3 +35,16 @@ def test_no_private_copies_of_shared_helpers():
     assert copies == {}, copies
     assert "def generate(stage" not in "".join(
         text for name, text in _sources().items() if name.startswith("recipes/"))
+
+
+def test_json_lines_are_read_in_one_module():
+    """JSON Lines are read by schemas/jsonl.py only (issue 24): a reader that splits with
+    `splitlines()` cuts texts holding U+2028, one that loops `json.loads` over lines has its
+    own error wording. review.py is its engineer's to move onto the shared reader."""
+    pattern = re.compile(r"splitlines\(\)[^\n]*\n?[^\n]*json\.loads|json\.loads\(line")
+    packages = [ROOT / name for name in ("pipelines", "filters", "schemas")]
+    readers = sorted(str(path.relative_to(ROOT)) for package in packages
+                     for path in package.rglob("*.py")
+                     if pattern.search(path.read_text(encoding="utf-8"))
+                     and path != ROOT / "schemas" / "jsonl.py")
+    assert readers in ([], ["pipelines/outputs/review.py"]), readers

@@ -3,12 +3,14 @@ filter-chain config (order, score filters)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from filters.judge_fit import ELISION_NOTE, elide, estimate_tokens, fit_fields
 from filters.quality import score_of, score_verdict, with_scores
-from filters.quality_judge import clip, judge_schema, parse_judge_answer
+from filters.quality_judge import judge_schema, parse_judge_answer
 from filters.text_stats import (
     non_ascii_share,
     output_prompt_ratio,
@@ -69,6 +71,30 @@ def test_non_ascii_share_ignores_whitespace():
 ])
 def test_unfinished_sentence(text, unfinished):
     assert unfinished_sentence(text) == unfinished
+
+
+@pytest.mark.parametrize("text", [
+    "The total number of items in the list is 42",
+    "It was first released as part of version 3.11.2",
+    "You can read more about it at https://example.com/docs/page",
+    "| name | age | city |\n|---|---|---|\n| Ann | 31 | Oslo |\n| Bob | 42 | Rome |",
+    "Have a wonderful day and enjoy it 😊",
+    "Thanks a lot, see you all soon 👍🏽",
+    "Here is the function you asked for:\n\n    def add(a, b):\n        return a + b",
+])
+def test_finished_answers_without_a_full_stop_are_not_unfinished(text):
+    """Numbers, URLs, table rows, emoji and indented code end answers; they used to count as
+    cut off."""
+    assert unfinished_sentence(text) == 0.0
+
+
+@pytest.mark.parametrize("text", [
+    "The capital of France is Paris and the",
+    "Here is the function you asked for:\n    def add(a, b):\n        return a +",
+    "See the page at https://example.com/docs and then",
+])
+def test_cut_answers_stay_unfinished(text):
+    assert unfinished_sentence(text) == 1.0
 
 
 def test_text_stats_names_every_statistic_in_order():
@@ -135,6 +161,13 @@ def test_judge_answers_that_do_not_parse_say_why(text, finish, problem):
     assert not answer.ok and problem in answer.problem
 
 
+@pytest.mark.parametrize("score", ["NaN", "Infinity", "-Infinity", "1e999", '"nan"', '"inf"'])
+def test_judge_scores_that_are_not_finite_are_unparsable_not_a_crash(score):
+    """json reads NaN/Infinity/1e999 as floats; `int(inf)` used to raise and end the run."""
+    answer = parse_judge_answer(f'{{"rationale": "ok", "score": {score}}}', "stop", 5)
+    assert not answer.ok and "no numeric 'score'" in answer.problem
+
+
 def test_judge_rationale_is_bounded():
     long = json.dumps({"rationale": "x" * 500, "score": 3})
     assert len(parse_judge_answer(long, "stop", 5, max_rationale_chars=40).rationale) == 40
@@ -147,9 +180,33 @@ def test_judge_schema_bounds_score_and_rationale():
     assert list(schema["properties"]) == ["rationale", "score"]
 
 
-def test_clip_marks_a_cut():
-    assert clip("  short ", 10) == "short"
-    assert clip("abcdefghijkl", 5) == "abcde [...]"
+def test_a_row_that_fits_is_sent_whole():
+    fields = {"instruction": "Say hi.", "input": "", "output": "Hi! " * 2000}
+    assert fit_fields(fields, 10_000) == (fields, False)
+
+
+def test_a_long_row_is_cut_by_tokens_keeping_its_end_and_the_judge_is_told():
+    """The old cut kept 3,000 characters and " [...]": the answer then looked unfinished,
+    which the rubric scores 1. Now the short fields stay whole, the long one keeps its start
+    and its end, and the gap says that the pipeline left text out."""
+    answer = "Start of the answer. " + "More detail follows here. " * 2000 + "The end."
+    fields = {"instruction": "Explain it at length.", "input": "", "output": answer}
+    fitted, cut = fit_fields(fields, 3000)
+    assert cut and fitted["instruction"] == fields["instruction"]
+    out = fitted["output"]
+    assert out.startswith("Start of the answer.") and out.endswith("The end.")
+    assert "left out here by the data pipeline" in out and "not a flaw" in out
+    assert sum(estimate_tokens(v) for v in fitted.values()) <= 3000
+    assert estimate_tokens(out) > 2500  # the budget is used, not a fixed character cut
+
+
+def test_elision_counts_tokens_not_characters():
+    chinese = "这是一个很长的回答。" * 1000
+    assert estimate_tokens(chinese) >= 2 * len(chinese)
+    cut = elide(chinese, 500)
+    assert estimate_tokens(cut) <= 500 and ELISION_NOTE.split("{n}")[0] in cut
+    assert elide("short text", 500) == "short text"
+
 
 
 # --- config: score filters and the chain order ----------------------------------------------
@@ -223,3 +280,38 @@ def test_score_filters_load_from_yaml(tmp_path):
     cfg = load_config(path)
     assert cfg.filters.score_filters == (ScoreFilterConfig("repeated_ngram_share", max=0.3),)
     assert cfg.filters.steps() == ("rules", "text_stats", "score_filters")
+
+
+def test_the_judge_request_sends_a_long_answer_whole_when_it_fits_the_context():
+    from pipelines.settings import LlmJudgeConfig
+    from pipelines.transforms.quality import judge_request
+
+    answer = "The answer begins. " + "It explains more. " * 300 + "It ends here."  # 5.4K chars
+    record = InstructionRecord(id="r", content_hash="h", recipe="filter", stage="input",
+                               round=0, instruction="Explain.", output=answer)
+    prompt = judge_request(record, LlmJudgeConfig(enabled=True), 0, "llm_judge").prompt
+    assert prompt.rstrip().endswith("It ends here.") and "[...]" not in prompt
+    huge = dataclasses.replace(record, output=answer * 20)  # ~108K chars: cannot fit 4,096
+    prompt = judge_request(huge, LlmJudgeConfig(enabled=True), 0, "llm_judge").prompt
+    assert prompt.rstrip().endswith("It ends here.")
+    assert "left out here by the data pipeline" in prompt
+    assert estimate_tokens(prompt) <= 4096 - 128
+
+
+def test_the_judges_context_comes_from_the_config_or_the_server_it_runs_on():
+    from pipelines.generators.backends import served_context
+    from pipelines.settings import GeneratorConfig
+    from pipelines.transforms.quality import judge_request
+
+    assert served_context(GeneratorConfig()) == 4096  # DEFAULT_SERVER_ARGS
+    big = GeneratorConfig(server_args=("--max-model-len", "32768"))
+    assert served_context(big) == 32768
+    assert served_context(GeneratorConfig(backend="openai", base_url="http://x",
+                                          model="m")) is None
+    answer = "Begin. " + "Words that go on. " * 2500 + "Done."  # ~45K chars: > 4,096 tokens
+    record = InstructionRecord(id="r", content_hash="h", recipe="filter", stage="input",
+                               round=0, instruction="Explain.", output=answer)
+    wide = LlmJudgeConfig(enabled=True, context_tokens=32768)
+    assert judge_request(record, wide, 0, "s").prompt.rstrip().endswith(answer)
+    narrow = judge_request(record, LlmJudgeConfig(enabled=True), 0, "s").prompt
+    assert answer not in narrow and "left out here" in narrow

@@ -56,7 +56,7 @@ def test_label_lines_and_verdicts_last_one_wins_skip_ignored(tmp_path):
 
 
 @pytest.mark.parametrize(("line", "problem"), [
-    ("not json", "not JSON"),
+    ("not json", "malformed JSON"),
     (json.dumps({"instruction": "I", "output": "O", "label": 2}), "must be 1 (good) or 0"),
     (json.dumps({"instruction": "I", "output": "O", "label": True}), "must be 1 (good) or 0"),
     (json.dumps({"output": "O", "label": 1}), "'instruction' must be a string"),

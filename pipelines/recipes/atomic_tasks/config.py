@@ -35,6 +35,8 @@ class SimplificationConfig:
     max_subtasks: int = 4
     max_subtask_chars: int = 600  # the JSON schema's maxLength per field
     grounded: bool = True  # a sub-task's answer must be a passage of the source answer
+    # grounded: share of a sub-task request's content words found in the source request
+    min_request_overlap: float = 0.5
     api: Literal["chat", "completions"] = "chat"
     structured_output: bool = True  # vLLM JSON-schema decoding; needs the server flag
     sampling: SamplingConfig = field(default_factory=simplify_sampling)
@@ -44,6 +46,7 @@ class SimplificationConfig:
         check(self.max_source_chars >= 1, "max_source_chars", "must be >= 1")
         check(2 <= self.max_subtasks <= 16, "max_subtasks", "must be in [2, 16]")
         check(self.max_subtask_chars >= 1, "max_subtask_chars", "must be >= 1")
+        check(0.0 <= self.min_request_overlap <= 1.0, "min_request_overlap", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,15 @@ class RecombinationConfig:
     options: int = 4  # answers shown, the right one included
     group_size: int = 64  # rows per seeded group that distractors are drawn from
     max_option_chars: int = 400  # longer answers are neither asked about nor shown
+    # candidates with ROUGE-L F above this to the right answer are never distractors
+    max_distractor_rouge_l: float = 0.7
 
     def __post_init__(self) -> None:
         check(2 <= self.options <= 10, "options", "must be in [2, 10]")
         check(self.group_size >= self.options, "group_size", "must be >= options")
         check(self.max_option_chars >= 1, "max_option_chars", "must be >= 1")
+        check(0.0 <= self.max_distractor_rouge_l <= 1.0, "max_distractor_rouge_l",
+              "must be in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -32,14 +32,15 @@ def simplify_settings(cfg: AtomicTasksConfig) -> SimplifySettings:
         rule=SimplifyRule(min_parts=s.min_parts, max_source_chars=s.max_source_chars,
                           select_all=s.select == "all"),
         max_subtasks=s.max_subtasks, max_subtask_chars=s.max_subtask_chars,
-        grounded=s.grounded, api=s.api, structured_output=s.structured_output,
-        sampling=s.sampling)
+        grounded=s.grounded, min_request_overlap=s.min_request_overlap, api=s.api,
+        structured_output=s.structured_output, sampling=s.sampling)
 
 
 def recombination_rule(cfg: AtomicTasksConfig, seed: int) -> RecombinationRule:
     r = cfg.recombination
     return RecombinationRule(options=r.options, group_size=r.group_size,
-                             max_option_chars=r.max_option_chars, seed=seed)
+                             max_option_chars=r.max_option_chars,
+                             max_distractor_rouge_l=r.max_distractor_rouge_l, seed=seed)
 
 
 def transform_accounting(stages: Mapping[str, Mapping[str, Any]], rows_in: int,

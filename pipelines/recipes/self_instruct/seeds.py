@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.errors import InputError
 from prompts import BUILTIN_SEED_TASKS, builtin_path
+from schemas.jsonl import iter_json_lines, split_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +34,8 @@ def read_seed_tasks(spec: str) -> list[SeedTask]:
         raise InputError(f"{path}: is a directory, expected a JSONL file") from None
     tasks: list[SeedTask] = []
     seen: dict[str, int] = {}
-    for number, line_bytes in enumerate(raw.splitlines(), start=1):
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}:{number}: not valid UTF-8 (byte {exc.start})") from None
-        if not line.strip():
-            continue
-        task = _parse_line(line, f"{path}:{number}")
+    for number, obj in iter_json_lines(split_lines(raw), str(path), InputError):
+        task = _parse_object(obj, f"{path}:{number}")
         if task.id in seen:
             raise InputError(f"{path}:{number}: field 'id' repeats {task.id!r} "
                              f"(first on line {seen[task.id]})")
@@ -51,13 +46,7 @@ def read_seed_tasks(spec: str) -> list[SeedTask]:
     return tasks
 
 
-def _parse_line(line: str, where: str) -> SeedTask:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(obj, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+def _parse_object(obj: dict[str, Any], where: str) -> SeedTask:
     instruction = _field(obj, "instruction", str, where)
     if not instruction.strip():
         raise InputError(f"{where}: field 'instruction' is empty")
