@@ -305,11 +305,12 @@ def test_the_judge_rates_every_reply_and_the_worst_decides():
     from filters.quality import score_verdict
     from filters.quality_judge import JudgeAnswer
     from pipelines.settings import LlmJudgeConfig
-    from pipelines.transforms.quality import _attach_judgement, judge_requests
+    from pipelines.transforms.quality import _attach_judgement, judge_key, judge_requests
 
     row = _dialogue_row(*JUDGED)
     requests = judge_requests(row, LlmJudgeConfig(enabled=True), 0, "llm_judge")
-    assert [r.context for r in requests] == ["turn 2 (assistant)", "turn 4 (assistant)"]
+    assert [r.context[1] for r in requests] == ["turn 2 (assistant)", "turn 4 (assistant)"]
+    assert {r.context[0] for r in requests} == {judge_key(row)}  # joined back by row
     assert "Bananas are yellow." in requests[1].prompt
     assert "And the sun?" in requests[1].prompt and "The moon pulls" in requests[1].prompt
     answers = [("turn 2 (assistant)", JudgeAnswer(5, "right")),
