@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 
 from filters.quality import CLASSIFIER
 from filters.tag_embeddings import MINILM, embedder
-from schemas.jsonl import read_json_lines
+from schemas.jsonl import TORN_SUFFIX, read_json_lines
 
 ARTIFACT: Final = "quality_classifier.v1.json"
 FORMAT: Final = "instructbeam/quality_classifier"
@@ -80,7 +81,8 @@ def read_labelled(path: Path) -> list[Labelled]:
     `verdict` field; the last verdict per id wins, `skip` gives no row)."""
     rows: list[Labelled] = []
     verdicts: dict[str, Labelled | None] = {}
-    for number, data in read_json_lines(path, LabelError):  # lines end at "\n" only
+    torn: list[str] = []  # a review log cut mid-line by a crash: its last line is set aside
+    for number, data in read_json_lines(path, LabelError, torn=torn):  # "\n" ends a line
         where = f"{path}:{number}"
         if "verdict" not in data:
             rows.append(_label_line(data, where))
@@ -98,6 +100,10 @@ def read_labelled(path: Path) -> list[Labelled]:
         else:
             raise LabelError(f"{where}: field 'verdict' must be good, bad, skip or undone, got "
                              f"{verdict!r}")
+    for problem in torn:  # only a review log is appended by a program that can crash
+        if not verdicts:
+            raise LabelError(problem.removesuffix(TORN_SUFFIX))
+        warnings.warn(f"{path}: {problem}", stacklevel=2)
     return rows + [v for v in verdicts.values() if v is not None]
 
 

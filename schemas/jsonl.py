@@ -17,7 +17,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+#: Ends the message of a last line set aside as torn (`torn=`).
+TORN_SUFFIX: Final = " (an unfinished last line, set aside)"
 
 
 class JsonLinesError(ValueError):
@@ -66,7 +69,7 @@ def iter_json_lines(lines: Iterable[bytes | str], name: str,
             unterminated = not line.endswith(b"\n" if isinstance(line, bytes) else "\n")
             if torn is None or not isinstance(exc, error) or not unterminated:
                 raise
-            torn.append(f"{exc} (an unfinished last line, set aside)")
+            torn.append(f"{exc}{TORN_SUFFIX}")
             return
         if value is not None:
             yield number, value

@@ -139,3 +139,15 @@ def test_verdicts_written_by_the_review_page_train_what_is_in_force(tmp_path):
                                make_verdict(rows[2], "good"), make_verdict(rows[2], "undone")])
     labelled = read_labelled(verdicts_path(tmp_path))
     assert labelled == [Labelled("Ia\u2028x", "", "Oa", 1), Labelled("Ib\u2028x", "", "Ob", 0)]
+
+
+def test_a_review_log_torn_by_a_crash_still_trains_and_says_so(tmp_path):
+    from filters.quality_classifier import read_labelled
+
+    log = tmp_path / "verdicts.jsonl"
+    whole = {"id": "a", "verdict": "good", "instruction": "Say hi.", "input": "",
+             "output": "Hi!"}
+    log.write_text(json.dumps(whole) + "\n" + '{"id": "b", "verdict": "ba')
+    with pytest.warns(UserWarning, match="unfinished last line"):
+        rows = read_labelled(log)
+    assert [(r.instruction, r.label) for r in rows] == [("Say hi.", 1)]
