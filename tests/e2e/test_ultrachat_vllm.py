@@ -60,5 +60,9 @@ def test_ultrachat_demo_runs_on_a_real_model(tmp_path: Path, embedded_server):
         assert row["opening_id"] and row["dialogue_end"] in ("rounds_reached", "context_full")
     report = manifest["reports"]["ultrachat"]
     assert report["dialogues"] == manifest["rows"]["data"]
+    # the demo's personas reach the rows; topic diversity is a figure, or says why not
+    assert all(row["persona"] for row in read_rows(out, "data"))
+    assert "topic_diversity" in report
+    assert report["topic_diversity"] is not None or report.get("topic_diversity_note")
     usage = manifest["run"]["generator_usage"]["ultrachat_assistant_turn"]
     assert usage["completion_tokens"] > 0

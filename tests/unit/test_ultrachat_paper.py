@@ -293,6 +293,9 @@ def test_the_report_has_topic_diversity_or_says_why_not(monkeypatch):
     report = build_report(None, numbers, {}, [], [], [], [], [], topic_note=note)
     assert report["topic_diversity"] is None and report["topic_diversity_note"] == note
     assert UltraChatConfig().topic_embedding == "all-minilm-l6-v2"  # the MiniLM #InsTag uses
+    one = build_report(None, numbers, {}, [], [], [], [], [],
+                       topics=(vectors[0].tolist(), 1), topic_model="char-trigram")
+    assert one["topic_diversity"] is None and "needs two" in one["topic_diversity_note"]
 
 
 # --- the judge and the classifier rate every reply of a dialogue ---------------------------

@@ -104,6 +104,8 @@ def build_report(_: Any, total: DialogueNumbers, distinct: dict[int, tuple[int, 
     """The report dict: the figures, their breakdowns, and `summary` rows to display."""
     figures: dict[str, Any] = dict(summarize(total, distinct))
     figures["topic_diversity"] = None if topic_note else topic_diversity(*topics)
+    if figures["topic_diversity"] is None and not topic_note:
+        topic_note = f"{topics[1]} opening line(s) kept: a distance needs two"
     report = {**figures,
               "topic_embedding": topic_model,
               **({"topic_diversity_note": topic_note} if topic_note else {}),
