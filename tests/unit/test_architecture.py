@@ -62,16 +62,18 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+def _module_level_imports(tree: ast.Module, *, annotations: bool = False
+                          ) -> list[ast.Import | ast.ImportFrom]:
     """Imports that run when the module is imported: top level, and inside module-level
-    if/try blocks, except `if TYPE_CHECKING:` (annotations only, never executed)."""
+    if/try blocks, except `if TYPE_CHECKING:` (annotations only, never executed) unless
+    `annotations` (the layer rules count those too)."""
     out: list[ast.Import | ast.ImportFrom] = []
     todo: list[ast.stmt] = list(tree.body)
     while todo:
         node = todo.pop(0)
         if isinstance(node, ast.Import | ast.ImportFrom):
             out.append(node)
-        elif isinstance(node, ast.If) and not _is_type_checking(node):
+        elif isinstance(node, ast.If) and (annotations or not _is_type_checking(node)):
             todo += node.body + node.orelse
         elif isinstance(node, ast.Try):
             todo += node.body + node.orelse + node.finalbody + [
@@ -356,22 +358,6 @@ DOWNWARD_ONLY = {
 }
 
 
-def _every_import(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    """Module-level imports, `if TYPE_CHECKING:` blocks included."""
-    out: list[ast.Import | ast.ImportFrom] = []
-    todo: list[ast.stmt] = list(tree.body)
-    while todo:
-        node = todo.pop(0)
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            out.append(node)
-        elif isinstance(node, ast.If):
-            todo += node.body + node.orelse
-        elif isinstance(node, ast.Try):
-            todo += node.body + node.orelse + node.finalbody + [
-                s for h in node.handlers for s in h.body]
-    return out
-
-
 def upward_imports(rules: dict[str, tuple[str, ...]]) -> list[str]:
     """`file:line imports module` for every import that breaks `rules`."""
     def under(name: str, prefix: str) -> bool:
@@ -383,7 +369,7 @@ def upward_imports(rules: dict[str, tuple[str, ...]]) -> list[str]:
         if not banned:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in _every_import(tree):
+        for node in _module_level_imports(tree, annotations=True):
             for target in _targets(node, module):
                 if any(under(target, b) for b in banned):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {target}")

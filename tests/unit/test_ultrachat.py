@@ -10,7 +10,7 @@ from filters.dialogue_stats import DialogueNumbers, dialogue_numbers, mtld, summ
 from filters.ultrachat import TurnRules, check_turn, clean_user_turn, parse_list
 from pipelines.config import RunConfig, load_config
 from pipelines.errors import InputError
-from pipelines.generators.backends import GeneratorIdentity
+from pipelines.generators.backends import GeneratorIdentity, served_context
 from pipelines.generators.cache import cache_key
 from pipelines.generators.generation import Completion, GenerationOutcome, GenerationRequest
 from pipelines.recipes.ultrachat import dialogue, steps
@@ -167,10 +167,10 @@ def test_the_context_budget_ends_a_dialogue_before_a_round_that_does_not_fit():
 
 
 def test_server_context_reads_max_model_len():
-    assert dialogue.server_context(GeneratorConfig()) == 4096
+    assert served_context(GeneratorConfig()) == 4096
     gen = GeneratorConfig(server_args=("--max-model-len=2048",))
-    assert dialogue.server_context(gen) == 2048
-    assert dialogue.server_context(GeneratorConfig(server_args=())) is None
+    assert served_context(gen) == 2048
+    assert served_context(GeneratorConfig(server_args=())) is None
     assert dialogue.budget(_cfg()).limit == 4096
 
 

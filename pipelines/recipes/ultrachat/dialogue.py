@@ -23,12 +23,11 @@ from dataclasses import dataclass, replace
 
 from filters.ultrachat import TurnRules, check_turn, clean_user_turn
 from filters.verdict import Verdict
-from pipelines.generators.backends import BACKENDS, GeneratorIdentity
+from pipelines.generators.backends import GeneratorIdentity, served_context
 from pipelines.generators.generation import GenerationOutcome, GenerationRequest
 from pipelines.recipes.ultrachat.config import UltraChatRun
 from pipelines.recipes.ultrachat.routing import draw_persona
 from pipelines.recipes.ultrachat.steps import MATERIALS, PROMPTS, RECIPE
-from pipelines.settings import GeneratorConfig
 from pipelines.transforms.provenance import canonical_sampling, derive_seed
 from prompts import PromptTemplate, load_prompt
 from schemas import InstructionRecord, Message, Reason, content_hash, stable_id
@@ -80,25 +79,12 @@ class Budget:
     assistant_max: int
 
 
-def server_context(gen: GeneratorConfig) -> int | None:
-    """`--max-model-len` of a server we start; None for a remote endpoint or when unset."""
-    if BACKENDS[gen.backend].remote:
-        return None
-    args = list(gen.server_args)
-    for i, arg in enumerate(args):
-        if arg == "--max-model-len" and i + 1 < len(args):
-            return int(args[i + 1])
-        if arg.startswith("--max-model-len="):
-            return int(arg.split("=", 1)[1])
-    return None
-
-
 def budget(cfg: UltraChatRun) -> Budget:
     uc = cfg.ultrachat
     limit = uc.context_tokens
     if limit is None:
-        known = [c for c in (server_context(cfg.generator),
-                             server_context(uc.user_generator or cfg.generator)) if c]
+        known = [c for c in (served_context(cfg.generator),
+                             served_context(uc.user_generator or cfg.generator)) if c]
         limit = min(known) if known else None
     return Budget(limit, uc.context_margin_tokens, uc.user_sampling.max_tokens,
                   uc.assistant_sampling.max_tokens)
